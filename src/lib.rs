@@ -1,0 +1,13 @@
+//! sotto: a privacy gateway for mail and chat.
+//!
+//! The flow, and the modules that own each step:
+//! listeners ([`smtp`]) → policy → transform (encrypt, links) → [`relay`].
+//! Configuration is in [`config`]; [`serve`] wires the pieces together.
+
+pub mod admin;
+pub mod config;
+pub mod envelope;
+pub mod relay;
+pub mod reply;
+pub mod serve;
+pub mod smtp;

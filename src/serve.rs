@@ -1,0 +1,106 @@
+//! `sotto serve`: binds the listeners, runs them, and shuts down in order —
+//! stop accepting, let open transactions finish (bounded by
+//! `timeouts.shutdown`), then return.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::relay::Upstream;
+use crate::smtp::{Listener, Protocol, Shared};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { what: &'static str, addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Upstream(#[from] crate::relay::upstream::UpstreamError),
+    #[error("STARTTLS certificate: {0}")]
+    Tls(#[from] crate::smtp::TlsError),
+}
+
+/// A running gateway: where it listens, and how to stop it.
+pub struct Running {
+    pub smtp: Option<SocketAddr>,
+    pub lmtp: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    done: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting; open transactions finish.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every listener and session has ended.
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<Option<TcpListener>, ServeError> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| ServeError::Bind { what, addr: addr.to_string(), source })
+}
+
+/// Binds every configured listener and starts serving.
+pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
+    let shutdown = CancellationToken::new();
+    let upstream = Upstream::from_config(cfg)?;
+    let tls = match (&cfg.smtp.tls_cert, &cfg.smtp.tls_key) {
+        (Some(c), Some(k)) => Some(crate::smtp::server_tls(c, k)?),
+        _ => None,
+    };
+    let smtp = bind("smtp.listen", &cfg.smtp.listen).await?;
+    let lmtp = bind("lmtp.listen", &cfg.lmtp.listen).await?;
+    let admin = bind("admin.listen", &cfg.admin.listen).await?;
+    let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (smtp_addr, lmtp_addr, admin_addr) = (addr(&smtp), addr(&lmtp), addr(&admin));
+
+    let shared = Shared::new(cfg, upstream.clone(), tls, shutdown.clone());
+    let limit = Arc::new(Semaphore::new(cfg.limits.max_connections));
+    let sessions = TaskTracker::new();
+    let mut listeners = Vec::new();
+    for (socket, protocol) in [(smtp, Protocol::Smtp), (lmtp, Protocol::Lmtp)] {
+        if let Some(socket) = socket {
+            let l = Listener { socket, protocol, shared: shared.clone() };
+            tracing::info!(event = "listening", protocol = protocol.name(), addr = %l.socket.local_addr().map(|a| a.to_string()).unwrap_or_default());
+            listeners.push(tokio::spawn(l.run(limit.clone(), sessions.clone())));
+        }
+    }
+    if let Some(admin) = admin {
+        tracing::info!(event = "listening", protocol = "admin", addr = ?admin_addr);
+        listeners.push(tokio::spawn(crate::admin::run(admin, upstream, shutdown.clone())));
+    }
+    let grace: Duration = cfg.timeouts.shutdown;
+    let token = shutdown.clone();
+    let done = tokio::spawn(async move {
+        token.cancelled().await;
+        tracing::info!(event = "shutdown", phase = "stop_accepting");
+        for l in listeners {
+            let _ = l.await;
+        }
+        sessions.close();
+        if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+            tracing::warn!(event = "shutdown", phase = "grace_expired", open = sessions.len());
+        }
+        tracing::info!(event = "shutdown", phase = "done");
+    });
+    Ok(Running { smtp: smtp_addr, lmtp: lmtp_addr, admin: admin_addr, shutdown, done })
+}
