@@ -18,12 +18,17 @@ struct AdminState {
 
 /// Serves the admin endpoint until shutdown.
 pub async fn run(listener: TcpListener, upstream: Upstream, shutdown: CancellationToken) {
-    let state = AdminState { upstream, shutdown: shutdown.clone() };
+    let state = AdminState {
+        upstream,
+        shutdown: shutdown.clone(),
+    };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(state);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
     if let Err(e) = result {
         tracing::warn!(event = "admin_failed", error = %e);
     }

@@ -61,7 +61,9 @@ fn init_logs(cfg: &Config) {
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cfg.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -73,7 +75,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match load(config.as_deref()) {
             Ok(_) => {
-                println!("{}: ok", config.as_deref().map_or("embedded defaults".into(), |p| p.display().to_string()));
+                println!(
+                    "{}: ok",
+                    config
+                        .as_deref()
+                        .map_or("embedded defaults".into(), |p| p.display().to_string())
+                );
                 ExitCode::SUCCESS
             }
             Err(code) => code,

@@ -10,14 +10,19 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: u16,
-    /// Enhanced status code such as `5.7.1`.
+    /// Enhanced status code such as `5.7.1`; empty for the greeting and the
+    /// EHLO reply, which carry none (RFC 2034).
     pub status: String,
     pub text: String,
 }
 
 impl Reply {
     pub fn new(code: u16, status: &str, text: impl Into<String>) -> Self {
-        Reply { code, status: status.to_string(), text: text.into() }
+        Reply {
+            code,
+            status: status.to_string(),
+            text: text.into(),
+        }
     }
 
     pub fn is_positive(&self) -> bool {
@@ -62,20 +67,32 @@ impl Reply {
         let lines: Vec<&str> = self.text.split('\n').collect();
         for (i, line) in lines.iter().enumerate() {
             let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-            out.extend_from_slice(format!("{}{}{} {}\r\n", self.code, sep, self.status, line).as_bytes());
+            let line = if self.status.is_empty() {
+                format!("{}{}{}\r\n", self.code, sep, line)
+            } else {
+                format!("{}{}{} {}\r\n", self.code, sep, self.status, line)
+            };
+            out.extend_from_slice(line.as_bytes());
         }
     }
 }
 
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.code, self.status, self.text.replace('\n', " / "))
+        write!(
+            f,
+            "{} {} {}",
+            self.code,
+            self.status,
+            self.text.replace('\n', " / ")
+        )
     }
 }
 
 fn is_status(s: &str, class: u16) -> bool {
     let mut parts = s.split('.');
-    let (Some(a), Some(b), Some(c), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(a), Some(b), Some(c), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -102,16 +119,29 @@ mod tests {
     #[test]
     fn single_and_multi_line() {
         assert_eq!(wire(&Reply::new(250, "2.0.0", "ok")), "250 2.0.0 ok\r\n");
-        assert_eq!(wire(&Reply::new(550, "5.7.1", "a\nb")), "550-5.7.1 a\r\n550 5.7.1 b\r\n");
+        assert_eq!(
+            wire(&Reply::new(550, "5.7.1", "a\nb")),
+            "550-5.7.1 a\r\n550 5.7.1 b\r\n"
+        );
+        assert_eq!(
+            wire(&Reply::new(250, "", "host\nPIPELINING")),
+            "250-host\r\n250 PIPELINING\r\n"
+        );
     }
 
     #[test]
     fn peer_status_kept_when_class_matches() {
         let r = Reply::from_peer(550, &["5.1.1 <b@x>: unknown user"], "upstream: ");
-        assert_eq!((r.status.as_str(), r.text.as_str()), ("5.1.1", "upstream: <b@x>: unknown user"));
+        assert_eq!(
+            (r.status.as_str(), r.text.as_str()),
+            ("5.1.1", "upstream: <b@x>: unknown user")
+        );
         let r = Reply::from_peer(451, &["5.1.1 mismatched class"], "");
         assert_eq!(r.status, "4.0.0");
         let r = Reply::from_peer(421, &["no status\r\nINJECTED"], "");
-        assert_eq!((r.status.as_str(), r.text.as_str()), ("4.0.0", "no statusINJECTED"));
+        assert_eq!(
+            (r.status.as_str(), r.text.as_str()),
+            ("4.0.0", "no statusINJECTED")
+        );
     }
 }

@@ -21,7 +21,11 @@ use crate::smtp::{Listener, Protocol, Shared};
 #[non_exhaustive]
 pub enum ServeError {
     #[error("cannot listen on {addr} ({what}): {source}")]
-    Bind { what: &'static str, addr: String, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Upstream(#[from] crate::relay::upstream::UpstreamError),
     #[error("STARTTLS certificate: {0}")]
@@ -56,7 +60,11 @@ async fn bind(what: &'static str, addr: &str) -> Result<Option<TcpListener>, Ser
     TcpListener::bind(addr)
         .await
         .map(Some)
-        .map_err(|source| ServeError::Bind { what, addr: addr.to_string(), source })
+        .map_err(|source| ServeError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Binds every configured listener and starts serving.
@@ -79,14 +87,22 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let mut listeners = Vec::new();
     for (socket, protocol) in [(smtp, Protocol::Smtp), (lmtp, Protocol::Lmtp)] {
         if let Some(socket) = socket {
-            let l = Listener { socket, protocol, shared: shared.clone() };
+            let l = Listener {
+                socket,
+                protocol,
+                shared: shared.clone(),
+            };
             tracing::info!(event = "listening", protocol = protocol.name(), addr = %l.socket.local_addr().map(|a| a.to_string()).unwrap_or_default());
             listeners.push(tokio::spawn(l.run(limit.clone(), sessions.clone())));
         }
     }
     if let Some(admin) = admin {
         tracing::info!(event = "listening", protocol = "admin", addr = ?admin_addr);
-        listeners.push(tokio::spawn(crate::admin::run(admin, upstream, shutdown.clone())));
+        listeners.push(tokio::spawn(crate::admin::run(
+            admin,
+            upstream,
+            shutdown.clone(),
+        )));
     }
     let grace: Duration = cfg.timeouts.shutdown;
     let token = shutdown.clone();
@@ -98,9 +114,19 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         }
         sessions.close();
         if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
-            tracing::warn!(event = "shutdown", phase = "grace_expired", open = sessions.len());
+            tracing::warn!(
+                event = "shutdown",
+                phase = "grace_expired",
+                open = sessions.len()
+            );
         }
         tracing::info!(event = "shutdown", phase = "done");
     });
-    Ok(Running { smtp: smtp_addr, lmtp: lmtp_addr, admin: admin_addr, shutdown, done })
+    Ok(Running {
+        smtp: smtp_addr,
+        lmtp: lmtp_addr,
+        admin: admin_addr,
+        shutdown,
+        done,
+    })
 }

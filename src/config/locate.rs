@@ -27,14 +27,21 @@ impl fmt::Display for Problem {
 
 impl Problem {
     pub(super) fn whole(file: &Path, message: String) -> Self {
-        Problem { file: Some(file.to_path_buf()), position: None, message }
+        Problem {
+            file: Some(file.to_path_buf()),
+            position: None,
+            message,
+        }
     }
 
     pub(super) fn env_or_file(file: Option<&Path>, message: String) -> Self {
         Problem {
             file: file.map(Path::to_path_buf),
             position: None,
-            message: format!("{message} (in the file or a {}_* variable)", super::ENV_PREFIX),
+            message: format!(
+                "{message} (in the file or a {}_* variable)",
+                super::ENV_PREFIX
+            ),
         }
     }
 
@@ -42,7 +49,11 @@ impl Problem {
     /// in the file when the file sets it, else attributed to the
     /// environment or the defaults.
     pub(super) fn at_key(file: Option<&Path>, text: Option<&str>, key: &str, msg: String) -> Self {
-        let env_name = format!("{}_{}", super::ENV_PREFIX, key.replace('.', "__").to_uppercase());
+        let env_name = format!(
+            "{}_{}",
+            super::ENV_PREFIX,
+            key.replace('.', "__").to_uppercase()
+        );
         let from_env = std::env::var_os(&env_name).is_some();
         let position = match (text, from_env) {
             (Some(t), false) => key_offset(t, key).map(|o| line_col(t, o)),
@@ -53,7 +64,11 @@ impl Problem {
             (None, true) => format!("{key} (from {env_name}): {msg}"),
             (None, false) => format!("{key}: {msg}"),
         };
-        Problem { file: file.map(Path::to_path_buf), position, message }
+        Problem {
+            file: file.map(Path::to_path_buf),
+            position,
+            message,
+        }
     }
 }
 
@@ -67,7 +82,10 @@ pub(super) fn check_file(path: &Path, text: &str) -> Vec<Problem> {
     };
     let (_, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
-        return errors.iter().map(|e| at(e.span(), first_line(e.message()))).collect();
+        return errors
+            .iter()
+            .map(|e| at(e.span(), first_line(e.message())))
+            .collect();
     }
     match toml::from_str::<super::Config>(text) {
         Ok(_) => Vec::new(),
@@ -100,7 +118,10 @@ fn key_offset(text: &str, dotted: &str) -> Option<usize> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -117,7 +138,10 @@ mod tests {
     #[test]
     fn dotted_keys_are_found() {
         let t = "[smtp]\nhostname = \"x\"\n\n[upstream]\naddress = \"y\"\n";
-        assert_eq!(key_offset(t, "upstream.address").map(|o| line_col(t, o)), Some((5, 1)));
+        assert_eq!(
+            key_offset(t, "upstream.address").map(|o| line_col(t, o)),
+            Some((5, 1))
+        );
         assert_eq!(key_offset(t, "upstream.tls"), None);
     }
 

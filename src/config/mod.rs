@@ -84,7 +84,9 @@ pub struct User {
 
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +100,9 @@ pub struct LmtpConfig {
 
 impl Default for LmtpConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:10024".into() }
+        Self {
+            listen: "127.0.0.1:10024".into(),
+        }
     }
 }
 
@@ -162,7 +166,9 @@ pub struct UpstreamAuth {
 
 impl std::fmt::Debug for UpstreamAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamAuth").field("username", &self.username).finish_non_exhaustive()
+        f.debug_struct("UpstreamAuth")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,7 +246,9 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9025".into() }
+        Self {
+            listen: "127.0.0.1:9025".into(),
+        }
     }
 }
 
@@ -256,7 +264,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -278,7 +289,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn render(&self) -> String {
-        self.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+        self.problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -330,7 +345,11 @@ impl Config {
             .into_iter()
             .map(|(key, msg)| Problem::at_key(file.as_deref(), text.as_deref(), &key, msg))
             .collect();
-        if problems.is_empty() { Ok(cfg) } else { Err(ConfigError { problems }) }
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     /// Every semantic problem, as (dotted key, message).
@@ -352,12 +371,18 @@ impl Config {
         addr("lmtp.listen", &self.lmtp.listen, true);
         addr("admin.listen", &self.admin.listen, true);
         if self.smtp.listen.is_empty() && self.lmtp.listen.is_empty() {
-            out.push(("smtp.listen".into(), "SMTP and LMTP listeners are both disabled".into()));
+            out.push((
+                "smtp.listen".into(),
+                "SMTP and LMTP listeners are both disabled".into(),
+            ));
         }
         if split_host_port(&self.upstream.address).is_none() {
             out.push((
                 "upstream.address".into(),
-                format!("`{}` is not host:port (e.g. 127.0.0.1:10026)", self.upstream.address),
+                format!(
+                    "`{}` is not host:port (e.g. 127.0.0.1:10026)",
+                    self.upstream.address
+                ),
             ));
         }
         match (&self.smtp.tls_cert, &self.smtp.tls_key) {
@@ -372,20 +397,33 @@ impl Config {
             }
             (None, None) => {
                 if self.smtp.require_tls {
-                    out.push(("smtp.require_tls".into(), "needs tls_cert and tls_key".into()));
+                    out.push((
+                        "smtp.require_tls".into(),
+                        "needs tls_cert and tls_key".into(),
+                    ));
                 }
             }
         }
         if let Some(ca) = &self.upstream.tls_ca
             && !ca.is_file()
         {
-            out.push(("upstream.tls_ca".into(), format!("cannot read `{}`", ca.display())));
+            out.push((
+                "upstream.tls_ca".into(),
+                format!("cannot read `{}`", ca.display()),
+            ));
         }
         if self.smtp.auth.required && self.smtp.auth.users.is_empty() {
-            out.push(("smtp.auth.required".into(), "no [[smtp.auth.users]] are defined".into()));
+            out.push((
+                "smtp.auth.required".into(),
+                "no [[smtp.auth.users]] are defined".into(),
+            ));
         }
         for (key, v, min) in [
-            ("limits.max_message_size", self.limits.max_message_size, 1024),
+            (
+                "limits.max_message_size",
+                self.limits.max_message_size,
+                1024,
+            ),
             ("limits.max_recipients", self.limits.max_recipients, 1),
             ("limits.max_connections", self.limits.max_connections, 1),
             ("limits.max_commands", self.limits.max_commands, 10),
@@ -407,7 +445,10 @@ impl Config {
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            out.push(("log.level".into(), format!("not a log level or filter: {e}")));
+            out.push((
+                "log.level".into(),
+                format!("not a log level or filter: {e}"),
+            ));
         }
         out
     }
@@ -417,7 +458,10 @@ impl Config {
 pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
     let (host, port) = addr.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if host.is_empty() || port == 0 {
         return None;
     }
@@ -450,7 +494,10 @@ mod tests {
         let p = dir.path().join("sotto.toml");
         std::fs::write(&p, "[upstream]\naddress = \"127.0.0.1:1\"\n").unwrap();
         let env = vec![
-            ("SOTTO_UPSTREAM__ADDRESS".to_string(), "127.0.0.1:2525".to_string()),
+            (
+                "SOTTO_UPSTREAM__ADDRESS".to_string(),
+                "127.0.0.1:2525".to_string(),
+            ),
             ("SOTTO_LIMITS__MAX_RECIPIENTS".to_string(), "7".to_string()),
             ("PATH".to_string(), "/bin".to_string()),
         ];
@@ -491,7 +538,10 @@ mod tests {
     #[test]
     fn host_port_split() {
         assert_eq!(split_host_port("[::1]:25"), Some(("::1".into(), 25)));
-        assert_eq!(split_host_port("mx.example:587"), Some(("mx.example".into(), 587)));
+        assert_eq!(
+            split_host_port("mx.example:587"),
+            Some(("mx.example".into(), 587))
+        );
         assert_eq!(split_host_port("mx.example"), None);
         assert_eq!(split_host_port(":25"), None);
     }

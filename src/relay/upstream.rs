@@ -27,7 +27,10 @@ pub enum UpstreamError {
     #[error("upstream.address `{0}` is not host:port")]
     Address(String),
     #[error("cannot read upstream.tls_ca `{path}`: {source}")]
-    Ca { path: String, source: std::io::Error },
+    Ca {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("upstream TLS settings: {0}")]
     Tls(String),
 }
@@ -60,8 +63,8 @@ pub struct Upstream {
 impl Upstream {
     pub fn from_config(cfg: &Config) -> Result<Self, UpstreamError> {
         let up = &cfg.upstream;
-        let (host, port) =
-            split_host_port(&up.address).ok_or_else(|| UpstreamError::Address(up.address.clone()))?;
+        let (host, port) = split_host_port(&up.address)
+            .ok_or_else(|| UpstreamError::Address(up.address.clone()))?;
         let tls = match up.tls {
             UpstreamTls::None => None,
             UpstreamTls::Starttls | UpstreamTls::Tls => {
@@ -72,10 +75,14 @@ impl Upstream {
                         path: ca.display().to_string(),
                         source,
                     })?;
-                    let cert = Certificate::from_pem(&pem).map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                    let cert = Certificate::from_pem(&pem)
+                        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
                     b = b.add_root_certificate(cert);
                 }
-                Some(b.build_rustls().map_err(|e| UpstreamError::Tls(e.to_string()))?)
+                Some(
+                    b.build_rustls()
+                        .map_err(|e| UpstreamError::Tls(e.to_string()))?,
+                )
             }
         };
         let settings = Settings {
@@ -84,20 +91,30 @@ impl Upstream {
             tls_mode: up.tls,
             tls,
             hello: ClientId::Domain(up.helo_name.clone()),
-            credentials: up.auth.as_ref().map(|a| Credentials::new(a.username.clone(), a.password.clone())),
+            credentials: up
+                .auth
+                .as_ref()
+                .map(|a| Credentials::new(a.username.clone(), a.password.clone())),
             pool_size: up.pool_size,
             idle_timeout: up.idle_timeout,
             command_timeout: cfg.timeouts.upstream,
             data_timeout: cfg.timeouts.upstream_data,
         };
-        Ok(Upstream { settings: Arc::new(settings), pool: Arc::new(Mutex::new(Vec::new())) })
+        Ok(Upstream {
+            settings: Arc::new(settings),
+            pool: Arc::new(Mutex::new(Vec::new())),
+        })
     }
 
     /// Whether the upstream accepts a TCP connection now (for `/readyz`).
     pub async fn reachable(&self) -> bool {
         let s = &self.settings;
         matches!(
-            timeout(s.command_timeout, tokio::net::TcpStream::connect((s.host.as_str(), s.port))).await,
+            timeout(
+                s.command_timeout,
+                tokio::net::TcpStream::connect((s.host.as_str(), s.port))
+            )
+            .await,
             Ok(Ok(_))
         )
     }
@@ -118,13 +135,20 @@ impl Upstream {
         }
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < self.settings.pool_size {
-            pool.push(Idle { conn, since: Instant::now() });
+            pool.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, Reply> {
         let s = &self.settings;
-        let implicit = if s.tls_mode == UpstreamTls::Tls { s.tls.clone() } else { None };
+        let implicit = if s.tls_mode == UpstreamTls::Tls {
+            s.tls.clone()
+        } else {
+            None
+        };
         let fut = AsyncSmtpConnection::connect_tokio1(
             (s.host.as_str(), s.port),
             Some(s.command_timeout),
@@ -135,13 +159,26 @@ impl Upstream {
         let mut conn = match timeout(s.command_timeout, fut).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(failure(&e, "4.4.1", "cannot connect to the upstream")),
-            Err(_) => return Err(Reply::new(451, "4.4.1", "upstream did not answer in time; try again later")),
+            Err(_) => {
+                return Err(Reply::new(
+                    451,
+                    "4.4.1",
+                    "upstream did not answer in time; try again later",
+                ));
+            }
         };
         if s.tls_mode == UpstreamTls::Starttls {
             if !conn.can_starttls() {
-                return Err(Reply::new(451, "4.7.5", "upstream does not offer STARTTLS; not relaying in clear"));
+                return Err(Reply::new(
+                    451,
+                    "4.7.5",
+                    "upstream does not offer STARTTLS; not relaying in clear",
+                ));
             }
-            let params = s.tls.clone().expect("STARTTLS mode always has TLS parameters");
+            let params = s
+                .tls
+                .clone()
+                .expect("STARTTLS mode always has TLS parameters");
             match timeout(s.command_timeout, conn.starttls(params, &s.hello)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(failure(&e, "4.7.5", "TLS with the upstream failed")),
@@ -152,7 +189,9 @@ impl Upstream {
             let mechs = [Mechanism::Plain, Mechanism::Login];
             match timeout(s.command_timeout, conn.auth(&mechs, creds)).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(failure(&e, "4.7.0", "upstream refused sotto's credentials")),
+                Ok(Err(e)) => {
+                    return Err(failure(&e, "4.7.0", "upstream refused sotto's credentials"));
+                }
                 Err(_) => return Err(Reply::new(451, "4.4.2", "upstream AUTH timed out")),
             }
         }
@@ -165,11 +204,17 @@ impl Upstream {
 fn failure(e: &lettre::transport::smtp::Error, status: &str, what: &str) -> Reply {
     if let Some(code) = e.status() {
         let code: u16 = code.to_string().parse().unwrap_or(451);
-        let text = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
+        let text = std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         return Reply::from_peer(code, &[text.as_str()], "upstream: ");
     }
     tracing::warn!(event = "upstream_error", error = %e, "{what}");
-    Reply::new(451, status, format!("{what}; message not accepted, try again later"))
+    Reply::new(
+        451,
+        status,
+        format!("{what}; message not accepted, try again later"),
+    )
 }
 
 fn positive(resp: &Response, prefix: &str) -> Reply {
@@ -187,7 +232,11 @@ fn mail_command(from: &MailFrom, conn: &AsyncSmtpConnection) -> Result<String, R
     }
     if from.smtputf8 {
         if !info.supports_feature(Extension::SmtpUtfEight) {
-            return Err(Reply::new(553, "5.6.7", "SMTPUTF8 is required, but the upstream does not offer it"));
+            return Err(Reply::new(
+                553,
+                "5.6.7",
+                "SMTPUTF8 is required, but the upstream does not offer it",
+            ));
         }
         cmd.push_str(" SMTPUTF8");
     }
@@ -214,7 +263,12 @@ impl Target for Upstream {
                 }
             };
             match timeout(self.settings.command_timeout, conn.command(cmd)).await {
-                Ok(Ok(_)) => return Ok(UpstreamTx { upstream: self.clone(), conn: Some(conn) }),
+                Ok(Ok(_)) => {
+                    return Ok(UpstreamTx {
+                        upstream: self.clone(),
+                        conn: Some(conn),
+                    });
+                }
                 Ok(Err(e)) if e.status().is_some() => {
                     self.put_idle(conn);
                     return Err(failure(&e, "4.4.2", ""));
@@ -224,7 +278,11 @@ impl Target for Upstream {
                 }
                 Ok(Err(e)) => return Err(failure(&e, "4.4.2", "upstream connection failed")),
                 Err(_) => {
-                    return Err(Reply::new(451, "4.4.2", "upstream did not answer MAIL in time; try again later"));
+                    return Err(Reply::new(
+                        451,
+                        "4.4.2",
+                        "upstream did not answer MAIL in time; try again later",
+                    ));
                 }
             }
         }
@@ -253,7 +311,11 @@ impl Transaction for UpstreamTx {
             }
             Err(_) => {
                 self.conn = None;
-                Reply::new(451, "4.4.2", "upstream did not answer RCPT in time; try again later")
+                Reply::new(
+                    451,
+                    "4.4.2",
+                    "upstream did not answer RCPT in time; try again later",
+                )
             }
         }
     }
@@ -262,7 +324,14 @@ impl Transaction for UpstreamTx {
         let Some(mut conn) = self.conn.take() else {
             return Reply::new(451, "4.4.2", "upstream connection lost; try again later");
         };
-        match timeout(self.upstream.settings.data_timeout, conn.message(&message)).await {
+        // lettre ends the data with CRLF.CRLF itself; the message's own last
+        // CRLF is that first CRLF, so it is not sent twice.
+        let body = message.strip_suffix(b"\r\n").unwrap_or(&message);
+        let send = async {
+            conn.command("DATA\r\n").await?;
+            conn.message(body).await
+        };
+        match timeout(self.upstream.settings.data_timeout, send).await {
             Ok(Ok(resp)) => {
                 self.upstream.put_idle(conn);
                 let mut r = positive(&resp, "relayed; upstream said: ");
@@ -275,13 +344,21 @@ impl Transaction for UpstreamTx {
                 }
                 failure(&e, "4.4.2", "upstream connection lost during DATA")
             }
-            Err(_) => Reply::new(451, "4.4.2", "upstream did not accept the message in time; try again later"),
+            Err(_) => Reply::new(
+                451,
+                "4.4.2",
+                "upstream did not accept the message in time; try again later",
+            ),
         }
     }
 
     async fn abort(mut self) {
         if let Some(mut conn) = self.conn.take()
-            && let Ok(Ok(_)) = timeout(self.upstream.settings.command_timeout, conn.command("RSET\r\n")).await
+            && let Ok(Ok(_)) = timeout(
+                self.upstream.settings.command_timeout,
+                conn.command("RSET\r\n"),
+            )
+            .await
         {
             self.upstream.put_idle(conn);
         }

@@ -22,7 +22,11 @@ impl<T: Target> Session<T> {
             return Ok(());
         }
         if !self.auth_offered() {
-            self.error(Reply::new(538, "5.7.11", "Encryption required: issue STARTTLS first"));
+            self.error(Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required: issue STARTTLS first",
+            ));
             return Ok(());
         }
         if self.user.is_some() || self.tx.is_some() {
@@ -44,17 +48,31 @@ impl<T: Target> Session<T> {
                 "" => self.challenge("VXNlcm5hbWU6").await?,
                 _ => Some(initial),
             };
-            let user = user.and_then(|u| decode(&u)).and_then(|u| String::from_utf8(u).ok());
+            let user = user
+                .and_then(|u| decode(&u))
+                .and_then(|u| String::from_utf8(u).ok());
             match user {
-                Some(user) => self.challenge("UGFzc3dvcmQ6").await?.and_then(|p| decode(&p)).map(|p| (user, p)),
+                Some(user) => self
+                    .challenge("UGFzc3dvcmQ6")
+                    .await?
+                    .and_then(|p| decode(&p))
+                    .map(|p| (user, p)),
                 None => None,
             }
         } else {
-            self.error(Reply::new(504, "5.5.4", "Unrecognized authentication type; use PLAIN or LOGIN"));
+            self.error(Reply::new(
+                504,
+                "5.5.4",
+                "Unrecognized authentication type; use PLAIN or LOGIN",
+            ));
             return Ok(());
         };
         let Some((user, pass)) = creds else {
-            self.error(Reply::new(501, "5.5.2", "Cannot decode the authentication response"));
+            self.error(Reply::new(
+                501,
+                "5.5.2",
+                "Cannot decode the authentication response",
+            ));
             return Ok(());
         };
         let ok = self
@@ -68,7 +86,11 @@ impl<T: Target> Session<T> {
             self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
         } else {
             tracing::warn!(event = "auth", result = "failed");
-            self.error(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
+            self.error(Reply::new(
+                535,
+                "5.7.8",
+                "Authentication credentials invalid",
+            ));
         }
         Ok(())
     }
@@ -76,9 +98,12 @@ impl<T: Target> Session<T> {
     /// Sends `334 prompt` and reads the answer; `None` when the client
     /// cancelled with `*`.
     async fn challenge(&mut self, prompt: &str) -> Result<Option<String>, Stop> {
-        self.wbuf.extend_from_slice(format!("334 {prompt}\r\n").as_bytes());
+        self.wbuf
+            .extend_from_slice(format!("334 {prompt}\r\n").as_bytes());
         let line = self.next_line().await?;
-        let text = String::from_utf8_lossy(&line[..line.len() - 2]).trim().to_string();
+        let text = String::from_utf8_lossy(&line[..line.len() - 2])
+            .trim()
+            .to_string();
         Ok((text != "*").then_some(text))
     }
 }

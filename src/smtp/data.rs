@@ -33,7 +33,9 @@ impl<T: Target> Session<T> {
             // A transaction is open: shutdown waits for it.
             self.fill(deadline, false).await?;
         }
-        let Some(tx) = self.tx.take() else { return Ok(()) };
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
         let rcpts = tx.envelope.rcpts.len();
         let (size, reply) = match reader.finish() {
             Ok(message) => {
@@ -43,13 +45,18 @@ impl<T: Target> Session<T> {
             Err(e) => {
                 tx.target.abort().await;
                 let reply = match e {
-                    DataError::BareNewline => {
-                        Reply::new(550, "5.6.0", "Message refused: bare CR or LF found; lines must end with CRLF")
-                    }
+                    DataError::BareNewline => Reply::new(
+                        550,
+                        "5.6.0",
+                        "Message refused: bare CR or LF found; lines must end with CRLF",
+                    ),
                     DataError::TooBig => Reply::new(
                         552,
                         "5.3.4",
-                        format!("Message size exceeds the limit of {} bytes", self.shared.max_message_size),
+                        format!(
+                            "Message size exceeds the limit of {} bytes",
+                            self.shared.max_message_size
+                        ),
                     ),
                 };
                 (0, reply)
@@ -69,7 +76,11 @@ impl<T: Target> Session<T> {
             status = %reply.status,
             ms = tx.started.elapsed().as_millis() as u64,
         );
-        let times = if self.protocol == Protocol::Lmtp { rcpts } else { 1 };
+        let times = if self.protocol == Protocol::Lmtp {
+            rcpts
+        } else {
+            1
+        };
         for _ in 0..times {
             self.reply(reply.clone());
         }

@@ -29,7 +29,7 @@ impl<T: Target> Session<T> {
         }
         self.helo = Some(host);
         if !extended {
-            self.reply(Reply::new(250, "2.0.0", self.shared.hostname.clone()));
+            self.reply(Reply::new(250, "", self.shared.hostname.clone()));
             return;
         }
         let mut lines = vec![self.shared.hostname.clone()];
@@ -44,6 +44,6 @@ impl<T: Target> Session<T> {
         if self.auth_offered() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
-        self.reply(Reply::new(250, "2.0.0", lines.join("\n")));
+        self.reply(Reply::new(250, "", lines.join("\n")));
     }
 }

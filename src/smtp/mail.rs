@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use smtp_proto::{MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8, MailFrom as ProtoMailFrom, RcptTo};
+use smtp_proto::{
+    MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8, MailFrom as ProtoMailFrom, RcptTo,
+};
 
 use super::Session;
 use super::session::Tx;
@@ -20,7 +22,11 @@ impl<T: Target> Session<T> {
             return self.error(Reply::new(503, "5.5.1", "Nested MAIL command"));
         }
         if self.shared.require_tls && !self.tls {
-            return self.error(Reply::new(530, "5.7.0", "Must issue a STARTTLS command first"));
+            return self.error(Reply::new(
+                530,
+                "5.7.0",
+                "Must issue a STARTTLS command first",
+            ));
         }
         if self.shared.auth_required && self.user.is_none() {
             return self.error(Reply::new(530, "5.7.0", "Authentication required"));
@@ -32,12 +38,19 @@ impl<T: Target> Session<T> {
             return self.reply(Reply::new(
                 552,
                 "5.3.4",
-                format!("Message size exceeds the limit of {} bytes", self.shared.max_message_size),
+                format!(
+                    "Message size exceeds the limit of {} bytes",
+                    self.shared.max_message_size
+                ),
             ));
         }
         let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         if !smtputf8 && !from.address.is_ascii() {
-            return self.error(Reply::new(553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8"));
+            return self.error(Reply::new(
+                553,
+                "5.6.7",
+                "Non-ASCII sender address needs SMTPUTF8",
+            ));
         }
         let mail = MailFrom {
             address: from.address,
@@ -47,8 +60,15 @@ impl<T: Target> Session<T> {
         };
         match self.shared.target.begin(&mail).await {
             Ok(target) => {
-                let envelope = Envelope { from: mail, rcpts: Vec::new() };
-                self.tx = Some(Tx { started: Instant::now(), envelope, target });
+                let envelope = Envelope {
+                    from: mail,
+                    rcpts: Vec::new(),
+                };
+                self.tx = Some(Tx {
+                    started: Instant::now(),
+                    envelope,
+                    target,
+                });
                 self.reply(Reply::new(250, "2.1.0", "Sender ok"));
             }
             Err(reply) => {
@@ -67,10 +87,18 @@ impl<T: Target> Session<T> {
             return self.error(Reply::new(501, "5.1.3", "Null recipient is not allowed"));
         }
         if !tx.envelope.from.smtputf8 && !to.address.is_ascii() {
-            return self.error(Reply::new(553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8"));
+            return self.error(Reply::new(
+                553,
+                "5.6.7",
+                "Non-ASCII recipient address needs SMTPUTF8",
+            ));
         }
         if tx.envelope.rcpts.len() >= max {
-            return self.reply(Reply::new(452, "4.5.3", format!("Too many recipients (at most {max} per message)")));
+            return self.reply(Reply::new(
+                452,
+                "4.5.3",
+                format!("Too many recipients (at most {max} per message)"),
+            ));
         }
         let reply = tx.target.add_rcpt(&to.address).await;
         if reply.is_positive() {

@@ -60,7 +60,12 @@ pub struct Session<T: Target> {
 }
 
 impl<T: Target> Session<T> {
-    pub fn new(io: Box<dyn Io>, peer: SocketAddr, protocol: Protocol, shared: Arc<Shared<T>>) -> Self {
+    pub fn new(
+        io: Box<dyn Io>,
+        peer: SocketAddr,
+        protocol: Protocol,
+        shared: Arc<Shared<T>>,
+    ) -> Self {
         Session {
             io,
             rbuf: Vec::with_capacity(4096),
@@ -91,14 +96,18 @@ impl<T: Target> Session<T> {
                 Protocol::Lmtp => "LMTP",
             };
             let greeting = format!("{} {kind} sotto ready", self.shared.hostname);
-            self.reply(Reply::new(220, "2.0.0", greeting));
+            self.reply(Reply::new(220, "", greeting));
             let end = self.dialogue().await;
             if let Some(tx) = self.tx.take() {
                 tx.target.abort().await;
             }
             match end {
-                Stop::Timeout => self.reply(Reply::new(421, "4.4.2", "Timeout; closing connection")),
-                Stop::Shutdown => self.reply(Reply::new(421, "4.3.2", "Shutting down; try again later")),
+                Stop::Timeout => {
+                    self.reply(Reply::new(421, "4.4.2", "Timeout; closing connection"))
+                }
+                Stop::Shutdown => {
+                    self.reply(Reply::new(421, "4.3.2", "Shutting down; try again later"))
+                }
                 Stop::Closed => {}
             }
             let _ = self.flush().await;
@@ -117,7 +126,11 @@ impl<T: Target> Session<T> {
             };
             self.commands += 1;
             if self.commands > self.shared.max_commands {
-                self.reply(Reply::new(421, "4.7.0", "Too many commands; closing connection"));
+                self.reply(Reply::new(
+                    421,
+                    "4.7.0",
+                    "Too many commands; closing connection",
+                ));
                 return Stop::Closed;
             }
             if let Err(stop) = self.command(&line).await {
@@ -127,7 +140,11 @@ impl<T: Target> Session<T> {
                 return Stop::Closed;
             }
             if self.errors >= self.shared.max_errors {
-                self.reply(Reply::new(421, "4.7.0", "Too many errors; closing connection"));
+                self.reply(Reply::new(
+                    421,
+                    "4.7.0",
+                    "Too many errors; closing connection",
+                ));
                 return Stop::Closed;
             }
         }
@@ -151,21 +168,34 @@ impl<T: Target> Session<T> {
                 self.reply(Reply::new(221, "2.0.0", "Bye"));
                 self.quit = true;
             }
-            Ok(Request::Vrfy { .. }) => {
-                self.reply(Reply::new(252, "2.5.0", "Cannot VRFY user, but will relay the message"))
-            }
+            Ok(Request::Vrfy { .. }) => self.reply(Reply::new(
+                252,
+                "2.5.0",
+                "Cannot VRFY user, but will relay the message",
+            )),
             Ok(Request::Help { .. }) => self.reply(Reply::new(214, "2.0.0", "See RFC 5321")),
             Ok(Request::StartTls) => return self.starttls().await,
-            Ok(Request::Auth { mechanism, initial_response }) => {
+            Ok(Request::Auth {
+                mechanism,
+                initial_response,
+            }) => {
                 return self.auth(mechanism, initial_response.into_owned()).await;
             }
             Ok(Request::Bdat { .. }) => {
                 // The chunk's bytes follow on the wire; reading them as
                 // commands would be wrong, so the connection ends here.
-                self.error(Reply::new(500, "5.5.1", "BDAT is not offered (no CHUNKING); use DATA. Closing"));
+                self.error(Reply::new(
+                    500,
+                    "5.5.1",
+                    "BDAT is not offered (no CHUNKING); use DATA. Closing",
+                ));
                 self.quit = true;
             }
-            Ok(other) => self.error(Reply::new(502, "5.5.1", format!("{} is not implemented", other.name()))),
+            Ok(other) => self.error(Reply::new(
+                502,
+                "5.5.1",
+                format!("{} is not implemented", other.name()),
+            )),
             Err(e) => self.error(syntax_reply(e)),
         }
         Ok(())
@@ -193,7 +223,11 @@ impl<T: Target> Session<T> {
 
     /// Reads more input before `deadline`; when `interruptible`, shutdown
     /// ends the wait. Pending replies are sent first.
-    pub(super) async fn fill(&mut self, deadline: tokio::time::Instant, interruptible: bool) -> Result<(), Stop> {
+    pub(super) async fn fill(
+        &mut self,
+        deadline: tokio::time::Instant,
+        interruptible: bool,
+    ) -> Result<(), Stop> {
         self.flush().await.map_err(|_| Stop::Closed)?;
         let shutdown = self.shared.shutdown.clone();
         let read = timeout_at(deadline, self.io.read_buf(&mut self.rbuf));
@@ -229,7 +263,11 @@ impl<T: Target> Session<T> {
                     Ok(None) => {}
                     Err((LineError::BareNewline, n)) => {
                         self.rbuf.drain(..n);
-                        self.error(Reply::new(500, "5.5.2", "Bare CR or LF received; lines must end with CRLF"));
+                        self.error(Reply::new(
+                            500,
+                            "5.5.2",
+                            "Bare CR or LF received; lines must end with CRLF",
+                        ));
                         continue;
                     }
                     Err((LineError::TooLong, _)) => {
@@ -262,9 +300,15 @@ fn syntax_reply(e: smtp_proto::Error) -> Reply {
         E::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
         E::InvalidRecipientAddress => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
         E::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
-        E::InvalidParameter { param } => Reply::new(501, "5.5.4", format!("Invalid parameter {param}")),
+        E::InvalidParameter { param } => {
+            Reply::new(501, "5.5.4", format!("Invalid parameter {param}"))
+        }
         E::UnsupportedParameter { param } => {
-            let param: String = param.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+            let param: String = param
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect();
             Reply::new(555, "5.5.4", format!("Unsupported parameter {param}"))
         }
         E::NeedsMoreData { .. } | E::ResponseTooLong | E::InvalidResponse { .. } => {

@@ -16,7 +16,10 @@ use crate::reply::Reply;
 #[non_exhaustive]
 pub enum TlsError {
     #[error("cannot read `{path}`: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("`{0}` holds no PEM certificate")]
     NoCert(String),
     #[error("`{0}` holds no PEM private key")]
@@ -28,11 +31,16 @@ pub enum TlsError {
 /// A TLS acceptor from PEM certificate chain and key files.
 pub fn server_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| TlsError::Read { path: p.display().to_string(), source })
+        std::fs::read(p).map_err(|source| TlsError::Read {
+            path: p.display().to_string(),
+            source,
+        })
     };
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice()).filter_map(Result::ok).collect();
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .filter_map(Result::ok)
+        .collect();
     if certs.is_empty() {
         return Err(TlsError::NoCert(cert.display().to_string()));
     }
@@ -59,7 +67,11 @@ impl<T: Target> Session<T> {
             return Ok(());
         }
         if self.tx.is_some() {
-            self.error(Reply::new(503, "5.5.1", "STARTTLS not allowed during a transaction"));
+            self.error(Reply::new(
+                503,
+                "5.5.1",
+                "STARTTLS not allowed during a transaction",
+            ));
             return Ok(());
         }
         // Anything pipelined after STARTTLS was sent in clear and must not be
@@ -68,7 +80,8 @@ impl<T: Target> Session<T> {
         self.reply(Reply::new(220, "2.0.0", "Ready to start TLS"));
         self.flush().await.map_err(|_| Stop::Closed)?;
         let io = std::mem::replace(&mut self.io, Box::new(tokio::io::duplex(1).0));
-        let handshake = tokio::time::timeout(self.shared.command_timeout, acceptor.accept(io)).await;
+        let handshake =
+            tokio::time::timeout(self.shared.command_timeout, acceptor.accept(io)).await;
         match handshake {
             Ok(Ok(stream)) => {
                 self.io = Box::new(stream);

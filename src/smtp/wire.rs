@@ -71,7 +71,13 @@ pub struct DataReader {
 
 impl DataReader {
     pub fn new(max: usize) -> Self {
-        DataReader { at: At::LineStart, max, message: Vec::new(), bare: false, too_big: false }
+        DataReader {
+            at: At::LineStart,
+            max,
+            message: Vec::new(),
+            bare: false,
+            too_big: false,
+        }
     }
 
     /// Consumes input; returns how many bytes were used and whether the end
@@ -82,7 +88,10 @@ impl DataReader {
             if self.at == At::Middle {
                 // Fast path: copy up to the next CR or LF in one go.
                 let rest = &input[i..];
-                let run = rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len());
+                let run = rest
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .unwrap_or(rest.len());
                 self.push(&rest[..run]);
                 i += run;
                 if i == input.len() {
@@ -94,7 +103,11 @@ impl DataReader {
             match (self.at, b) {
                 (At::LineStart, b'.') => self.at = At::Dot,
                 (At::LineStart | At::Middle | At::Dot, b'\r') => {
-                    self.at = if self.at == At::Dot { At::DotCr } else { At::Cr }
+                    self.at = if self.at == At::Dot {
+                        At::DotCr
+                    } else {
+                        At::Cr
+                    }
                 }
                 (At::Cr, b'\n') => {
                     self.push(b"\r\n");
@@ -162,10 +175,19 @@ mod tests {
     fn command_lines_need_crlf() {
         assert_eq!(command_line(b"NOOP\r\nQUIT", 512), Ok(Some(6)));
         assert_eq!(command_line(b"NOOP\r", 512), Ok(None));
-        assert_eq!(command_line(b"NOOP\nQUIT\r\n", 512), Err((LineError::BareNewline, 5)));
-        assert_eq!(command_line(b"NO\rOP\r\n", 512), Err((LineError::BareNewline, 7)));
+        assert_eq!(
+            command_line(b"NOOP\nQUIT\r\n", 512),
+            Err((LineError::BareNewline, 5))
+        );
+        assert_eq!(
+            command_line(b"NO\rOP\r\n", 512),
+            Err((LineError::BareNewline, 7))
+        );
         assert_eq!(command_line(b"\n", 512), Err((LineError::BareNewline, 1)));
-        assert_eq!(command_line(&[b'a'; 600], 512), Err((LineError::TooLong, 600)));
+        assert_eq!(
+            command_line(&[b'a'; 600], 512),
+            Err((LineError::TooLong, 600))
+        );
     }
 
     #[test]
@@ -182,7 +204,14 @@ mod tests {
 
     #[test]
     fn smuggling_sequences_never_end_a_message() {
-        for end in [&b"\n.\n"[..], b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\r\n.\r", b"\r\n.\rX"] {
+        for end in [
+            &b"\n.\n"[..],
+            b"\n.\r\n",
+            b"\r.\r\n",
+            b"\r\n.\n",
+            b"\r\n.\r",
+            b"\r\n.\rX",
+        ] {
             let mut input = b"Subject: x\r\n\r\nbody".to_vec();
             input.extend_from_slice(end);
             input.extend_from_slice(b"MAIL FROM:<evil@x>\r\n");
