@@ -178,6 +178,11 @@ impl Client {
         self.stream.get_mut().write_all(bytes).await.expect("write");
     }
 
+    /// Sends unless the server has closed the connection; false if it has.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.get_mut().write_all(bytes).await.is_ok()
+    }
+
     /// The next whole reply (all lines), or "" when the connection closed.
     pub async fn reply(&mut self) -> String {
         let mut all = String::new();
