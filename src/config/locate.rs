@@ -48,13 +48,19 @@ impl Problem {
     /// A problem with the value under `key` (dotted path); placed at the key
     /// in the file when the file sets it, else attributed to the
     /// environment or the defaults.
-    pub(super) fn at_key(file: Option<&Path>, text: Option<&str>, key: &str, msg: String) -> Self {
+    pub(super) fn at_key(
+        file: Option<&Path>,
+        text: Option<&str>,
+        env_keys: &[String],
+        key: &str,
+        msg: String,
+    ) -> Self {
         let env_name = format!(
             "{}_{}",
             super::ENV_PREFIX,
             key.replace('.', "__").to_uppercase()
         );
-        let from_env = std::env::var_os(&env_name).is_some();
+        let from_env = env_keys.contains(&env_name);
         let position = match (text, from_env) {
             (Some(t), false) => key_offset(t, key).map(|o| line_col(t, o)),
             _ => None,

@@ -323,6 +323,7 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
             .collect();
+        let env_keys: Vec<String> = env.iter().map(|(k, _)| k.clone()).collect();
         let mut builder = config::Config::builder();
         if let Some(t) = &text {
             builder = builder.add_source(config::File::from_str(t, config::FileFormat::Toml));
@@ -340,11 +341,15 @@ impl Config {
             .map_err(|e| ConfigError {
                 problems: vec![Problem::env_or_file(file.as_deref(), format!("{e}"))],
             })?;
-        let problems: Vec<Problem> = cfg
+        let mut problems: Vec<Problem> = cfg
             .validate()
             .into_iter()
-            .map(|(key, msg)| Problem::at_key(file.as_deref(), text.as_deref(), &key, msg))
+            .map(|(key, msg)| {
+                Problem::at_key(file.as_deref(), text.as_deref(), &env_keys, &key, msg)
+            })
             .collect();
+        // In file order; problems without a place (environment) come last.
+        problems.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
         if problems.is_empty() {
             Ok(cfg)
         } else {
@@ -525,6 +530,7 @@ mod tests {
         assert!(lines[0].contains("smtp.listen"), "{lines:?}");
         assert!(lines[1].contains("sotto.toml:5:"), "{lines:?}");
         assert!(lines[2].contains("sotto.toml:7:"), "{lines:?}");
+        assert!(lines[2].contains("limits.max_recipients"), "{lines:?}");
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl Upstream {
         );
         let mut conn = match timeout(s.command_timeout, fut).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(failure(&e, "4.4.1", "cannot connect to the upstream")),
+            Ok(Err(e)) => return Err(setup_failure(&e, "4.4.1", "cannot connect to the upstream")),
             Err(_) => {
                 return Err(Reply::new(
                     451,
@@ -181,7 +181,9 @@ impl Upstream {
                 .expect("STARTTLS mode always has TLS parameters");
             match timeout(s.command_timeout, conn.starttls(params, &s.hello)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(failure(&e, "4.7.5", "TLS with the upstream failed")),
+                Ok(Err(e)) => {
+                    return Err(setup_failure(&e, "4.7.5", "TLS with the upstream failed"));
+                }
                 Err(_) => return Err(Reply::new(451, "4.4.2", "upstream TLS handshake timed out")),
             }
         }
@@ -190,13 +192,29 @@ impl Upstream {
             match timeout(s.command_timeout, conn.auth(&mechs, creds)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
-                    return Err(failure(&e, "4.7.0", "upstream refused sotto's credentials"));
+                    return Err(setup_failure(
+                        &e,
+                        "4.7.0",
+                        "upstream refused sotto's credentials",
+                    ));
                 }
                 Err(_) => return Err(Reply::new(451, "4.4.2", "upstream AUTH timed out")),
             }
         }
         Ok(conn)
     }
+}
+
+/// A failure to set up the upstream connection (greeting, TLS, AUTH): the
+/// gateway's problem, never the sender's, so always temporary; the
+/// upstream's own words go to the log.
+fn setup_failure(e: &lettre::transport::smtp::Error, status: &str, what: &str) -> Reply {
+    tracing::warn!(event = "upstream_setup_failed", error = %e, "{what}");
+    Reply::new(
+        451,
+        status,
+        format!("{what}; message not accepted, try again later"),
+    )
 }
 
 /// The reply for a lettre error: the upstream's own words when it answered,

@@ -178,6 +178,15 @@ impl Client {
         self.stream.get_mut().write_all(bytes).await.expect("write");
     }
 
+    /// The TCP stream, for a TLS handshake after STARTTLS.
+    pub fn into_inner(self) -> TcpStream {
+        assert!(
+            self.stream.buffer().is_empty(),
+            "unread bytes before the TLS handshake"
+        );
+        self.stream.into_inner()
+    }
+
     /// Sends unless the server has closed the connection; false if it has.
     pub async fn try_send(&mut self, bytes: &[u8]) -> bool {
         self.stream.get_mut().write_all(bytes).await.is_ok()

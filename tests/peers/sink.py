@@ -96,10 +96,10 @@ async def main():
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = (getattr(auth_data, "login", None) == user.encode()
                   and getattr(auth_data, "password", None) == password.encode())
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)
 
         kwargs.update(auth_required=True, authenticator=authenticator,
-                      auth_require_tls=bool(ctx))
+                      auth_require_tls=bool(ctx) and not args.implicit_tls)
 
     def factory():
         starttls = ctx if (ctx and not args.implicit_tls) else None

@@ -1,0 +1,188 @@
+//! The `sotto` binary: help texts, `check` golden outputs, and the SIGTERM
+//! shutdown that lets an open transaction finish.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Client, Sink};
+
+fn sotto() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sotto"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    // The tests' own environment must not leak settings in.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SOTTO_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn help_explains_each_subcommand() {
+    let out = sotto().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for s in ["serve", "check", "SOTTO_", "127.0.0.1:10025"] {
+        assert!(text.contains(s), "--help lacks {s}: {text}");
+    }
+    let out = sotto().args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("SIGTERM") && text.contains("--config"),
+        "{text}"
+    );
+    let out = sotto().args(["check", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("file:line:col"), "{text}");
+}
+
+#[test]
+fn shipped_example_and_defaults_check_clean() {
+    let out = sotto()
+        .args(["check", "--config", "sotto.example.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sotto().arg("check").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Each `tests/data/config/NAME.toml` is checked; the output must equal
+/// `NAME.expected` exactly. A mismatch writes `NAME.failed` beside it.
+#[test]
+fn check_reports_match_golden_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/config");
+    let mut cases = 0;
+    let mut failed = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        cases += 1;
+        let rel = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let out = sotto()
+            .args(["check", "--config"])
+            .arg(rel)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{} should fail the check",
+            rel.display()
+        );
+        let want = std::fs::read_to_string(path.with_extension("expected")).unwrap();
+        let got = String::from_utf8_lossy(&out.stderr).into_owned();
+        if got != want {
+            std::fs::write(path.with_extension("failed"), &got).unwrap();
+            failed.push(format!("{}:\n got: {got}\nwant: {want}", rel.display()));
+        }
+    }
+    assert!(cases >= 5, "only {cases} golden cases found");
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn env_override_is_checked_too() {
+    let out = sotto()
+        .args(["check", "--config", "sotto.example.toml"])
+        .env("SOTTO_UPSTREAM__ADDRESS", "no-port")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("upstream.address (from SOTTO_UPSTREAM__ADDRESS)"),
+        "{err}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_the_open_transaction_then_exits_zero() {
+    let sink = Sink::start(&[]);
+    let (smtp, lmtp, admin) = (free_port(), free_port(), free_port());
+    let mut child = sotto()
+        .arg("serve")
+        .env("SOTTO_SMTP__LISTEN", format!("127.0.0.1:{smtp}"))
+        .env("SOTTO_LMTP__LISTEN", format!("127.0.0.1:{lmtp}"))
+        .env("SOTTO_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .env("SOTTO_UPSTREAM__ADDRESS", &sink.addr)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{smtp}").parse().unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "sotto serve did not start");
+    // One client mid-message, one idle.
+    let mut busy = Client::connect(addr).await;
+    busy.cmd("EHLO busy", "250").await;
+    busy.cmd("MAIL FROM:<a@example.com>", "250").await;
+    busy.cmd("RCPT TO:<b@example.org>", "250").await;
+    busy.cmd("DATA", "354").await;
+    busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n").await;
+    let mut idle = Client::connect(addr).await;
+    idle.cmd("EHLO idle", "250").await;
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // The idle client is told, and the listener stops accepting.
+    let r = idle.reply().await;
+    assert!(r.starts_with("421 4.3.2"), "{r:?}");
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "still accepting after SIGTERM");
+    // The open transaction finishes and is relayed.
+    busy.send(b"second half\r\n.\r\n").await;
+    let r = busy.reply().await;
+    assert!(r.starts_with("250"), "{r:?}");
+    let r = busy.cmd("NOOP", "421").await;
+    assert!(r.contains("4.3.2"), "{r}");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let stored = sink.messages();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].data,
+        b"Subject: in flight\r\n\r\nfirst half\r\nsecond half\r\n"
+    );
+}
