@@ -7,7 +7,11 @@
 pub mod admin;
 pub mod config;
 pub mod envelope;
+pub mod crypt;
+pub mod keys;
+pub mod mail;
 pub mod relay;
 pub mod reply;
 pub mod serve;
 pub mod smtp;
+pub mod transform;

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::relay::Upstream;
 use crate::smtp::{Listener, Protocol, Shared};
+use crate::transform::{Crypt, Gateway};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum ServeError {
     Upstream(#[from] crate::relay::upstream::UpstreamError),
     #[error("STARTTLS certificate: {0}")]
     Tls(#[from] crate::smtp::TlsError),
+    #[error(transparent)]
+    Crypt(#[from] crate::transform::SetupError),
 }
 
 /// A running gateway: where it listens, and how to stop it.
@@ -81,7 +84,9 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let (smtp_addr, lmtp_addr, admin_addr) = (addr(&smtp), addr(&lmtp), addr(&admin));
 
-    let shared = Shared::new(cfg, upstream.clone(), tls, shutdown.clone());
+    let keys = crate::keys::KeyStore::from_config(cfg);
+    let pipeline = Gateway::new(upstream.clone(), Crypt::from_config(cfg, keys)?);
+    let shared = Shared::new(cfg, pipeline, tls, shutdown.clone());
     let limit = Arc::new(Semaphore::new(cfg.limits.max_connections));
     let sessions = TaskTracker::new();
     let mut listeners = Vec::new();

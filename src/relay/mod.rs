@@ -9,10 +9,12 @@
 //!
 //! This module knows nothing of the client side's sockets or parsing.
 
+mod capture;
 pub mod upstream;
 
 use std::future::Future;
 
+pub use capture::Capture;
 pub use upstream::Upstream;
 
 use crate::envelope::MailFrom;

@@ -149,6 +149,8 @@ pub fn config(upstream: &str) -> Config {
     cfg.timeouts.upstream = Duration::from_secs(5);
     cfg.timeouts.upstream_data = Duration::from_secs(10);
     cfg.timeouts.shutdown = Duration::from_secs(10);
+    // No web key lookups unless a test asks for them.
+    cfg.keys.sources = vec![sotto::config::KeySource::Dir];
     assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
     cfg
 }

@@ -1,0 +1,233 @@
+//! PGP/MIME (RFC 3156) with header protection (RFC 9788): the original
+//! content entity, byte for byte, with the message's header fields copied
+//! into it, encrypted once to every recipient; outside, only what transport
+//! needs and an obscured Subject.
+//!
+//! Plain functions over bytes: no sockets, no key lookups. The caller runs
+//! them off the async threads. Plaintext stays in memory.
+
+use std::io::Write;
+
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::cert::Preferences;
+use sequoia_openpgp::cert::amalgamation::ValidAmalgamation;
+use sequoia_openpgp::crypto::KeyPair;
+use sequoia_openpgp::policy::Policy;
+use sequoia_openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
+
+use crate::mail::{Field, split};
+
+/// Header fields left readable outside the encryption: trace fields and what
+/// delivery and threading need. Everything else travels inside only.
+const OUTER: &[&str] = &[
+    "received",
+    "return-path",
+    "from",
+    "sender",
+    "to",
+    "cc",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+];
+
+/// Trace fields are the transport's, not the author's: not copied inside.
+const TRACE: &[&str] = &["received", "return-path"];
+
+/// The obscured Subject outside (RFC 9788 suggests `[...]`; Thunderbird and
+/// others show `...` and read the real one inside).
+pub const OBSCURED_SUBJECT: &str = "...";
+
+/// How to encrypt one message.
+pub struct Options<'a> {
+    /// Hide recipient key IDs (wildcard), e.g. because of Bcc recipients.
+    pub hide_recipients: bool,
+    /// Replace the outer Subject with [`OBSCURED_SUBJECT`].
+    pub protect_subject: bool,
+    /// Sign with this key pair (the organisation's signing key).
+    pub signer: Option<KeyPair>,
+    pub policy: &'a dyn Policy,
+}
+
+/// Why a message could not be encrypted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptError {
+    #[error("no recipient has a usable encryption key")]
+    NoRecipients,
+    #[error("OpenPGP: {0}")]
+    OpenPgp(String),
+}
+
+impl From<sequoia_openpgp::Error> for CryptError {
+    fn from(e: sequoia_openpgp::Error) -> Self {
+        CryptError::OpenPgp(e.to_string())
+    }
+}
+
+fn pgp<T>(r: sequoia_openpgp::Result<T>) -> Result<T, CryptError> {
+    r.map_err(|e| CryptError::OpenPgp(e.to_string()))
+}
+
+/// Encrypts `message` (CRLF line endings) to every certificate in `certs`
+/// and returns the PGP/MIME message to relay.
+///
+/// # Security
+/// The result carries, readable, only the [`OUTER`] fields and the Subject
+/// (obscured unless told otherwise); all other fields and the content are
+/// inside the OpenPGP message. With `hide_recipients`, the PKESK packets carry
+/// wildcard key IDs so no recipient learns another's key.
+pub fn encrypt_mail(message: &[u8], certs: &[Cert], opts: Options<'_>) -> Result<Vec<u8>, CryptError> {
+    let parts = split(message);
+    let inner = inner_entity(&parts.fields, parts.body);
+    let armored = seal(&inner, certs, opts.hide_recipients, opts.signer, opts.policy)?;
+    let boundary = boundary();
+    let mut out = Vec::with_capacity(armored.len() + 1024);
+    for f in &parts.fields {
+        if OUTER.iter().any(|n| f.is(n)) {
+            out.extend_from_slice(f.raw);
+        } else if f.is("subject") && !opts.protect_subject {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    if opts.protect_subject {
+        out.extend_from_slice(format!("Subject: {OBSCURED_SUBJECT}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out.extend_from_slice(
+        format!(
+            "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"{boundary}\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n");
+    out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+    out.extend_from_slice(
+        b"Content-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\nVersion: 1\r\n\r\n",
+    );
+    out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+    out.extend_from_slice(
+        b"Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
+          Content-Description: OpenPGP encrypted message\r\n\
+          Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n",
+    );
+    let armored = armored.strip_suffix(b"\n").unwrap_or(&armored);
+    for line in armored.split(|&b| b == b'\n') {
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Ok(out)
+}
+
+/// The protected inner entity: the content's own `Content-*` fields (the
+/// Content-Type marked `protected-headers="v1"`), the message's other fields,
+/// `HP-Outer` fields naming what stays outside, then the body unchanged.
+pub fn inner_entity(fields: &[Field<'_>], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 2048);
+    let mut has_type = false;
+    for f in fields.iter().filter(|f| f.is_content()) {
+        if f.is("content-type") {
+            has_type = true;
+            let raw = f.raw.strip_suffix(b"\r\n").unwrap_or(f.raw);
+            out.extend_from_slice(raw);
+            out.extend_from_slice(b"; protected-headers=\"v1\"\r\n");
+        } else {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    if !has_type {
+        out.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii; protected-headers=\"v1\"\r\n");
+    }
+    for f in fields.iter().filter(|f| !f.is_content() && !f.is("mime-version")) {
+        if !TRACE.iter().any(|n| f.is(n)) {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    for f in fields.iter().filter(|f| OUTER.iter().any(|n| f.is(n)) && !TRACE.iter().any(|n| f.is(n))) {
+        out.extend_from_slice(b"HP-Outer: ");
+        out.extend_from_slice(f.raw);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// Encrypts (and optionally signs) `data` to the transport-encryption keys
+/// of `certs`, ASCII-armoured.
+pub fn seal(
+    data: &[u8],
+    certs: &[Cert],
+    hide: bool,
+    signer: Option<KeyPair>,
+    policy: &dyn Policy,
+) -> Result<Vec<u8>, CryptError> {
+    let mut recipients: Vec<Recipient<'_>> = Vec::new();
+    for cert in certs {
+        let vc = pgp(cert.with_policy(policy, None))?;
+        for ka in vc.keys().supported().alive().revoked(false).for_transport_encryption() {
+            let r: Recipient<'_> = if hide {
+                Recipient::new(ka.valid_cert().features(), None, ka.key())
+            } else {
+                ka.into()
+            };
+            recipients.push(r);
+        }
+    }
+    if recipients.is_empty() {
+        return Err(CryptError::NoRecipients);
+    }
+    let mut sink = Vec::with_capacity(data.len() * 4 / 3 + 2048);
+    let message = Message::new(&mut sink);
+    let message = pgp(Armorer::new(message).build())?;
+    let message = pgp(Encryptor::for_recipients(message, recipients).build())?;
+    let message = match signer {
+        Some(kp) => pgp(Signer::new(message, kp).and_then(|s| s.build()))?,
+        None => message,
+    };
+    let mut literal = pgp(LiteralWriter::new(message).build())?;
+    literal.write_all(data).map_err(|e| CryptError::OpenPgp(e.to_string()))?;
+    pgp(literal.finalize())?;
+    Ok(sink)
+}
+
+fn boundary() -> String {
+    let mut bytes = [0u8; 12];
+    sequoia_openpgp::crypto::random(&mut bytes).ok();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sotto-{hex}")
+}
+
+/// The signing key pair of an organisation key (a TSK with an unencrypted
+/// signing-capable secret key).
+pub fn signing_keypair(tsk: &Cert, policy: &dyn Policy) -> Result<KeyPair, CryptError> {
+    let ka = pgp(tsk.with_policy(policy, None))?
+        .keys()
+        .secret()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .next()
+        .ok_or_else(|| CryptError::OpenPgp("the signing key has no usable secret signing key".into()))?;
+    pgp(ka.key().clone().into_keypair())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inner_entity_keeps_body_and_protects_headers() {
+        let msg = b"Received: from x\r\nFrom: a@x\r\nTo: b@y\r\nSubject: secret\r\n plans\r\nContent-Type: text/plain;\r\n charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nMIME-Version: 1.0\r\n\r\nbody \xc3\xa9\r\n";
+        let s = split(msg);
+        let inner = inner_entity(&s.fields, s.body);
+        let text = String::from_utf8_lossy(&inner);
+        assert!(text.starts_with("Content-Type: text/plain;\r\n charset=utf-8; protected-headers=\"v1\"\r\n"), "{text}");
+        assert!(text.contains("Subject: secret\r\n plans\r\n"));
+        assert!(text.contains("HP-Outer: From: a@x\r\n"));
+        assert!(!text.contains("Received"));
+        assert!(inner.ends_with(b"\r\n\r\nbody \xc3\xa9\r\n"));
+    }
+}

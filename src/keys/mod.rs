@@ -1,0 +1,256 @@
+//! The key store: finds a recipient's certificate by address, from sources
+//! tried in the configured order (local directory, WKD, VKS), and keeps what
+//! the web sources said in a bounded cache (hits and misses, each with a
+//! TTL). Concurrent lookups of one address share one fetch.
+//!
+//! A certificate is used only if it is valid now under sequoia's
+//! StandardPolicy, not revoked or expired, has an encryption-capable key and
+//! a user ID with the address; otherwise the next source is asked. This
+//! module holds public data only and writes nothing but `keys import`.
+
+pub mod admin;
+pub mod dir;
+mod validate;
+pub mod web;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::policy::StandardPolicy;
+use tokio::sync::OnceCell;
+
+pub use validate::{Rejection, normalize, usable_for};
+
+use crate::config::{Config, KeySource};
+use dir::DirSource;
+use web::{Fetched, Web};
+
+/// A certificate that may be used for an address, and where it came from.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub cert: Arc<Cert>,
+    pub source: KeySource,
+}
+
+/// A certificate that was seen for the address but not used.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub source: KeySource,
+    pub fingerprint: String,
+    pub reason: Rejection,
+}
+
+/// A source that could not be asked.
+#[derive(Debug, Clone)]
+pub struct SourceError {
+    pub source: KeySource,
+    pub error: String,
+}
+
+/// Everything one lookup learnt.
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    pub found: Option<Found>,
+    pub rejected: Vec<Rejected>,
+    pub errors: Vec<SourceError>,
+}
+
+impl Lookup {
+    /// Why no key was found, in one line for a reply or a log.
+    pub fn why_none(&self) -> String {
+        if let Some(r) = self.rejected.first() {
+            format!("key {} from {} is {}", r.fingerprint, r.source, r.reason)
+        } else if let Some(e) = self.errors.first() {
+            format!("no key found ({} lookup failed: {})", e.source, e.error)
+        } else {
+            "no key found".to_string()
+        }
+    }
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeySource::Dir => "dir",
+            KeySource::Wkd => "wkd",
+            KeySource::Vks => "vks",
+        })
+    }
+}
+
+struct Cached {
+    at: Instant,
+    lookup: Lookup,
+}
+
+/// Finds certificates by address; cheap to clone.
+#[derive(Clone)]
+pub struct KeyStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sources: Vec<KeySource>,
+    dir: Option<DirSource>,
+    web: Web,
+    wkd_url: Option<String>,
+    vks_url: String,
+    ttl: Duration,
+    negative_ttl: Duration,
+    cache_size: usize,
+    cache: Mutex<HashMap<String, Arc<OnceCell<Cached>>>>,
+    policy: StandardPolicy<'static>,
+}
+
+impl KeyStore {
+    pub fn from_config(cfg: &Config) -> Self {
+        let k = &cfg.keys;
+        KeyStore {
+            inner: Arc::new(Inner {
+                sources: k.sources.clone(),
+                dir: k.dir.clone().map(DirSource::new),
+                web: Web::new(k.timeout),
+                wkd_url: k.wkd_url.clone().filter(|u| !u.is_empty()),
+                vks_url: k.vks_url.clone(),
+                ttl: k.cache_ttl,
+                negative_ttl: k.negative_ttl,
+                cache_size: k.cache_size,
+                cache: Mutex::new(HashMap::new()),
+                policy: StandardPolicy::new(),
+            }),
+        }
+    }
+
+    pub fn policy(&self) -> &StandardPolicy<'static> {
+        &self.inner.policy
+    }
+
+    /// The local directory source, if configured.
+    pub fn dir(&self) -> Option<&DirSource> {
+        self.inner.dir.as_ref()
+    }
+
+    /// Looks `address` up: the directory every time (it is in memory and
+    /// re-read on change), the web sources through the cache.
+    pub async fn lookup(&self, address: &str) -> Lookup {
+        let mut result = Lookup::default();
+        let web_first = self.inner.sources.iter().position(|s| *s != KeySource::Dir);
+        for (i, source) in self.inner.sources.iter().enumerate() {
+            if *source == KeySource::Dir {
+                self.from_dir(address, &mut result);
+                if result.found.is_some() {
+                    return result;
+                }
+            } else if Some(i) == web_first {
+                let web = self.cached_web(address).await;
+                result.rejected.extend(web.rejected);
+                result.errors.extend(web.errors);
+                if web.found.is_some() {
+                    result.found = web.found;
+                    return result;
+                }
+            }
+        }
+        result
+    }
+
+    fn from_dir(&self, address: &str, out: &mut Lookup) {
+        let Some(dir) = &self.inner.dir else { return };
+        for cert in dir.certs().iter().filter(|c| validate::names(c, address)) {
+            self.consider(cert.clone(), address, KeySource::Dir, out);
+            if out.found.is_some() {
+                return;
+            }
+        }
+    }
+
+    fn consider(&self, cert: Arc<Cert>, address: &str, source: KeySource, out: &mut Lookup) {
+        match usable_for(&cert, address, &self.inner.policy) {
+            Ok(()) => out.found = Some(Found { cert, source }),
+            Err(reason) => {
+                out.rejected.push(Rejected { source, fingerprint: cert.fingerprint().to_hex(), reason })
+            }
+        }
+    }
+
+    /// The web sources' answer, shared by concurrent lookups and cached.
+    async fn cached_web(&self, address: &str) -> Lookup {
+        let key = normalize(address);
+        let cell = {
+            let mut cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = cache.get(&key).filter(|c| c.get().is_none_or(|c| !self.expired(c))).cloned();
+            match fresh {
+                Some(cell) => cell,
+                None => {
+                    if cache.len() >= self.inner.cache_size {
+                        cache.retain(|_, c| c.get().is_some_and(|c| !self.expired(c)));
+                        if cache.len() >= self.inner.cache_size {
+                            cache.clear();
+                        }
+                    }
+                    let cell = Arc::new(OnceCell::new());
+                    cache.insert(key.clone(), cell.clone());
+                    cell
+                }
+            }
+        };
+        let cached = cell
+            .get_or_init(|| async { Cached { at: Instant::now(), lookup: self.ask_web(&key).await } })
+            .await;
+        cached.lookup.clone()
+    }
+
+    fn expired(&self, c: &Cached) -> bool {
+        let ttl = if c.lookup.found.is_some() { self.inner.ttl } else { self.inner.negative_ttl };
+        c.at.elapsed() >= ttl
+    }
+
+    fn urls(&self, source: KeySource, address: &str) -> Vec<String> {
+        match source {
+            KeySource::Dir => Vec::new(),
+            KeySource::Wkd => {
+                web::wkd_urls(address, self.inner.wkd_url.as_deref()).map(|u| u.to_vec()).unwrap_or_default()
+            }
+            KeySource::Vks => vec![web::vks_url(address, &self.inner.vks_url)],
+        }
+    }
+
+    /// Every answer of every web source for an address, unfiltered and
+    /// uncached (for `keys refresh`).
+    pub async fn fetch_all(&self, address: &str) -> Vec<(KeySource, Fetched)> {
+        let mut out = Vec::new();
+        for source in admin::web_sources(&self.inner.sources) {
+            for url in self.urls(source, address) {
+                out.push((source, self.inner.web.fetch(&url).await));
+            }
+        }
+        out
+    }
+
+    /// Asks the web sources in order, without the cache.
+    async fn ask_web(&self, address: &str) -> Lookup {
+        let mut out = Lookup::default();
+        for source in &self.inner.sources {
+            for url in self.urls(*source, address) {
+                match self.inner.web.fetch(&url).await {
+                    Fetched::Certs(certs) => {
+                        for cert in certs.into_iter().filter(|c| validate::names(c, address)) {
+                            self.consider(Arc::new(cert), address, *source, &mut out);
+                            if out.found.is_some() {
+                                tracing::debug!(event = "key_lookup", source = %source, result = "found");
+                                return out;
+                            }
+                        }
+                        break;
+                    }
+                    Fetched::NotFound => {}
+                    Fetched::Failed(error) => out.errors.push(SourceError { source: *source, error }),
+                }
+            }
+        }
+        out
+    }
+}

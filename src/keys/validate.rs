@@ -1,0 +1,71 @@
+//! Whether a certificate may be used to encrypt to an address, now.
+
+use std::fmt;
+
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::cert::amalgamation::ValidAmalgamation;
+use sequoia_openpgp::policy::Policy;
+use sequoia_openpgp::types::RevocationStatus;
+
+/// Why a certificate was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Not valid under the policy (e.g. only SHA-1 self-signatures).
+    Invalid(String),
+    Revoked,
+    Expired,
+    /// No valid user ID carries the address.
+    WrongUserId,
+    /// No subkey (or primary) that may encrypt for transport.
+    NoEncryptionKey,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Invalid(why) => write!(f, "not valid under the standard policy ({why})"),
+            Rejection::Revoked => f.write_str("revoked"),
+            Rejection::Expired => f.write_str("expired"),
+            Rejection::WrongUserId => f.write_str("no valid user ID with this address"),
+            Rejection::NoEncryptionKey => f.write_str("no valid encryption-capable key"),
+        }
+    }
+}
+
+/// Normalises an address for comparison: the domain is case-insensitive,
+/// and so, as WKD and OpenPGP user IDs are matched in practice, the local part.
+pub fn normalize(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
+/// Checks `cert` for encryption to `address` under `policy` now.
+pub fn usable_for(cert: &Cert, address: &str, policy: &dyn Policy) -> Result<(), Rejection> {
+    let vc = cert.with_policy(policy, None).map_err(|e| Rejection::Invalid(e.to_string()))?;
+    if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+        return Err(Rejection::Revoked);
+    }
+    if vc.alive().is_err() {
+        return Err(Rejection::Expired);
+    }
+    let want = normalize(address);
+    let has_uid = vc.userids().any(|u| {
+        !matches!(u.revocation_status(), RevocationStatus::Revoked(_))
+            && u.userid().email_normalized().ok().flatten().is_some_and(|e| e == want)
+    });
+    if !has_uid {
+        return Err(Rejection::WrongUserId);
+    }
+    let can_encrypt = vc.keys().supported().alive().revoked(false).for_transport_encryption().next().is_some();
+    if !can_encrypt {
+        return Err(Rejection::NoEncryptionKey);
+    }
+    Ok(())
+}
+
+/// Whether any user ID of `cert` (valid or not) names `address`: the
+/// certificates worth checking for it.
+pub fn names(cert: &Cert, address: &str) -> bool {
+    let want = normalize(address);
+    cert.userids().any(|u| u.userid().email_normalized().ok().flatten().is_some_and(|e| e == want))
+}

@@ -1,0 +1,168 @@
+//! Reading a message's header without changing a byte of it: the header
+//! split into raw fields (folded lines kept), the body as it is, and the
+//! parsed values sotto needs (recipients in To/Cc, Content-Type), read with
+//! mail-parser.
+
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// One header field, exactly as it was: `Name: value\r\n` with folds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub raw: &'a [u8],
+}
+
+impl Field<'_> {
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    /// `Content-*` fields describe the content entity, not the message.
+    pub fn is_content(&self) -> bool {
+        self.name.len() > 8 && self.name[..8].eq_ignore_ascii_case("content-")
+    }
+}
+
+/// A message split into its header fields and its body.
+#[derive(Debug)]
+pub struct Split<'a> {
+    pub fields: Vec<Field<'a>>,
+    /// Everything after the blank line that ends the header.
+    pub body: &'a [u8],
+    /// The header block (without the blank line), for parsing values.
+    pub header: &'a [u8],
+}
+
+/// Splits `message` (CRLF line endings) into fields and body. Lines that are
+/// not fields (no colon) end the header, as mail readers treat them.
+pub fn split(message: &[u8]) -> Split<'_> {
+    let mut fields: Vec<Field<'_>> = Vec::new();
+    let mut pos = 0;
+    while pos < message.len() {
+        let line_end = match find_crlf(&message[pos..]) {
+            Some(i) => pos + i + 2,
+            None => message.len(),
+        };
+        let line = &message[pos..line_end];
+        if line == b"\r\n" {
+            return Split { fields, body: &message[line_end..], header: &message[..pos] };
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if let Some(last) = fields.last_mut() {
+                let start = last.raw.as_ptr() as usize - message.as_ptr() as usize;
+                last.raw = &message[start..line_end];
+                pos = line_end;
+                continue;
+            }
+        }
+        let colon = line.iter().position(|&b| b == b':');
+        let name = colon.and_then(|c| std::str::from_utf8(&line[..c]).ok()).map(str::trim_end);
+        match name {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic()) => {
+                fields.push(Field { name: n, raw: line });
+                pos = line_end;
+            }
+            // Not a header line: the body starts here, with no blank line.
+            _ => return Split { fields, body: &message[pos..], header: &message[..pos] },
+        }
+    }
+    Split { fields, body: &message[message.len()..], header: message }
+}
+
+fn find_crlf(b: &[u8]) -> Option<usize> {
+    b.windows(2).position(|w| w == b"\r\n")
+}
+
+/// What sotto needs to know from a header.
+#[derive(Debug, Default, Clone)]
+pub struct HeaderInfo {
+    /// Addresses in To and Cc, lower-cased.
+    pub visible_rcpts: Vec<String>,
+    /// `type/subtype`, lower-cased; `text/plain` when absent.
+    pub content_type: String,
+    /// The `protocol` parameter of a multipart/encrypted or S/MIME type.
+    pub protocol: Option<String>,
+    pub smime_type: Option<String>,
+}
+
+/// Parses the values sotto needs from a header block.
+pub fn info(header: &[u8]) -> HeaderInfo {
+    let mut block = header.to_vec();
+    block.extend_from_slice(b"\r\n");
+    let Some(msg) = MessageParser::default().parse_headers(&block) else {
+        return HeaderInfo { content_type: "text/plain".into(), ..Default::default() };
+    };
+    let mut visible = Vec::new();
+    for list in [msg.to(), msg.cc()].into_iter().flatten() {
+        for addr in list.iter() {
+            if let Some(a) = addr.address() {
+                visible.push(a.to_lowercase());
+            }
+        }
+    }
+    let (content_type, protocol, smime_type) = match msg.content_type() {
+        Some(ct) => (
+            format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_lowercase(),
+            ct.attribute("protocol").map(str::to_lowercase),
+            ct.attribute("smime-type").map(str::to_lowercase),
+        ),
+        None => ("text/plain".to_string(), None, None),
+    };
+    HeaderInfo { visible_rcpts: visible, content_type, protocol, smime_type }
+}
+
+/// Whether the message is already encrypted: PGP/MIME, S/MIME enveloped, or
+/// an inline PGP message; such mail passes unchanged.
+pub fn already_encrypted(info: &HeaderInfo, body: &[u8]) -> bool {
+    match info.content_type.as_str() {
+        "multipart/encrypted" => true,
+        "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
+            info.smime_type.as_deref().is_none_or(|t| t.contains("enveloped"))
+        }
+        "text/plain" => {
+            let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+            body[start..].starts_with(b"-----BEGIN PGP MESSAGE-----")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_fields_stay_whole() {
+        let m = b"Subject: a\r\n long\r\nTo: b@x\r\n\r\nbody\r\n";
+        let s = split(m);
+        assert_eq!(s.fields.len(), 2);
+        assert_eq!(s.fields[0].raw, b"Subject: a\r\n long\r\n");
+        assert_eq!(s.fields[1].name, "To");
+        assert_eq!(s.body, b"body\r\n");
+    }
+
+    #[test]
+    fn no_blank_line_and_no_header() {
+        let s = split(b"just text\r\n");
+        assert!(s.fields.is_empty());
+        assert_eq!(s.body, b"just text\r\n");
+        let s = split(b"Subject: x\r\n");
+        assert_eq!(s.fields.len(), 1);
+        assert_eq!(s.body, b"");
+    }
+
+    #[test]
+    fn recipients_and_type() {
+        let i = info(b"To: Bob <Bob@Example.org>, carol@x.org\r\nCc: \"D\" <d@y.org>\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=x");
+        assert_eq!(i.visible_rcpts, vec!["bob@example.org", "carol@x.org", "d@y.org"]);
+        assert_eq!(i.content_type, "multipart/encrypted");
+        assert!(already_encrypted(&i, b""));
+    }
+
+    #[test]
+    fn inline_pgp_is_recognised() {
+        let i = info(b"Subject: x");
+        assert!(already_encrypted(&i, b"\r\n-----BEGIN PGP MESSAGE-----\r\n..."));
+        assert!(!already_encrypted(&i, b"hello"));
+    }
+}
