@@ -6,8 +6,8 @@
 
 pub mod admin;
 pub mod config;
-pub mod envelope;
 pub mod crypt;
+pub mod envelope;
 pub mod keys;
 pub mod mail;
 pub mod relay;

@@ -136,12 +136,19 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Transform { config, channel: _, from, to } => {
+        Command::Transform {
+            config,
+            channel: _,
+            from,
+            to,
+        } => {
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            runtime().map_or(ExitCode::from(1), |rt| rt.block_on(transform(cfg, from, to)))
+            runtime().map_or(ExitCode::from(1), |rt| {
+                rt.block_on(transform(cfg, from, to))
+            })
         }
         Command::Keys { config, action } => {
             let cfg = match load(config.as_deref()) {
@@ -169,7 +176,9 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new().map_err(|e| eprintln!("sotto: cannot start the runtime: {e}")).ok()
+    tokio::runtime::Runtime::new()
+        .map_err(|e| eprintln!("sotto: cannot start the runtime: {e}"))
+        .ok()
 }
 
 async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
@@ -194,7 +203,12 @@ async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
     };
     let capture = Capture::default();
     let gateway = sotto::transform::Gateway::new(capture.clone(), crypt);
-    let mail = MailFrom { address: from, body_8bit: !message.is_ascii(), smtputf8: false, size: None };
+    let mail = MailFrom {
+        address: from,
+        body_8bit: !message.is_ascii(),
+        smtputf8: false,
+        size: None,
+    };
     let mut tx = match gateway.begin(&mail).await {
         Ok(tx) => tx,
         Err(r) => {
@@ -214,7 +228,11 @@ async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
         eprintln!("{r}");
         return ExitCode::from(2);
     }
-    let out = capture.delivered().pop().map(|(_, m)| m).unwrap_or_default();
+    let out = capture
+        .delivered()
+        .pop()
+        .map(|(_, m)| m)
+        .unwrap_or_default();
     if std::io::stdout().write_all(&out).is_err() {
         return ExitCode::from(1);
     }
@@ -243,7 +261,11 @@ async fn keys(cfg: Config, action: KeysAction) -> ExitCode {
         KeysAction::Lookup { address } => {
             let (text, found) = admin::lookup(&store, &address).await;
             print!("{text}");
-            return if found { ExitCode::SUCCESS } else { ExitCode::from(1) };
+            return if found {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
         }
     };
     match result {

@@ -125,7 +125,13 @@ pub struct Defaults {
 
 impl Default for Defaults {
     fn default() -> Self {
-        Self { encrypt: Encrypt::IfKey, subject: SubjectMode::Protect, sign: false, encrypt_to_sender: false, archive_key: None }
+        Self {
+            encrypt: Encrypt::IfKey,
+            subject: SubjectMode::Protect,
+            sign: false,
+            encrypt_to_sender: false,
+            archive_key: None,
+        }
     }
 }
 
@@ -558,9 +564,15 @@ impl Config {
         if let Some(d) = &self.keys.dir
             && !d.is_dir()
         {
-            out.push(("keys.dir".into(), format!("`{}` is not a directory", d.display())));
+            out.push((
+                "keys.dir".into(),
+                format!("`{}` is not a directory", d.display()),
+            ));
         }
-        for (key, p) in [("defaults.archive_key", &self.defaults.archive_key), ("crypt.signing_key", &self.crypt.signing_key)] {
+        for (key, p) in [
+            ("defaults.archive_key", &self.defaults.archive_key),
+            ("crypt.signing_key", &self.crypt.signing_key),
+        ] {
             if let Some(p) = p
                 && !p.is_file()
             {

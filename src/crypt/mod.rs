@@ -13,7 +13,9 @@ use sequoia_openpgp::cert::Preferences;
 use sequoia_openpgp::cert::amalgamation::ValidAmalgamation;
 use sequoia_openpgp::crypto::KeyPair;
 use sequoia_openpgp::policy::Policy;
-use sequoia_openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
+use sequoia_openpgp::serialize::stream::{
+    Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer,
+};
 
 use crate::mail::{Field, split};
 
@@ -78,10 +80,20 @@ fn pgp<T>(r: sequoia_openpgp::Result<T>) -> Result<T, CryptError> {
 /// (obscured unless told otherwise); all other fields and the content are
 /// inside the OpenPGP message. With `hide_recipients`, the PKESK packets carry
 /// wildcard key IDs so no recipient learns another's key.
-pub fn encrypt_mail(message: &[u8], certs: &[Cert], opts: Options<'_>) -> Result<Vec<u8>, CryptError> {
+pub fn encrypt_mail(
+    message: &[u8],
+    certs: &[Cert],
+    opts: Options<'_>,
+) -> Result<Vec<u8>, CryptError> {
     let parts = split(message);
     let inner = inner_entity(&parts.fields, parts.body);
-    let armored = seal(&inner, certs, opts.hide_recipients, opts.signer, opts.policy)?;
+    let armored = seal(
+        &inner,
+        certs,
+        opts.hide_recipients,
+        opts.signer,
+        opts.policy,
+    )?;
     let boundary = boundary();
     let mut out = Vec::with_capacity(armored.len() + 1024);
     for f in &parts.fields {
@@ -138,14 +150,22 @@ pub fn inner_entity(fields: &[Field<'_>], body: &[u8]) -> Vec<u8> {
         }
     }
     if !has_type {
-        out.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii; protected-headers=\"v1\"\r\n");
+        out.extend_from_slice(
+            b"Content-Type: text/plain; charset=us-ascii; protected-headers=\"v1\"\r\n",
+        );
     }
-    for f in fields.iter().filter(|f| !f.is_content() && !f.is("mime-version")) {
+    for f in fields
+        .iter()
+        .filter(|f| !f.is_content() && !f.is("mime-version"))
+    {
         if !TRACE.iter().any(|n| f.is(n)) {
             out.extend_from_slice(f.raw);
         }
     }
-    for f in fields.iter().filter(|f| OUTER.iter().any(|n| f.is(n)) && !TRACE.iter().any(|n| f.is(n))) {
+    for f in fields
+        .iter()
+        .filter(|f| OUTER.iter().any(|n| f.is(n)) && !TRACE.iter().any(|n| f.is(n)))
+    {
         out.extend_from_slice(b"HP-Outer: ");
         out.extend_from_slice(f.raw);
     }
@@ -166,7 +186,13 @@ pub fn seal(
     let mut recipients: Vec<Recipient<'_>> = Vec::new();
     for cert in certs {
         let vc = pgp(cert.with_policy(policy, None))?;
-        for ka in vc.keys().supported().alive().revoked(false).for_transport_encryption() {
+        for ka in vc
+            .keys()
+            .supported()
+            .alive()
+            .revoked(false)
+            .for_transport_encryption()
+        {
             let r: Recipient<'_> = if hide {
                 Recipient::new(ka.valid_cert().features(), None, ka.key())
             } else {
@@ -187,7 +213,9 @@ pub fn seal(
         None => message,
     };
     let mut literal = pgp(LiteralWriter::new(message).build())?;
-    literal.write_all(data).map_err(|e| CryptError::OpenPgp(e.to_string()))?;
+    literal
+        .write_all(data)
+        .map_err(|e| CryptError::OpenPgp(e.to_string()))?;
     pgp(literal.finalize())?;
     Ok(sink)
 }
@@ -210,7 +238,9 @@ pub fn signing_keypair(tsk: &Cert, policy: &dyn Policy) -> Result<KeyPair, Crypt
         .revoked(false)
         .for_signing()
         .next()
-        .ok_or_else(|| CryptError::OpenPgp("the signing key has no usable secret signing key".into()))?;
+        .ok_or_else(|| {
+            CryptError::OpenPgp("the signing key has no usable secret signing key".into())
+        })?;
     pgp(ka.key().clone().into_keypair())
 }
 
@@ -224,7 +254,12 @@ mod tests {
         let s = split(msg);
         let inner = inner_entity(&s.fields, s.body);
         let text = String::from_utf8_lossy(&inner);
-        assert!(text.starts_with("Content-Type: text/plain;\r\n charset=utf-8; protected-headers=\"v1\"\r\n"), "{text}");
+        assert!(
+            text.starts_with(
+                "Content-Type: text/plain;\r\n charset=utf-8; protected-headers=\"v1\"\r\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("Subject: secret\r\n plans\r\n"));
         assert!(text.contains("HP-Outer: From: a@x\r\n"));
         assert!(!text.contains("Received"));

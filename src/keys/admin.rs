@@ -25,15 +25,21 @@ pub enum AdminError {
 }
 
 fn emails(cert: &Cert) -> Vec<String> {
-    let mut v: Vec<String> =
-        cert.userids().filter_map(|u| u.userid().email_normalized().ok().flatten()).collect();
+    let mut v: Vec<String> = cert
+        .userids()
+        .filter_map(|u| u.userid().email_normalized().ok().flatten())
+        .collect();
     v.sort();
     v.dedup();
     v
 }
 
 fn expiry(cert: &Cert, store: &KeyStore) -> String {
-    match cert.with_policy(store.policy(), None).ok().and_then(|vc| vc.primary_key().key_expiration_time()) {
+    match cert
+        .with_policy(store.policy(), None)
+        .ok()
+        .and_then(|vc| vc.primary_key().key_expiration_time())
+    {
         Some(t) => format!("expires {}", humantime::format_rfc3339_seconds(t)),
         None => "no expiry".into(),
     }
@@ -56,7 +62,11 @@ pub fn describe(cert: &Cert, store: &KeyStore) -> String {
 pub fn list(store: &KeyStore) -> Result<String, AdminError> {
     let dir = store.dir().ok_or(AdminError::NoDir)?;
     let certs = dir.certs();
-    let mut out = format!("{} certificate(s) in {}\n", certs.len(), dir.path().display());
+    let mut out = format!(
+        "{} certificate(s) in {}\n",
+        certs.len(),
+        dir.path().display()
+    );
     for c in certs.iter() {
         out.push_str(&describe(c, store));
     }
@@ -74,9 +84,13 @@ pub fn import(store: &KeyStore, file: &Path) -> Result<String, AdminError> {
     let mut out = String::new();
     for cert in certs {
         let cert = cert.strip_secret_key_material();
-        let path = dir.path().join(format!("{}.asc", cert.fingerprint().to_hex()));
+        let path = dir
+            .path()
+            .join(format!("{}.asc", cert.fingerprint().to_hex()));
         let merged = match read_certs(&path).ok().and_then(|v| v.into_iter().next()) {
-            Some(old) => old.merge_public(cert).map_err(|e| AdminError::Io(e.to_string()))?,
+            Some(old) => old
+                .merge_public(cert)
+                .map_err(|e| AdminError::Io(e.to_string()))?,
             None => cert,
         };
         write_cert(&path, &merged)?;
@@ -87,7 +101,10 @@ pub fn import(store: &KeyStore, file: &Path) -> Result<String, AdminError> {
 }
 
 fn write_cert(path: &Path, cert: &Cert) -> Result<(), AdminError> {
-    let armored = cert.armored().to_vec().map_err(|e| AdminError::Io(e.to_string()))?;
+    let armored = cert
+        .armored()
+        .to_vec()
+        .map_err(|e| AdminError::Io(e.to_string()))?;
     let tmp = path.with_extension("asc.tmp");
     std::fs::write(&tmp, armored).map_err(|e| AdminError::Io(format!("{}: {e}", tmp.display())))?;
     std::fs::rename(&tmp, path).map_err(|e| AdminError::Io(format!("{}: {e}", path.display())))
@@ -99,7 +116,12 @@ pub async fn lookup(store: &KeyStore, address: &str) -> (String, bool) {
     let l = store.lookup(address).await;
     let mut out = String::new();
     for r in &l.rejected {
-        writeln!(out, "rejected {} from {}: {}", r.fingerprint, r.source, r.reason).ok();
+        writeln!(
+            out,
+            "rejected {} from {}: {}",
+            r.fingerprint, r.source, r.reason
+        )
+        .ok();
     }
     for e in &l.errors {
         writeln!(out, "{} lookup failed: {}", e.source, e.error).ok();
@@ -133,12 +155,19 @@ pub async fn refresh(store: &KeyStore) -> Result<String, AdminError> {
                     Fetched::Certs(certs) => {
                         for c in certs.into_iter().filter(|c| c.fingerprint() == fpr) {
                             seen = true;
-                            merged = merged.merge_public(c).map_err(|e| AdminError::Io(e.to_string()))?;
+                            merged = merged
+                                .merge_public(c)
+                                .map_err(|e| AdminError::Io(e.to_string()))?;
                         }
                     }
                     Fetched::NotFound => {}
                     Fetched::Failed(e) => {
-                        writeln!(out, "{}: {source} lookup for <{address}> failed: {e}", fpr.to_hex()).ok();
+                        writeln!(
+                            out,
+                            "{}: {source} lookup for <{address}> failed: {e}",
+                            fpr.to_hex()
+                        )
+                        .ok();
                     }
                 }
             }
@@ -159,5 +188,9 @@ pub async fn refresh(store: &KeyStore) -> Result<String, AdminError> {
 
 /// The key sources a refresh asks: the configured web ones.
 pub fn web_sources(sources: &[KeySource]) -> Vec<KeySource> {
-    sources.iter().copied().filter(|s| *s != KeySource::Dir).collect()
+    sources
+        .iter()
+        .copied()
+        .filter(|s| *s != KeySource::Dir)
+        .collect()
 }

@@ -28,7 +28,14 @@ pub struct DirSource {
 
 impl DirSource {
     pub fn new(path: PathBuf) -> Self {
-        DirSource { path, state: Mutex::new(State { checked: None, signature: Vec::new(), certs: Arc::default() }) }
+        DirSource {
+            path,
+            state: Mutex::new(State {
+                checked: None,
+                signature: Vec::new(),
+                certs: Arc::default(),
+            }),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -48,7 +55,9 @@ impl DirSource {
             for (file, _, _) in &sig {
                 match read_certs(file) {
                     Ok(cs) => certs.extend(cs.into_iter().map(Arc::new)),
-                    Err(e) => tracing::warn!(event = "key_file_unreadable", file = %file.display(), error = %e),
+                    Err(e) => {
+                        tracing::warn!(event = "key_file_unreadable", file = %file.display(), error = %e)
+                    }
                 }
             }
             tracing::info!(event = "key_dir_loaded", dir = %self.path.display(), certs = certs.len());

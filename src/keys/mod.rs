@@ -170,9 +170,11 @@ impl KeyStore {
     fn consider(&self, cert: Arc<Cert>, address: &str, source: KeySource, out: &mut Lookup) {
         match usable_for(&cert, address, &self.inner.policy) {
             Ok(()) => out.found = Some(Found { cert, source }),
-            Err(reason) => {
-                out.rejected.push(Rejected { source, fingerprint: cert.fingerprint().to_hex(), reason })
-            }
+            Err(reason) => out.rejected.push(Rejected {
+                source,
+                fingerprint: cert.fingerprint().to_hex(),
+                reason,
+            }),
         }
     }
 
@@ -181,7 +183,10 @@ impl KeyStore {
         let key = normalize(address);
         let cell = {
             let mut cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
-            let fresh = cache.get(&key).filter(|c| c.get().is_none_or(|c| !self.expired(c))).cloned();
+            let fresh = cache
+                .get(&key)
+                .filter(|c| c.get().is_none_or(|c| !self.expired(c)))
+                .cloned();
             match fresh {
                 Some(cell) => cell,
                 None => {
@@ -198,22 +203,31 @@ impl KeyStore {
             }
         };
         let cached = cell
-            .get_or_init(|| async { Cached { at: Instant::now(), lookup: self.ask_web(&key).await } })
+            .get_or_init(|| async {
+                Cached {
+                    at: Instant::now(),
+                    lookup: self.ask_web(&key).await,
+                }
+            })
             .await;
         cached.lookup.clone()
     }
 
     fn expired(&self, c: &Cached) -> bool {
-        let ttl = if c.lookup.found.is_some() { self.inner.ttl } else { self.inner.negative_ttl };
+        let ttl = if c.lookup.found.is_some() {
+            self.inner.ttl
+        } else {
+            self.inner.negative_ttl
+        };
         c.at.elapsed() >= ttl
     }
 
     fn urls(&self, source: KeySource, address: &str) -> Vec<String> {
         match source {
             KeySource::Dir => Vec::new(),
-            KeySource::Wkd => {
-                web::wkd_urls(address, self.inner.wkd_url.as_deref()).map(|u| u.to_vec()).unwrap_or_default()
-            }
+            KeySource::Wkd => web::wkd_urls(address, self.inner.wkd_url.as_deref())
+                .map(|u| u.to_vec())
+                .unwrap_or_default(),
             KeySource::Vks => vec![web::vks_url(address, &self.inner.vks_url)],
         }
     }
@@ -237,7 +251,9 @@ impl KeyStore {
             for url in self.urls(*source, address) {
                 match self.inner.web.fetch(&url).await {
                     Fetched::Certs(certs) => {
-                        for cert in certs.into_iter().filter(|c| validate::names(c, address)) {
+                        // Every certificate served for the address is judged,
+                        // so one for another user ID is reported as such.
+                        for cert in certs {
                             self.consider(Arc::new(cert), address, *source, &mut out);
                             if out.found.is_some() {
                                 tracing::debug!(event = "key_lookup", source = %source, result = "found");
@@ -247,7 +263,10 @@ impl KeyStore {
                         break;
                     }
                     Fetched::NotFound => {}
-                    Fetched::Failed(error) => out.errors.push(SourceError { source: *source, error }),
+                    Fetched::Failed(error) => out.errors.push(SourceError {
+                        source: *source,
+                        error,
+                    }),
                 }
             }
         }

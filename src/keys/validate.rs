@@ -4,6 +4,7 @@ use std::fmt;
 
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::cert::amalgamation::ValidAmalgamation;
+use sequoia_openpgp::packet::UserID;
 use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::types::RevocationStatus;
 
@@ -33,15 +34,23 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// Normalises an address for comparison: the domain is case-insensitive,
-/// and so, as WKD and OpenPGP user IDs are matched in practice, the local part.
+/// Normalises an address for comparison the way user IDs are normalised
+/// (sequoia's rules: case folded, internationalised domains in punycode), so
+/// `Bob@Example.ORG` and `élève@école.example` match their user IDs.
 pub fn normalize(address: &str) -> String {
-    address.trim().to_lowercase()
+    let trimmed = address.trim();
+    UserID::from(format!("<{trimmed}>"))
+        .email_normalized()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| trimmed.to_lowercase())
 }
 
 /// Checks `cert` for encryption to `address` under `policy` now.
 pub fn usable_for(cert: &Cert, address: &str, policy: &dyn Policy) -> Result<(), Rejection> {
-    let vc = cert.with_policy(policy, None).map_err(|e| Rejection::Invalid(e.to_string()))?;
+    let vc = cert
+        .with_policy(policy, None)
+        .map_err(|e| Rejection::Invalid(e.to_string()))?;
     if let RevocationStatus::Revoked(_) = vc.revocation_status() {
         return Err(Rejection::Revoked);
     }
@@ -51,12 +60,23 @@ pub fn usable_for(cert: &Cert, address: &str, policy: &dyn Policy) -> Result<(),
     let want = normalize(address);
     let has_uid = vc.userids().any(|u| {
         !matches!(u.revocation_status(), RevocationStatus::Revoked(_))
-            && u.userid().email_normalized().ok().flatten().is_some_and(|e| e == want)
+            && u.userid()
+                .email_normalized()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e == want)
     });
     if !has_uid {
         return Err(Rejection::WrongUserId);
     }
-    let can_encrypt = vc.keys().supported().alive().revoked(false).for_transport_encryption().next().is_some();
+    let can_encrypt = vc
+        .keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .next()
+        .is_some();
     if !can_encrypt {
         return Err(Rejection::NoEncryptionKey);
     }
@@ -67,5 +87,25 @@ pub fn usable_for(cert: &Cert, address: &str, policy: &dyn Policy) -> Result<(),
 /// certificates worth checking for it.
 pub fn names(cert: &Cert, address: &str) -> bool {
     let want = normalize(address);
-    cert.userids().any(|u| u.userid().email_normalized().ok().flatten().is_some_and(|e| e == want))
+    cert.userids().any(|u| {
+        u.userid()
+            .email_normalized()
+            .ok()
+            .flatten()
+            .is_some_and(|e| e == want)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn addresses_normalise_like_user_ids() {
+        assert_eq!(normalize("Bob@Example.ORG"), "bob@example.org");
+        assert_eq!(
+            normalize("élève@école.example"),
+            normalize("ÉLÈVE@ÉCOLE.example")
+        );
+    }
 }

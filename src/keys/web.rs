@@ -62,8 +62,14 @@ pub fn wkd_urls(address: &str, base: Option<&str>) -> Option<[String; 2]> {
     let hash = zbase32(&ctx.into_digest().ok()?);
     let l = percent_encode(local);
     let (adv, direct) = match base {
-        Some(b) => (b.trim_end_matches('/').to_string(), b.trim_end_matches('/').to_string()),
-        None => (format!("https://openpgpkey.{domain}"), format!("https://{domain}")),
+        Some(b) => (
+            b.trim_end_matches('/').to_string(),
+            b.trim_end_matches('/').to_string(),
+        ),
+        None => (
+            format!("https://openpgpkey.{domain}"),
+            format!("https://{domain}"),
+        ),
     };
     Some([
         format!("{adv}/.well-known/openpgpkey/{domain}/hu/{hash}?l={l}"),
@@ -73,7 +79,11 @@ pub fn wkd_urls(address: &str, base: Option<&str>) -> Option<[String; 2]> {
 
 /// The VKS by-email URL.
 pub fn vks_url(address: &str, base: &str) -> String {
-    format!("{}/vks/v1/by-email/{}", base.trim_end_matches('/'), percent_encode(address))
+    format!(
+        "{}/vks/v1/by-email/{}",
+        base.trim_end_matches('/'),
+        percent_encode(address)
+    )
 }
 
 /// A client for both web sources.
@@ -122,7 +132,11 @@ impl Web {
         match CertParser::from_bytes(&body) {
             Ok(p) => {
                 let certs: Vec<Cert> = p.filter_map(Result::ok).collect();
-                if certs.is_empty() { Fetched::Failed("no certificate in the answer".into()) } else { Fetched::Certs(certs) }
+                if certs.is_empty() {
+                    Fetched::Failed("no certificate in the answer".into())
+                } else {
+                    Fetched::Certs(certs)
+                }
             }
             Err(e) => Fetched::Failed(format!("unreadable answer: {e}")),
         }
@@ -151,11 +165,17 @@ mod tests {
             adv,
             "https://openpgpkey.example.org/.well-known/openpgpkey/example.org/hu/iy9q119eutrkn8s1mk4r39qejnbu3n5q?l=Joe.Doe"
         );
-        assert_eq!(direct, "https://example.org/.well-known/openpgpkey/hu/iy9q119eutrkn8s1mk4r39qejnbu3n5q?l=Joe.Doe");
+        assert_eq!(
+            direct,
+            "https://example.org/.well-known/openpgpkey/hu/iy9q119eutrkn8s1mk4r39qejnbu3n5q?l=Joe.Doe"
+        );
     }
 
     #[test]
     fn vks_url_is_encoded() {
-        assert_eq!(vks_url("a+b@x.org", "http://127.0.0.1:1/"), "http://127.0.0.1:1/vks/v1/by-email/a%2Bb%40x.org");
+        assert_eq!(
+            vks_url("a+b@x.org", "http://127.0.0.1:1/"),
+            "http://127.0.0.1:1/vks/v1/by-email/a%2Bb%40x.org"
+        );
     }
 }

@@ -45,7 +45,11 @@ pub fn split(message: &[u8]) -> Split<'_> {
         };
         let line = &message[pos..line_end];
         if line == b"\r\n" {
-            return Split { fields, body: &message[line_end..], header: &message[..pos] };
+            return Split {
+                fields,
+                body: &message[line_end..],
+                header: &message[..pos],
+            };
         }
         if line[0] == b' ' || line[0] == b'\t' {
             if let Some(last) = fields.last_mut() {
@@ -56,17 +60,29 @@ pub fn split(message: &[u8]) -> Split<'_> {
             }
         }
         let colon = line.iter().position(|&b| b == b':');
-        let name = colon.and_then(|c| std::str::from_utf8(&line[..c]).ok()).map(str::trim_end);
+        let name = colon
+            .and_then(|c| std::str::from_utf8(&line[..c]).ok())
+            .map(str::trim_end);
         match name {
             Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic()) => {
                 fields.push(Field { name: n, raw: line });
                 pos = line_end;
             }
             // Not a header line: the body starts here, with no blank line.
-            _ => return Split { fields, body: &message[pos..], header: &message[..pos] },
+            _ => {
+                return Split {
+                    fields,
+                    body: &message[pos..],
+                    header: &message[..pos],
+                };
+            }
         }
     }
-    Split { fields, body: &message[message.len()..], header: message }
+    Split {
+        fields,
+        body: &message[message.len()..],
+        header: message,
+    }
 }
 
 fn find_crlf(b: &[u8]) -> Option<usize> {
@@ -90,7 +106,10 @@ pub fn info(header: &[u8]) -> HeaderInfo {
     let mut block = header.to_vec();
     block.extend_from_slice(b"\r\n");
     let Some(msg) = MessageParser::default().parse_headers(&block) else {
-        return HeaderInfo { content_type: "text/plain".into(), ..Default::default() };
+        return HeaderInfo {
+            content_type: "text/plain".into(),
+            ..Default::default()
+        };
     };
     let mut visible = Vec::new();
     for list in [msg.to(), msg.cc()].into_iter().flatten() {
@@ -108,7 +127,12 @@ pub fn info(header: &[u8]) -> HeaderInfo {
         ),
         None => ("text/plain".to_string(), None, None),
     };
-    HeaderInfo { visible_rcpts: visible, content_type, protocol, smime_type }
+    HeaderInfo {
+        visible_rcpts: visible,
+        content_type,
+        protocol,
+        smime_type,
+    }
 }
 
 /// Whether the message is already encrypted: PGP/MIME, S/MIME enveloped, or
@@ -116,11 +140,15 @@ pub fn info(header: &[u8]) -> HeaderInfo {
 pub fn already_encrypted(info: &HeaderInfo, body: &[u8]) -> bool {
     match info.content_type.as_str() {
         "multipart/encrypted" => true,
-        "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
-            info.smime_type.as_deref().is_none_or(|t| t.contains("enveloped"))
-        }
+        "application/pkcs7-mime" | "application/x-pkcs7-mime" => info
+            .smime_type
+            .as_deref()
+            .is_none_or(|t| t.contains("enveloped")),
         "text/plain" => {
-            let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+            let start = body
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(body.len());
             body[start..].starts_with(b"-----BEGIN PGP MESSAGE-----")
         }
         _ => false,
@@ -154,7 +182,10 @@ mod tests {
     #[test]
     fn recipients_and_type() {
         let i = info(b"To: Bob <Bob@Example.org>, carol@x.org\r\nCc: \"D\" <d@y.org>\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=x");
-        assert_eq!(i.visible_rcpts, vec!["bob@example.org", "carol@x.org", "d@y.org"]);
+        assert_eq!(
+            i.visible_rcpts,
+            vec!["bob@example.org", "carol@x.org", "d@y.org"]
+        );
         assert_eq!(i.content_type, "multipart/encrypted");
         assert!(already_encrypted(&i, b""));
     }
@@ -162,7 +193,10 @@ mod tests {
     #[test]
     fn inline_pgp_is_recognised() {
         let i = info(b"Subject: x");
-        assert!(already_encrypted(&i, b"\r\n-----BEGIN PGP MESSAGE-----\r\n..."));
+        assert!(already_encrypted(
+            &i,
+            b"\r\n-----BEGIN PGP MESSAGE-----\r\n..."
+        ));
         assert!(!already_encrypted(&i, b"hello"));
     }
 }

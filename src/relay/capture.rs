@@ -16,7 +16,10 @@ pub struct Capture {
 impl Capture {
     /// What has been committed so far, in order.
     pub fn delivered(&self) -> Vec<(Envelope, Vec<u8>)> {
-        self.delivered.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -29,7 +32,13 @@ impl Target for Capture {
     type Tx = CaptureTx;
 
     async fn begin(&self, from: &MailFrom) -> Result<CaptureTx, Reply> {
-        Ok(CaptureTx { envelope: Envelope { from: from.clone(), rcpts: Vec::new() }, store: self.clone() })
+        Ok(CaptureTx {
+            envelope: Envelope {
+                from: from.clone(),
+                rcpts: Vec::new(),
+            },
+            store: self.clone(),
+        })
     }
 }
 
@@ -40,7 +49,11 @@ impl Transaction for CaptureTx {
     }
 
     async fn commit(self, message: Vec<u8>) -> Reply {
-        self.store.delivered.lock().unwrap_or_else(|p| p.into_inner()).push((self.envelope, message));
+        self.store
+            .delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((self.envelope, message));
         Reply::new(250, "2.0.0", "captured")
     }
 

@@ -24,7 +24,11 @@ use crate::reply::Reply;
 #[non_exhaustive]
 pub enum SetupError {
     #[error("{key} `{path}`: {why}")]
-    Key { key: &'static str, path: String, why: String },
+    Key {
+        key: &'static str,
+        path: String,
+        why: String,
+    },
 }
 
 /// What the pipeline needs besides the target: keys and how to use them.
@@ -42,17 +46,32 @@ pub struct Crypt {
 impl Crypt {
     pub fn from_config(cfg: &Config, keys: KeyStore) -> Result<Self, SetupError> {
         let load = |key: &'static str, path: &std::path::Path| -> Result<Cert, SetupError> {
-            let err = |why: String| SetupError::Key { key, path: path.display().to_string(), why };
-            read_certs(path).map_err(|e| err(e.to_string()))?.into_iter().next().ok_or_else(|| err("no certificate".into()))
+            let err = |why: String| SetupError::Key {
+                key,
+                path: path.display().to_string(),
+                why,
+            };
+            read_certs(path)
+                .map_err(|e| err(e.to_string()))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| err("no certificate".into()))
         };
-        let archive = cfg.defaults.archive_key.as_deref().map(|p| load("defaults.archive_key", p)).transpose()?;
+        let archive = cfg
+            .defaults
+            .archive_key
+            .as_deref()
+            .map(|p| load("defaults.archive_key", p))
+            .transpose()?;
         let signer = match (&cfg.crypt.signing_key, cfg.defaults.sign) {
             (Some(p), true) => {
                 let tsk = load("crypt.signing_key", p)?;
-                crypt::signing_keypair(&tsk, &StandardPolicy::new()).map_err(|e| SetupError::Key {
-                    key: "crypt.signing_key",
-                    path: p.display().to_string(),
-                    why: e.to_string(),
+                crypt::signing_keypair(&tsk, &StandardPolicy::new()).map_err(|e| {
+                    SetupError::Key {
+                        key: "crypt.signing_key",
+                        path: p.display().to_string(),
+                        why: e.to_string(),
+                    }
                 })?;
                 Some(tsk)
             }
@@ -79,7 +98,10 @@ pub struct Gateway<T: Target> {
 
 impl<T: Target> Gateway<T> {
     pub fn new(inner: T, crypt: Crypt) -> Self {
-        Gateway { inner, crypt: Arc::new(crypt) }
+        Gateway {
+            inner,
+            crypt: Arc::new(crypt),
+        }
     }
 }
 
@@ -124,7 +146,9 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
                         return Reply::new(
                             550,
                             "5.7.1",
-                            format!("Encryption required, and no usable OpenPGP key for <{rcpt}>: {why}"),
+                            format!(
+                                "Encryption required, and no usable OpenPGP key for <{rcpt}>: {why}"
+                            ),
                         );
                     }
                     None => (false, None),
@@ -197,11 +221,19 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
             Ok(Err(e)) => {
                 tracing::warn!(event = "encrypt", result = "failed", error = %e);
                 self.inner.abort().await;
-                Reply::new(451, "4.7.0", "Could not encrypt the message; it was not sent. Try again later")
+                Reply::new(
+                    451,
+                    "4.7.0",
+                    "Could not encrypt the message; it was not sent. Try again later",
+                )
             }
             Err(_) => {
                 self.inner.abort().await;
-                Reply::new(451, "4.3.0", "Internal error while encrypting; the message was not sent")
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    "Internal error while encrypting; the message was not sent",
+                )
             }
         }
     }

@@ -5,6 +5,8 @@
 //! A missing peer fails the test loudly; `tests/run` installs them.
 #![allow(dead_code)]
 
+pub mod pgp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
