@@ -19,7 +19,7 @@ fn crypt_config(sink: &Sink, keys: &Path, mode: Encrypt) -> Config {
     cfg
 }
 
-fn field<'a>(msg: &'a [u8], name: &str) -> Option<String> {
+fn field(msg: &[u8], name: &str) -> Option<String> {
     split(msg)
         .fields
         .iter()

@@ -97,9 +97,8 @@ pub fn encrypt_mail(
     let boundary = boundary();
     let mut out = Vec::with_capacity(armored.len() + 1024);
     for f in &parts.fields {
-        if OUTER.iter().any(|n| f.is(n)) {
-            out.extend_from_slice(f.raw);
-        } else if f.is("subject") && !opts.protect_subject {
+        let keep_subject = f.is("subject") && !opts.protect_subject;
+        if keep_subject || OUTER.iter().any(|n| f.is(n)) {
             out.extend_from_slice(f.raw);
         }
     }

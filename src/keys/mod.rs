@@ -140,7 +140,7 @@ impl KeyStore {
         let web_first = self.inner.sources.iter().position(|s| *s != KeySource::Dir);
         for (i, source) in self.inner.sources.iter().enumerate() {
             if *source == KeySource::Dir {
-                self.from_dir(address, &mut result);
+                self.search_dir(address, &mut result);
                 if result.found.is_some() {
                     return result;
                 }
@@ -157,7 +157,7 @@ impl KeyStore {
         result
     }
 
-    fn from_dir(&self, address: &str, out: &mut Lookup) {
+    fn search_dir(&self, address: &str, out: &mut Lookup) {
         let Some(dir) = &self.inner.dir else { return };
         for cert in dir.certs().iter().filter(|c| validate::names(c, address)) {
             self.consider(cert.clone(), address, KeySource::Dir, out);

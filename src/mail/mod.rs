@@ -51,13 +51,13 @@ pub fn split(message: &[u8]) -> Split<'_> {
                 header: &message[..pos],
             };
         }
-        if line[0] == b' ' || line[0] == b'\t' {
-            if let Some(last) = fields.last_mut() {
-                let start = last.raw.as_ptr() as usize - message.as_ptr() as usize;
-                last.raw = &message[start..line_end];
-                pos = line_end;
-                continue;
-            }
+        if (line[0] == b' ' || line[0] == b'\t')
+            && let Some(last) = fields.last_mut()
+        {
+            let start = last.raw.as_ptr() as usize - message.as_ptr() as usize;
+            last.raw = &message[start..line_end];
+            pos = line_end;
+            continue;
         }
         let colon = line.iter().position(|&b| b == b':');
         let name = colon

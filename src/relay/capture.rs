@@ -10,12 +10,15 @@ use crate::reply::Reply;
 /// Records every committed transaction, accepting everything.
 #[derive(Clone, Default)]
 pub struct Capture {
-    delivered: Arc<Mutex<Vec<(Envelope, Vec<u8>)>>>,
+    delivered: Arc<Mutex<Vec<Delivered>>>,
 }
+
+/// One committed transaction: its envelope and the message bytes.
+pub type Delivered = (Envelope, Vec<u8>);
 
 impl Capture {
     /// What has been committed so far, in order.
-    pub fn delivered(&self) -> Vec<(Envelope, Vec<u8>)> {
+    pub fn delivered(&self) -> Vec<Delivered> {
         self.delivered
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -184,10 +184,11 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
         }
         let hide = self.rcpts.iter().any(|r| !info.visible_rcpts.contains(r));
         let mut certs = self.certs;
-        if self.crypt.encrypt_to_sender && !self.from.is_empty() {
-            if let Some(found) = self.crypt.keys.lookup(&self.from).await.found {
-                certs.push((*found.cert).clone());
-            }
+        if self.crypt.encrypt_to_sender
+            && !self.from.is_empty()
+            && let Some(found) = self.crypt.keys.lookup(&self.from).await.found
+        {
+            certs.push((*found.cert).clone());
         }
         certs.extend(self.crypt.archive.clone());
         let crypt = self.crypt.clone();
