@@ -10,6 +10,7 @@ pub mod crypt;
 pub mod envelope;
 pub mod keys;
 pub mod mail;
+pub mod policy;
 pub mod relay;
 pub mod reply;
 pub mod serve;

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::relay::Upstream;
 use crate::smtp::{Listener, Protocol, Shared};
+use crate::policy::Policies;
 use crate::transform::{Crypt, Gateway};
 
 /// Why the gateway could not start.
@@ -33,6 +34,8 @@ pub enum ServeError {
     Tls(#[from] crate::smtp::TlsError),
     #[error(transparent)]
     Crypt(#[from] crate::transform::SetupError),
+    #[error("policy files are invalid:\n{0}")]
+    Policy(String),
 }
 
 /// A running gateway: where it listens, and how to stop it.
@@ -85,7 +88,16 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let (smtp_addr, lmtp_addr, admin_addr) = (addr(&smtp), addr(&lmtp), addr(&admin));
 
     let keys = crate::keys::KeyStore::from_config(cfg);
-    let pipeline = Gateway::new(upstream.clone(), Crypt::from_config(cfg, keys)?);
+    let policies = Policies::load(cfg.policy.dir.clone()).map_err(|ps| {
+        ServeError::Policy(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))
+    })?;
+    if let Some(origin) = policies.current().signing_origin()
+        && cfg.crypt.signing_key.is_none()
+    {
+        return Err(ServeError::Policy(format!("{origin}: sign = true needs crypt.signing_key in the configuration")));
+    }
+    policies.watch(shutdown.clone());
+    let pipeline = Gateway::new(upstream.clone(), Crypt::from_config(cfg, keys)?, policies);
     let shared = Shared::new(cfg, pipeline, tls, shutdown.clone());
     let limit = Arc::new(Semaphore::new(cfg.limits.max_connections));
     let sessions = TaskTracker::new();

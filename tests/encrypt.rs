@@ -8,15 +8,20 @@ use std::path::Path;
 
 use common::pgp::{Gpg, armored_part, sq_decrypt, sq_generate};
 use common::{Client, Sink, config, gateway, swaks};
-use sotto::config::{Config, Encrypt};
+use sotto::config::Config;
+
+const REQUIRED: &str = "encrypt = \"required\"";
+const IF_KEY: &str = "encrypt = \"if-key\"";
 use sotto::mail::split;
 
-/// A config whose key directory is `keys`, encrypting per `mode`.
-fn crypt_config(sink: &Sink, keys: &Path, mode: Encrypt) -> Config {
+/// A config whose key directory is `keys`, encrypting per `mode` (a policy
+/// `[defaults]` line such as `encrypt = "required"`); keep the returned
+/// directory alive.
+fn crypt_config(sink: &Sink, keys: &Path, defaults: &str) -> (Config, tempfile::TempDir) {
     let mut cfg = config(&sink.addr);
     cfg.keys.dir = Some(keys.to_path_buf());
-    cfg.defaults.encrypt = mode;
-    cfg
+    let dir = common::policy(&mut cfg, &format!("[defaults]\n{defaults}\n"));
+    (cfg, dir)
 }
 
 fn field(msg: &[u8], name: &str) -> Option<String> {
@@ -64,7 +69,7 @@ async fn corpus_decrypts_with_gpg_and_sq_to_the_original_entity() {
     std::fs::copy(&utf8_public, gpg.keys.join("eleve.asc")).unwrap();
 
     let sink = Sink::start(&[]);
-    let gw = gateway(&crypt_config(&sink, &gpg.keys, Encrypt::Required)).await;
+    let gw = gateway(&crypt_config(&sink, &gpg.keys, REQUIRED).0).await;
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mail");
     let mut names: Vec<_> = std::fs::read_dir(&corpus)
         .unwrap()
@@ -156,7 +161,7 @@ async fn required_without_key_is_refused_at_rcpt_and_if_key_relays_clear() {
     gpg.generate("bob@example.org", true, "1y", None);
     gpg.export("bob@example.org", "bob.asc");
     let sink = Sink::start(&[]);
-    let gw = gateway(&crypt_config(&sink, &gpg.keys, Encrypt::Required)).await;
+    let gw = gateway(&crypt_config(&sink, &gpg.keys, REQUIRED).0).await;
     let (ok, out) = swaks(
         gw.smtp.unwrap(),
         &["--from", "a@example.com", "--to", "nokey@example.org"],
@@ -169,7 +174,7 @@ async fn required_without_key_is_refused_at_rcpt_and_if_key_relays_clear() {
     );
     assert!(sink.messages().is_empty(), "nothing may leave in clear");
 
-    let gw = gateway(&crypt_config(&sink, &gpg.keys, Encrypt::IfKey)).await;
+    let gw = gateway(&crypt_config(&sink, &gpg.keys, IF_KEY).0).await;
     let (ok, out) = swaks(
         gw.smtp.unwrap(),
         &[
@@ -194,7 +199,7 @@ async fn recipients_with_and_without_keys_go_in_separate_transactions() {
     gpg.generate("bob@example.org", true, "1y", None);
     gpg.export("bob@example.org", "bob.asc");
     let sink = Sink::start(&[]);
-    let gw = gateway(&crypt_config(&sink, &gpg.keys, Encrypt::IfKey)).await;
+    let gw = gateway(&crypt_config(&sink, &gpg.keys, IF_KEY).0).await;
     let mut c = Client::connect(gw.smtp.unwrap()).await;
     c.cmd("EHLO client", "250").await;
     c.cmd("MAIL FROM:<a@example.com>", "250").await;
@@ -218,7 +223,7 @@ async fn bcc_recipients_hide_key_ids() {
     gpg.generate("carol@example.org", true, "1y", None);
     gpg.export("carol@example.org", "carol.asc");
     let sink = Sink::start(&[]);
-    let gw = gateway(&crypt_config(&sink, &gpg.keys, Encrypt::Required)).await;
+    let gw = gateway(&crypt_config(&sink, &gpg.keys, REQUIRED).0).await;
     let body = b"To: bob@example.org\r\nCc: carol@example.org\r\nSubject: s\r\n\r\nhi\r\n.\r\n";
     let mut c = Client::connect(gw.smtp.unwrap()).await;
     c.cmd("EHLO client", "250").await;
@@ -260,7 +265,7 @@ async fn already_encrypted_mail_passes_unchanged() {
     gpg.generate("bob@example.org", true, "1y", None);
     gpg.export("bob@example.org", "bob.asc");
     let sink = Sink::start(&[]);
-    let gw = gateway(&crypt_config(&sink, &gpg.keys, Encrypt::Required)).await;
+    let gw = gateway(&crypt_config(&sink, &gpg.keys, REQUIRED).0).await;
     let mut c = Client::connect(gw.smtp.unwrap()).await;
     c.cmd("EHLO client", "250").await;
     let pgp_mime = b"To: bob@example.org\r\nSubject: already\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b--\r\n";
@@ -297,11 +302,12 @@ async fn signed_and_also_encrypted_to_sender_and_archive() {
     archive.import(&gpg.public("signing@example.com"));
 
     let sink = Sink::start(&[]);
-    let mut cfg = crypt_config(&sink, &gpg.keys, Encrypt::Required);
-    cfg.defaults.sign = true;
+    let defaults = format!(
+        "{REQUIRED}\nsign = true\nencrypt_to_sender = true\narchive_key = \"{}\"",
+        archive_pub.display()
+    );
+    let (mut cfg, _policy) = crypt_config(&sink, &gpg.keys, &defaults);
     cfg.crypt.signing_key = Some(org_key);
-    cfg.defaults.encrypt_to_sender = true;
-    cfg.defaults.archive_key = Some(archive_pub);
     let gw = gateway(&cfg).await;
     let mut c = Client::connect(gw.smtp.unwrap()).await;
     c.cmd("EHLO client", "250").await;

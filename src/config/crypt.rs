@@ -1,6 +1,6 @@
 //! The encryption side of the configuration: where keys come from
-//! (`[keys]`), the treatment every message gets until policy files exist
-//! (`[defaults]`), and the organisation's own key (`[crypt]`).
+//! (`[keys]`), where the policy files are (`[policy]`), and the
+//! organisation's own key (`[crypt]`). What each message gets is policy.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,30 +81,14 @@ pub enum SubjectMode {
     Keep,
 }
 
-/// The treatment of every message until policy files say otherwise.
-#[derive(Debug, Clone, Deserialize)]
+/// Where the policy files are.
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Defaults {
-    pub encrypt: Encrypt,
-    pub subject: SubjectMode,
-    /// Sign with `crypt.signing_key`.
-    pub sign: bool,
-    /// Also encrypt to the sender's key, when it has one.
-    pub encrypt_to_sender: bool,
-    /// Also encrypt to this certificate (an archive), always.
-    pub archive_key: Option<PathBuf>,
-}
-
-impl Default for Defaults {
-    fn default() -> Self {
-        Self {
-            encrypt: Encrypt::IfKey,
-            subject: SubjectMode::Protect,
-            sign: false,
-            encrypt_to_sender: false,
-            archive_key: None,
-        }
-    }
+pub struct PolicyConfig {
+    /// Directory of `*.toml` policy files, read in lexical order and
+    /// reloaded on change and on SIGHUP. Unset: the policies shipped with
+    /// sotto (see `policies/` in its source).
+    pub dir: Option<PathBuf>,
 }
 
 /// The organisation's own key material.
@@ -112,6 +96,6 @@ impl Default for Defaults {
 #[serde(deny_unknown_fields, default)]
 pub struct CryptConfig {
     /// The organisation's signing key (an unencrypted OpenPGP secret key,
-    /// Ed25519), for `sign = true`.
+    /// Ed25519), for policies with `sign = true`.
     pub signing_key: Option<PathBuf>,
 }

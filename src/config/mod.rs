@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crypt::{CryptConfig, Defaults, Encrypt, KeySource, KeysConfig, SubjectMode};
+pub use crypt::{CryptConfig, Encrypt, KeySource, KeysConfig, PolicyConfig, SubjectMode};
 pub use locate::Problem;
 
 /// Prefix of environment variables that override the file; `__` separates
@@ -33,7 +33,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub keys: KeysConfig,
-    pub defaults: Defaults,
+    pub policy: PolicyConfig,
     pub crypt: CryptConfig,
 }
 
@@ -462,18 +462,15 @@ impl Config {
                 format!("`{}` is not a directory", d.display()),
             ));
         }
-        for (key, p) in [
-            ("defaults.archive_key", &self.defaults.archive_key),
-            ("crypt.signing_key", &self.crypt.signing_key),
-        ] {
-            if let Some(p) = p
-                && !p.is_file()
-            {
-                out.push((key.into(), format!("cannot read `{}`", p.display())));
-            }
+        if let Some(p) = &self.crypt.signing_key
+            && !p.is_file()
+        {
+            out.push(("crypt.signing_key".into(), format!("cannot read `{}`", p.display())));
         }
-        if self.defaults.sign && self.crypt.signing_key.is_none() {
-            out.push(("defaults.sign".into(), "needs crypt.signing_key".into()));
+        if let Some(d) = &self.policy.dir
+            && !d.is_dir()
+        {
+            out.push(("policy.dir".into(), format!("`{}` is not a directory", d.display())));
         }
         if self.keys.cache_size == 0 {
             out.push(("keys.cache_size".into(), "must be at least 1".into()));

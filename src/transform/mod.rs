@@ -1,21 +1,26 @@
 //! The pipeline as a target (maddy's model): decide each recipient's
-//! treatment at RCPT time (key lookup included), transform the message at
-//! commit (encrypt), then hand it to the inner target (the relay).
-//!
-//! Until policy files exist, the treatment is the configuration's
-//! `[defaults]` for every message. Where encryption is due and fails, the
-//! message is refused — never sent in clear.
+//! treatment at RCPT time — policy, and the key lookup it needs — transform
+//! the message at commit (encrypt), then hand it to the inner target (the
+//! relay). Where encryption is due and fails, the message is refused, never
+//! sent in clear.
 
-use std::sync::Arc;
+mod decide;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
 
-use crate::config::{Config, Encrypt, SubjectMode};
+pub use decide::{Effective, Outcome, decide};
+
+use crate::config::{Config, SubjectMode};
 use crate::crypt::{self, Options};
 use crate::envelope::{MailFrom, domain_of};
 use crate::keys::{KeyStore, dir::read_certs};
+use crate::policy::{Channel, Policies, PolicySet};
 use crate::relay::{Target, Transaction};
 use crate::reply::Reply;
 
@@ -24,68 +29,41 @@ use crate::reply::Reply;
 #[non_exhaustive]
 pub enum SetupError {
     #[error("{key} `{path}`: {why}")]
-    Key {
-        key: &'static str,
-        path: String,
-        why: String,
-    },
+    Key { key: &'static str, path: String, why: String },
 }
 
-/// What the pipeline needs besides the target: keys and how to use them.
+/// Keys and key material the pipeline uses.
 pub struct Crypt {
-    pub encrypt: Encrypt,
-    pub subject: SubjectMode,
-    pub encrypt_to_sender: bool,
-    pub archive: Option<Cert>,
-    /// The organisation's signing key (secret), when `sign = true`.
-    pub signer: Option<Cert>,
     pub keys: KeyStore,
+    /// The organisation's signing key (secret), for `sign = true`.
+    pub signer: Option<Cert>,
+    archives: Mutex<HashMap<PathBuf, Cert>>,
     policy: StandardPolicy<'static>,
 }
 
 impl Crypt {
     pub fn from_config(cfg: &Config, keys: KeyStore) -> Result<Self, SetupError> {
-        let load = |key: &'static str, path: &std::path::Path| -> Result<Cert, SetupError> {
-            let err = |why: String| SetupError::Key {
-                key,
-                path: path.display().to_string(),
-                why,
-            };
-            read_certs(path)
-                .map_err(|e| err(e.to_string()))?
-                .into_iter()
-                .next()
-                .ok_or_else(|| err("no certificate".into()))
-        };
-        let archive = cfg
-            .defaults
-            .archive_key
-            .as_deref()
-            .map(|p| load("defaults.archive_key", p))
-            .transpose()?;
-        let signer = match (&cfg.crypt.signing_key, cfg.defaults.sign) {
-            (Some(p), true) => {
-                let tsk = load("crypt.signing_key", p)?;
-                crypt::signing_keypair(&tsk, &StandardPolicy::new()).map_err(|e| {
-                    SetupError::Key {
-                        key: "crypt.signing_key",
-                        path: p.display().to_string(),
-                        why: e.to_string(),
-                    }
-                })?;
+        let signer = match &cfg.crypt.signing_key {
+            Some(p) => {
+                let err = |why: String| SetupError::Key { key: "crypt.signing_key", path: p.display().to_string(), why };
+                let tsk = read_certs(p).map_err(|e| err(e.to_string()))?.into_iter().next().ok_or_else(|| err("no key".into()))?;
+                crypt::signing_keypair(&tsk, &StandardPolicy::new()).map_err(|e| err(e.to_string()))?;
                 Some(tsk)
             }
-            _ => None,
+            None => None,
         };
-        Ok(Crypt {
-            encrypt: cfg.defaults.encrypt,
-            subject: cfg.defaults.subject,
-            encrypt_to_sender: cfg.defaults.encrypt_to_sender,
-            archive,
-            signer,
-            keys,
-            policy: StandardPolicy::new(),
-        })
+        Ok(Crypt { keys, signer, archives: Mutex::new(HashMap::new()), policy: StandardPolicy::new() })
+    }
+
+    /// The archive certificate at `path`, read once.
+    fn archive(&self, path: &Path) -> Result<Cert, String> {
+        let mut cache = self.archives.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(path) {
+            return Ok(c.clone());
+        }
+        let cert = read_certs(path).map_err(|e| e.to_string())?.into_iter().next().ok_or("no certificate")?;
+        cache.insert(path.to_path_buf(), cert.clone());
+        Ok(cert)
     }
 }
 
@@ -94,14 +72,12 @@ impl Crypt {
 pub struct Gateway<T: Target> {
     inner: T,
     crypt: Arc<Crypt>,
+    policies: Arc<Policies>,
 }
 
 impl<T: Target> Gateway<T> {
-    pub fn new(inner: T, crypt: Crypt) -> Self {
-        Gateway {
-            inner,
-            crypt: Arc::new(crypt),
-        }
+    pub fn new(inner: T, crypt: Crypt, policies: Arc<Policies>) -> Self {
+        Gateway { inner, crypt: Arc::new(crypt), policies }
     }
 }
 
@@ -113,8 +89,10 @@ impl<T: Target> Target for Gateway<T> {
         Ok(GatewayTx {
             inner,
             crypt: self.crypt.clone(),
+            // The transaction keeps the set it started with, whatever reloads.
+            policy: self.policies.current(),
             from: from.address.clone(),
-            encrypt: None,
+            effective: None,
             certs: Vec::new(),
             rcpts: Vec::new(),
         })
@@ -125,46 +103,33 @@ impl<T: Target> Target for Gateway<T> {
 pub struct GatewayTx<X> {
     inner: X,
     crypt: Arc<Crypt>,
+    policy: Arc<PolicySet>,
     from: String,
-    /// Whether this transaction's recipients are encrypted to (set by the first).
-    encrypt: Option<bool>,
+    /// The treatment of this transaction (set by its first recipient).
+    effective: Option<Effective>,
     certs: Vec<Cert>,
     rcpts: Vec<String>,
 }
 
 impl<X: Transaction> Transaction for GatewayTx<X> {
     async fn add_rcpt(&mut self, rcpt: &str) -> Reply {
-        let (encrypt, cert) = match self.crypt.encrypt {
-            Encrypt::Never => (false, None),
-            mode => {
-                let lookup = self.crypt.keys.lookup(rcpt).await;
-                match lookup.found {
-                    Some(found) => (true, Some(found.cert)),
-                    None if mode == Encrypt::Required => {
-                        let why = lookup.why_none();
-                        tracing::info!(event = "rcpt_refused", domain = %domain_of(rcpt), reason = "no_key");
-                        return Reply::new(
-                            550,
-                            "5.7.1",
-                            format!(
-                                "Encryption required, and no usable OpenPGP key for <{rcpt}>: {why}"
-                            ),
-                        );
-                    }
-                    None => (false, None),
-                }
+        let (effective, cert) = match decide(&self.policy, &self.crypt.keys, Channel::Smtp, &self.from, rcpt).await {
+            Outcome::Accept { effective, cert, .. } => (effective, cert),
+            Outcome::Refuse { reply, .. } => {
+                tracing::info!(event = "rcpt_refused", domain = %domain_of(rcpt), reason = "policy");
+                return reply;
             }
         };
-        if self.encrypt.is_some_and(|e| e != encrypt) {
+        if self.effective.as_ref().is_some_and(|e| *e != effective) {
             return Reply::new(
                 452,
                 "4.5.3",
-                "This recipient needs a different treatment (encrypted or not); send it in a separate transaction",
+                "This recipient needs a different treatment than the others; send it in a separate transaction",
             );
         }
         let reply = self.inner.add_rcpt(rcpt).await;
         if reply.is_positive() {
-            self.encrypt = Some(encrypt);
+            self.effective = Some(effective);
             self.certs.extend(cert.map(|c| (*c).clone()));
             self.rcpts.push(rcpt.to_lowercase());
         }
@@ -172,9 +137,9 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
     }
 
     async fn commit(self, message: Vec<u8>) -> Reply {
-        if self.encrypt != Some(true) {
+        let Some(effective) = self.effective.clone().filter(|e| e.encrypt) else {
             return self.inner.commit(message).await;
-        }
+        };
         let started = Instant::now();
         let parts = crate::mail::split(&message);
         let info = crate::mail::info(parts.header);
@@ -184,23 +149,37 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
         }
         let hide = self.rcpts.iter().any(|r| !info.visible_rcpts.contains(r));
         let mut certs = self.certs;
-        if self.crypt.encrypt_to_sender
+        if effective.encrypt_to_sender
             && !self.from.is_empty()
             && let Some(found) = self.crypt.keys.lookup(&self.from).await.found
         {
             certs.push((*found.cert).clone());
         }
-        certs.extend(self.crypt.archive.clone());
+        if let Some(path) = &effective.archive_key {
+            match self.crypt.archive(path) {
+                Ok(c) => certs.push(c),
+                Err(e) => {
+                    tracing::warn!(event = "encrypt", result = "failed", error = %e, "archive key unreadable");
+                    self.inner.abort().await;
+                    return Reply::new(451, "4.7.0", "Could not encrypt the message (archive key); it was not sent");
+                }
+            }
+        }
+        if effective.sign && self.crypt.signer.is_none() {
+            self.inner.abort().await;
+            tracing::warn!(event = "encrypt", result = "failed", error = "sign = true but crypt.signing_key is not set");
+            return Reply::new(451, "4.7.0", "Policy asks to sign, but no signing key is configured; the message was not sent");
+        }
         let crypt = self.crypt.clone();
-        let nrcpts = certs.len();
+        let nkeys = certs.len();
         let result = tokio::task::spawn_blocking(move || {
-            let signer = match &crypt.signer {
-                Some(tsk) => Some(crypt::signing_keypair(tsk, &crypt.policy)?),
-                None => None,
+            let signer = match (&crypt.signer, effective.sign) {
+                (Some(tsk), true) => Some(crypt::signing_keypair(tsk, &crypt.policy)?),
+                _ => None,
             };
             let opts = Options {
                 hide_recipients: hide,
-                protect_subject: crypt.subject == SubjectMode::Protect,
+                protect_subject: effective.subject == SubjectMode::Protect,
                 signer,
                 policy: &crypt.policy,
             };
@@ -212,9 +191,8 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
                 tracing::info!(
                     event = "encrypt",
                     result = "ok",
-                    keys = nrcpts,
+                    keys = nkeys,
                     hidden_ids = hide,
-                    signed = self.crypt.signer.is_some(),
                     ms = started.elapsed().as_millis() as u64,
                 );
                 self.inner.commit(encrypted).await
@@ -222,19 +200,11 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
             Ok(Err(e)) => {
                 tracing::warn!(event = "encrypt", result = "failed", error = %e);
                 self.inner.abort().await;
-                Reply::new(
-                    451,
-                    "4.7.0",
-                    "Could not encrypt the message; it was not sent. Try again later",
-                )
+                Reply::new(451, "4.7.0", "Could not encrypt the message; it was not sent. Try again later")
             }
             Err(_) => {
                 self.inner.abort().await;
-                Reply::new(
-                    451,
-                    "4.3.0",
-                    "Internal error while encrypting; the message was not sent",
-                )
+                Reply::new(451, "4.3.0", "Internal error while encrypting; the message was not sent")
             }
         }
     }

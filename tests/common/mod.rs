@@ -157,6 +157,14 @@ pub fn config(upstream: &str) -> Config {
     cfg
 }
 
+/// Points `cfg` at a policy directory holding one file with `text`.
+pub fn policy(cfg: &mut Config, text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("00-test.toml"), text).expect("write policy");
+    cfg.policy.dir = Some(dir.path().to_path_buf());
+    dir
+}
+
 pub async fn gateway(cfg: &Config) -> Running {
     sotto::serve::start(cfg).await.expect("gateway starts")
 }

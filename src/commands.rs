@@ -1,0 +1,241 @@
+//! What each `sotto` subcommand does. Exit codes: 0 success, 1 a problem
+//! with the configuration, policies or environment, 2 (transform) refused.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use sotto::config::{Config, LogFormat};
+use sotto::envelope::MailFrom;
+use sotto::keys::KeyStore;
+use sotto::policy::{Channel, PolicySet, Policies};
+use sotto::relay::{Capture, Target, Transaction};
+use sotto::transform::{Crypt, Gateway, Outcome, decide};
+
+use crate::{KeysAction, Sources};
+
+fn load(sources: &Sources) -> Result<Config, ExitCode> {
+    let env = std::env::vars().filter(|(k, _)| k != "SOTTO_CONFIG");
+    let mut cfg = Config::load(sources.config.as_deref(), env).map_err(|e| {
+        for p in &e.problems {
+            eprintln!("{p}");
+        }
+        ExitCode::from(1)
+    })?;
+    if let Some(dir) = &sources.policies {
+        cfg.policy.dir = Some(dir.clone());
+    }
+    Ok(cfg)
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().map_err(|e| eprintln!("sotto: cannot start the runtime: {e}")).ok()
+}
+
+/// Loads the configuration, sets up logs if asked, and runs `f` on a runtime.
+pub fn with_config<F, Fut>(sources: &Sources, logs: bool, f: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
+    let cfg = match load(sources) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if logs {
+        init_logs(&cfg);
+    }
+    match runtime() {
+        Some(rt) => rt.block_on(f(cfg)),
+        None => ExitCode::from(1),
+    }
+}
+
+fn init_logs(cfg: &Config) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn policies(cfg: &Config) -> Result<std::sync::Arc<Policies>, ExitCode> {
+    Policies::load(cfg.policy.dir.clone()).map_err(|problems| {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        ExitCode::from(1)
+    })
+}
+
+fn crypt(cfg: &Config) -> Result<Crypt, ExitCode> {
+    Crypt::from_config(cfg, KeyStore::from_config(cfg)).map_err(|e| {
+        eprintln!("sotto: {e}");
+        ExitCode::from(1)
+    })
+}
+
+/// `sotto check`: the configuration, then the policy files.
+pub fn check(sources: &Sources) -> ExitCode {
+    let cfg = match load(sources) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let set = match PolicySet::load(cfg.policy.dir.as_deref()) {
+        Ok(s) => s,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(origin) = set.signing_origin()
+        && cfg.crypt.signing_key.is_none()
+    {
+        eprintln!("{origin}: sign = true needs crypt.signing_key in the configuration");
+        return ExitCode::from(1);
+    }
+    let what = sources.config.as_deref().map_or("embedded defaults".into(), |p| p.display().to_string());
+    println!("{what}: ok; {} policy rule(s) from {}", set.rule_count(), set.source);
+    ExitCode::SUCCESS
+}
+
+/// `sotto explain`.
+pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>) -> ExitCode {
+    let channel = Channel::parse(&channel).unwrap_or(Channel::Smtp);
+    let set = match policies(&cfg) {
+        Ok(p) => p.current(),
+        Err(code) => return code,
+    };
+    let keys = KeyStore::from_config(&cfg);
+    println!("policies: {}", set.source);
+    for rcpt in &to {
+        println!("\n{channel} from <{from}> to <{rcpt}>:");
+        let (decision, lookup, verdict) = match decide(&set, &keys, channel, &from, rcpt).await {
+            Outcome::Accept { effective, decision, lookup, .. } => {
+                let what = if effective.encrypt { "encrypted" } else { "relayed readable" };
+                (decision, lookup, format!("{what}; links: {}", effective.links.name()))
+            }
+            Outcome::Refuse { reply, decision, lookup } => (decision, lookup, format!("refused: {reply}")),
+        };
+        print!("{}", set.explain(&decision));
+        match lookup {
+            None => println!("key: not looked up (this treatment never encrypts)"),
+            Some(l) => match &l.found {
+                Some(f) => println!("key: {} from {}", f.cert.fingerprint().to_hex(), f.source),
+                None => println!("key: none ({})", l.why_none()),
+            },
+        }
+        println!("result: {verdict}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// `sotto transform`.
+pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        eprintln!("sotto: cannot read standard input: {e}");
+        return ExitCode::from(1);
+    }
+    let message = to_crlf(&input);
+    let (policies, crypt) = match (policies(&cfg), crypt(&cfg)) {
+        (Ok(p), Ok(c)) => (p, c),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let capture = Capture::default();
+    let gateway = Gateway::new(capture.clone(), crypt, policies);
+    let mail = MailFrom { address: from, body_8bit: !message.is_ascii(), smtputf8: false, size: None };
+    let mut tx = match gateway.begin(&mail).await {
+        Ok(tx) => tx,
+        Err(r) => {
+            eprintln!("{r}");
+            return ExitCode::from(2);
+        }
+    };
+    for rcpt in &to {
+        let r = tx.add_rcpt(rcpt).await;
+        if !r.is_positive() {
+            eprintln!("<{rcpt}>: {r}");
+            return ExitCode::from(2);
+        }
+    }
+    let r = tx.commit(message).await;
+    if !r.is_positive() {
+        eprintln!("{r}");
+        return ExitCode::from(2);
+    }
+    let out = capture.delivered().pop().map(|(_, m)| m).unwrap_or_default();
+    if std::io::stdout().write_all(&out).is_err() {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// LF line endings to CRLF, leaving existing CRLF alone.
+fn to_crlf(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 40);
+    for (i, &b) in input.iter().enumerate() {
+        if b == b'\n' && (i == 0 || input[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// `sotto keys …`.
+pub async fn keys(cfg: Config, action: KeysAction) -> ExitCode {
+    use sotto::keys::admin;
+    let store = KeyStore::from_config(&cfg);
+    let result = match action {
+        KeysAction::List => admin::list(&store),
+        KeysAction::Import { file } => admin::import(&store, &file),
+        KeysAction::Refresh => admin::refresh(&store).await,
+        KeysAction::Lookup { address } => {
+            let (text, found) = admin::lookup(&store, &address).await;
+            print!("{text}");
+            return if found { ExitCode::SUCCESS } else { ExitCode::from(1) };
+        }
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sotto keys: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `sotto serve`: runs until SIGTERM or Ctrl-C.
+pub async fn serve(cfg: Config) -> ExitCode {
+    let running = match sotto::serve::start(&cfg).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sotto: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sotto: cannot handle SIGTERM: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    running.shutdown();
+    running.wait().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,282 @@
+//! What a policy decides: the treatment of one message for one recipient,
+//! field by field, and where each field's value came from.
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use crate::config::{Encrypt, SubjectMode};
+
+/// The channel a message travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Smtp,
+    Xmpp,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 2] = [Channel::Smtp, Channel::Xmpp];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "smtp" => Some(Channel::Smtp),
+            "xmpp" => Some(Channel::Xmpp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Channel::Smtp => "smtp",
+            Channel::Xmpp => "xmpp",
+        })
+    }
+}
+
+/// What happens to a recipient without a usable key when encryption is
+/// wanted but not required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKey {
+    /// Relay as is.
+    Plain,
+    /// Refuse the recipient (as `encrypt = "required"` does).
+    Reject,
+}
+
+/// How URLs in what stays readable are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkMode {
+    Keep,
+    Strip,
+    Defang,
+    Redact,
+    Redirect,
+}
+
+/// One treatment field's value as written in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Encrypt(Encrypt),
+    MissingKey(MissingKey),
+    Links(LinkMode),
+    Subject(SubjectMode),
+    Bool(bool),
+    Path(PathBuf),
+}
+
+/// The treatment fields, in the order `explain` prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    Encrypt,
+    MissingKey,
+    Links,
+    LinksWhenEncrypted,
+    Subject,
+    Sign,
+    EncryptToSender,
+    ArchiveKey,
+}
+
+impl Field {
+    pub const ALL: [Field; 8] = [
+        Field::Encrypt,
+        Field::MissingKey,
+        Field::Links,
+        Field::LinksWhenEncrypted,
+        Field::Subject,
+        Field::Sign,
+        Field::EncryptToSender,
+        Field::ArchiveKey,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Encrypt => "encrypt",
+            Field::MissingKey => "missing_key",
+            Field::Links => "links",
+            Field::LinksWhenEncrypted => "links_when_encrypted",
+            Field::Subject => "subject",
+            Field::Sign => "sign",
+            Field::EncryptToSender => "encrypt_to_sender",
+            Field::ArchiveKey => "archive_key",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    /// Parses a value for this field from its TOML text (strings) or boolean.
+    pub fn parse(self, s: Option<&str>, b: Option<bool>) -> Result<Value, String> {
+        let choice = |opts: &[&str]| format!("expected one of {}", opts.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", "));
+        match self {
+            Field::Encrypt => match s {
+                Some("required") => Ok(Value::Encrypt(Encrypt::Required)),
+                Some("if-key") => Ok(Value::Encrypt(Encrypt::IfKey)),
+                Some("never") => Ok(Value::Encrypt(Encrypt::Never)),
+                _ => Err(choice(&["required", "if-key", "never"])),
+            },
+            Field::MissingKey => match s {
+                Some("plain") => Ok(Value::MissingKey(MissingKey::Plain)),
+                Some("reject") => Ok(Value::MissingKey(MissingKey::Reject)),
+                _ => Err(choice(&["plain", "reject"])),
+            },
+            Field::Links | Field::LinksWhenEncrypted => match s.and_then(LinkMode::parse) {
+                Some(m) => Ok(Value::Links(m)),
+                None => Err(choice(&["keep", "strip", "defang", "redact", "redirect"])),
+            },
+            Field::Subject => match s {
+                Some("protect") => Ok(Value::Subject(SubjectMode::Protect)),
+                Some("keep") => Ok(Value::Subject(SubjectMode::Keep)),
+                _ => Err(choice(&["protect", "keep"])),
+            },
+            Field::Sign | Field::EncryptToSender => b.map(Value::Bool).ok_or_else(|| "expected true or false".into()),
+            Field::ArchiveKey => match s {
+                Some(p) if !p.is_empty() => Ok(Value::Path(PathBuf::from(p))),
+                _ => Err("expected the path of a certificate file".into()),
+            },
+        }
+    }
+}
+
+impl LinkMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "keep" => Some(LinkMode::Keep),
+            "strip" => Some(LinkMode::Strip),
+            "defang" => Some(LinkMode::Defang),
+            "redact" => Some(LinkMode::Redact),
+            "redirect" => Some(LinkMode::Redirect),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkMode::Keep => "keep",
+            LinkMode::Strip => "strip",
+            LinkMode::Defang => "defang",
+            LinkMode::Redact => "redact",
+            LinkMode::Redirect => "redirect",
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Encrypt(Encrypt::Required) => f.write_str("required"),
+            Value::Encrypt(Encrypt::IfKey) => f.write_str("if-key"),
+            Value::Encrypt(Encrypt::Never) => f.write_str("never"),
+            Value::MissingKey(MissingKey::Plain) => f.write_str("plain"),
+            Value::MissingKey(MissingKey::Reject) => f.write_str("reject"),
+            Value::Links(m) => f.write_str(m.name()),
+            Value::Subject(SubjectMode::Protect) => f.write_str("protect"),
+            Value::Subject(SubjectMode::Keep) => f.write_str("keep"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Where something is in the policy files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loc {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// What decided a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// sotto's own default: no file set the field.
+    Builtin,
+    /// A `[defaults]` table.
+    Defaults(Loc),
+    /// A rule, by name.
+    Rule { name: String, loc: Loc },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Builtin => f.write_str("built-in default"),
+            Origin::Defaults(l) => write!(f, "[defaults] at {l}"),
+            Origin::Rule { name, loc } => write!(f, "rule \"{name}\" at {loc}"),
+        }
+    }
+}
+
+/// The full treatment of one message for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Treatment {
+    pub encrypt: Encrypt,
+    pub missing_key: MissingKey,
+    pub links: LinkMode,
+    pub links_when_encrypted: LinkMode,
+    pub subject: SubjectMode,
+    pub sign: bool,
+    pub encrypt_to_sender: bool,
+    pub archive_key: Option<PathBuf>,
+}
+
+impl Default for Treatment {
+    /// sotto's built-in defaults, used for fields no file sets.
+    fn default() -> Self {
+        Treatment {
+            encrypt: Encrypt::IfKey,
+            missing_key: MissingKey::Plain,
+            links: LinkMode::Keep,
+            links_when_encrypted: LinkMode::Keep,
+            subject: SubjectMode::Protect,
+            sign: false,
+            encrypt_to_sender: false,
+            archive_key: None,
+        }
+    }
+}
+
+impl Treatment {
+    pub fn set(&mut self, field: Field, value: &Value) {
+        match (field, value) {
+            (Field::Encrypt, Value::Encrypt(v)) => self.encrypt = *v,
+            (Field::MissingKey, Value::MissingKey(v)) => self.missing_key = *v,
+            (Field::Links, Value::Links(v)) => self.links = *v,
+            (Field::LinksWhenEncrypted, Value::Links(v)) => self.links_when_encrypted = *v,
+            (Field::Subject, Value::Subject(v)) => self.subject = *v,
+            (Field::Sign, Value::Bool(v)) => self.sign = *v,
+            (Field::EncryptToSender, Value::Bool(v)) => self.encrypt_to_sender = *v,
+            (Field::ArchiveKey, Value::Path(v)) => self.archive_key = Some(v.clone()),
+            _ => {}
+        }
+    }
+
+    pub fn get(&self, field: Field) -> Value {
+        match field {
+            Field::Encrypt => Value::Encrypt(self.encrypt),
+            Field::MissingKey => Value::MissingKey(self.missing_key),
+            Field::Links => Value::Links(self.links),
+            Field::LinksWhenEncrypted => Value::Links(self.links_when_encrypted),
+            Field::Subject => Value::Subject(self.subject),
+            Field::Sign => Value::Bool(self.sign),
+            Field::EncryptToSender => Value::Bool(self.encrypt_to_sender),
+            Field::ArchiveKey => match &self.archive_key {
+                Some(p) => Value::Path(p.clone()),
+                None => Value::Path(PathBuf::from("(none)")),
+            },
+        }
+    }
+
+    /// Whether a recipient without a usable key is refused.
+    pub fn refuses_without_key(&self) -> bool {
+        self.encrypt == Encrypt::Required || (self.encrypt == Encrypt::IfKey && self.missing_key == MissingKey::Reject)
+    }
+}

@@ -1,0 +1,74 @@
+//! One recipient's decision: the policy, with the key lookup it needs
+//! (looked up only when the policy may encrypt or asks `to_has_key`, so
+//! recipients never encrypted are not announced to key servers).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sequoia_openpgp::Cert;
+
+use crate::config::{Encrypt, SubjectMode};
+use crate::keys::{KeyStore, Lookup};
+use crate::policy::{Channel, Decision, LinkMode, PolicySet};
+use crate::reply::Reply;
+
+/// What actually happens to a recipient's copy: recipients of one
+/// transaction must agree on it, since they share one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    pub encrypt: bool,
+    pub subject: SubjectMode,
+    pub sign: bool,
+    pub encrypt_to_sender: bool,
+    pub archive_key: Option<PathBuf>,
+    /// The link treatment for what is readable (`links_when_encrypted` when encrypted).
+    pub links: LinkMode,
+}
+
+/// The result of deciding one recipient.
+pub enum Outcome {
+    Accept { effective: Effective, cert: Option<Arc<Cert>>, decision: Decision, lookup: Option<Lookup> },
+    Refuse { reply: Reply, decision: Decision, lookup: Option<Lookup> },
+}
+
+/// Decides `rcpt`'s treatment for a message from `from` on `channel`.
+pub async fn decide(policy: &PolicySet, keys: &KeyStore, channel: Channel, from: &str, rcpt: &str) -> Outcome {
+    let mut lookup: Option<Lookup> = None;
+    let decision = match policy.decide(channel, from, rcpt, None) {
+        Ok(d) => d,
+        Err(_needs_key) => {
+            let l = keys.lookup(rcpt).await;
+            let has = l.found.is_some();
+            lookup = Some(l);
+            policy.decide(channel, from, rcpt, Some(has)).expect("the key answer was given")
+        }
+    };
+    let t = &decision.treatment;
+    if t.encrypt != Encrypt::Never && lookup.is_none() {
+        lookup = Some(keys.lookup(rcpt).await);
+    }
+    let cert = match t.encrypt {
+        Encrypt::Never => None,
+        _ => lookup.as_ref().and_then(|l| l.found.as_ref()).map(|f| f.cert.clone()),
+    };
+    if cert.is_none() && t.refuses_without_key() {
+        let why = lookup.as_ref().map(Lookup::why_none).unwrap_or_else(|| "no key found".into());
+        let rule = decision.rule.as_deref().map(|r| format!(" (policy rule \"{r}\")")).unwrap_or_default();
+        let reply = Reply::new(
+            550,
+            "5.7.1",
+            format!("Encryption required{rule}, and no usable OpenPGP key for <{rcpt}>: {why}"),
+        );
+        return Outcome::Refuse { reply, decision, lookup };
+    }
+    let encrypt = cert.is_some();
+    let effective = Effective {
+        encrypt,
+        subject: if encrypt { t.subject } else { SubjectMode::Keep },
+        sign: encrypt && t.sign,
+        encrypt_to_sender: encrypt && t.encrypt_to_sender,
+        archive_key: if encrypt { t.archive_key.clone() } else { None },
+        links: if encrypt { t.links_when_encrypted } else { t.links },
+    };
+    Outcome::Accept { effective, cert, decision, lookup }
+}
