@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use sotto::config::{Config, LogFormat};
 use sotto::envelope::MailFrom;
 use sotto::keys::KeyStore;
-use sotto::policy::{Channel, PolicySet, Policies};
+use sotto::policy::{Channel, Policies, PolicySet};
 use sotto::relay::{Capture, Target, Transaction};
 use sotto::transform::{Crypt, Gateway, Outcome, decide};
 
@@ -29,7 +29,9 @@ fn load(sources: &Sources) -> Result<Config, ExitCode> {
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new().map_err(|e| eprintln!("sotto: cannot start the runtime: {e}")).ok()
+    tokio::runtime::Runtime::new()
+        .map_err(|e| eprintln!("sotto: cannot start the runtime: {e}"))
+        .ok()
 }
 
 /// Loads the configuration, sets up logs if asked, and runs `f` on a runtime.
@@ -56,7 +58,11 @@ fn init_logs(cfg: &Config) {
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     match cfg.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -100,8 +106,15 @@ pub fn check(sources: &Sources) -> ExitCode {
         eprintln!("{origin}: sign = true needs crypt.signing_key in the configuration");
         return ExitCode::from(1);
     }
-    let what = sources.config.as_deref().map_or("embedded defaults".into(), |p| p.display().to_string());
-    println!("{what}: ok; {} policy rule(s) from {}", set.rule_count(), set.source);
+    let what = sources
+        .config
+        .as_deref()
+        .map_or("embedded defaults".into(), |p| p.display().to_string());
+    println!(
+        "{what}: ok; {} policy rule(s) from {}",
+        set.rule_count(),
+        set.source
+    );
     ExitCode::SUCCESS
 }
 
@@ -117,11 +130,28 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
     for rcpt in &to {
         println!("\n{channel} from <{from}> to <{rcpt}>:");
         let (decision, lookup, verdict) = match decide(&set, &keys, channel, &from, rcpt).await {
-            Outcome::Accept { effective, decision, lookup, .. } => {
-                let what = if effective.encrypt { "encrypted" } else { "relayed readable" };
-                (decision, lookup, format!("{what}; links: {}", effective.links.name()))
+            Outcome::Accept {
+                effective,
+                decision,
+                lookup,
+                ..
+            } => {
+                let what = if effective.encrypt {
+                    "encrypted"
+                } else {
+                    "relayed readable"
+                };
+                (
+                    decision,
+                    lookup,
+                    format!("{what}; links: {}", effective.links.name()),
+                )
             }
-            Outcome::Refuse { reply, decision, lookup } => (decision, lookup, format!("refused: {reply}")),
+            Outcome::Refuse {
+                reply,
+                decision,
+                lookup,
+            } => (decision, lookup, format!("refused: {reply}")),
         };
         print!("{}", set.explain(&decision));
         match lookup {
@@ -150,7 +180,12 @@ pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
     };
     let capture = Capture::default();
     let gateway = Gateway::new(capture.clone(), crypt, policies);
-    let mail = MailFrom { address: from, body_8bit: !message.is_ascii(), smtputf8: false, size: None };
+    let mail = MailFrom {
+        address: from,
+        body_8bit: !message.is_ascii(),
+        smtputf8: false,
+        size: None,
+    };
     let mut tx = match gateway.begin(&mail).await {
         Ok(tx) => tx,
         Err(r) => {
@@ -170,7 +205,11 @@ pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
         eprintln!("{r}");
         return ExitCode::from(2);
     }
-    let out = capture.delivered().pop().map(|(_, m)| m).unwrap_or_default();
+    let out = capture
+        .delivered()
+        .pop()
+        .map(|(_, m)| m)
+        .unwrap_or_default();
     if std::io::stdout().write_all(&out).is_err() {
         return ExitCode::from(1);
     }
@@ -200,7 +239,11 @@ pub async fn keys(cfg: Config, action: KeysAction) -> ExitCode {
         KeysAction::Lookup { address } => {
             let (text, found) = admin::lookup(&store, &address).await;
             print!("{text}");
-            return if found { ExitCode::SUCCESS } else { ExitCode::from(1) };
+            return if found {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
         }
     };
     match result {

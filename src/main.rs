@@ -133,13 +133,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { sources } => commands::check(&sources),
-        Command::Serve { sources } => commands::with_config(&sources, true, |cfg| commands::serve(cfg)),
-        Command::Explain { sources, channel, from, to } => {
-            commands::with_config(&sources, false, |cfg| commands::explain(cfg, channel, from, to))
+        Command::Serve { sources } => {
+            commands::with_config(&sources, true, |cfg| commands::serve(cfg))
         }
-        Command::Transform { sources, channel: _, from, to } => {
-            commands::with_config(&sources, false, |cfg| commands::transform(cfg, from, to))
+        Command::Explain {
+            sources,
+            channel,
+            from,
+            to,
+        } => commands::with_config(&sources, false, |cfg| {
+            commands::explain(cfg, channel, from, to)
+        }),
+        Command::Transform {
+            sources,
+            channel: _,
+            from,
+            to,
+        } => commands::with_config(&sources, false, |cfg| commands::transform(cfg, from, to)),
+        Command::Keys { sources, action } => {
+            commands::with_config(&sources, false, |cfg| commands::keys(cfg, action))
         }
-        Command::Keys { sources, action } => commands::with_config(&sources, false, |cfg| commands::keys(cfg, action)),
     }
 }

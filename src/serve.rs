@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::policy::Policies;
 use crate::relay::Upstream;
 use crate::smtp::{Listener, Protocol, Shared};
-use crate::policy::Policies;
 use crate::transform::{Crypt, Gateway};
 
 /// Why the gateway could not start.
@@ -89,12 +89,19 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
 
     let keys = crate::keys::KeyStore::from_config(cfg);
     let policies = Policies::load(cfg.policy.dir.clone()).map_err(|ps| {
-        ServeError::Policy(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))
+        ServeError::Policy(
+            ps.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     if let Some(origin) = policies.current().signing_origin()
         && cfg.crypt.signing_key.is_none()
     {
-        return Err(ServeError::Policy(format!("{origin}: sign = true needs crypt.signing_key in the configuration")));
+        return Err(ServeError::Policy(format!(
+            "{origin}: sign = true needs crypt.signing_key in the configuration"
+        )));
     }
     policies.watch(shutdown.clone());
     let pipeline = Gateway::new(upstream.clone(), Crypt::from_config(cfg, keys)?, policies);

@@ -95,6 +95,83 @@ fn check_reports_match_golden_files() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
+/// Each directory `tests/data/policy/NAME/` is checked as the policy
+/// directory; the output must equal `NAME.expected` exactly.
+#[test]
+fn policy_check_reports_match_golden_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy");
+    let mut cases = 0;
+    let mut failed = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_dir() {
+            continue;
+        }
+        cases += 1;
+        let rel = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let out = sotto()
+            .args(["check", "--policies"])
+            .arg(rel)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{} should fail the check",
+            rel.display()
+        );
+        let want = std::fs::read_to_string(path.with_extension("expected")).unwrap();
+        let got = String::from_utf8_lossy(&out.stderr).into_owned();
+        if got != want {
+            std::fs::write(path.with_extension("failed"), &got).unwrap();
+            failed.push(format!("{}:\n got: {got}\nwant: {want}", rel.display()));
+        }
+    }
+    assert!(cases >= 4, "only {cases} golden cases found");
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn explain_names_the_deciding_rule_and_the_key() {
+    let out = sotto()
+        .args([
+            "explain",
+            "--from",
+            "a@corp.example",
+            "--to",
+            "b@partner.example",
+            "--to",
+            "c@lists.example",
+        ])
+        .env("SOTTO_KEYS__SOURCES", "dir")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("encrypt               = required  (rule \"partner must be encrypted\" at policies/50-examples.toml:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "missing_key           = plain     ([defaults] at policies/00-defaults.toml:"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("key: none (no key found)"), "{text}");
+    assert!(text.contains("result: refused: 550 5.7.1"), "{text}");
+    assert!(
+        text.contains("encrypt               = never     (rule \"mailing lists stay readable\""),
+        "{text}"
+    );
+    assert!(text.contains("key: not looked up"), "{text}");
+    assert!(text.contains("result: relayed readable"), "{text}");
+}
+
 #[test]
 fn env_override_is_checked_too() {
     let out = sotto()

@@ -338,6 +338,8 @@ impl Config {
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("keys.sources")
                 .source(Some(env.into_iter().collect())),
         );
         let cfg: Config = builder
@@ -465,12 +467,18 @@ impl Config {
         if let Some(p) = &self.crypt.signing_key
             && !p.is_file()
         {
-            out.push(("crypt.signing_key".into(), format!("cannot read `{}`", p.display())));
+            out.push((
+                "crypt.signing_key".into(),
+                format!("cannot read `{}`", p.display()),
+            ));
         }
         if let Some(d) = &self.policy.dir
             && !d.is_dir()
         {
-            out.push(("policy.dir".into(), format!("`{}` is not a directory", d.display())));
+            out.push((
+                "policy.dir".into(),
+                format!("`{}` is not a directory", d.display()),
+            ));
         }
         if self.keys.cache_size == 0 {
             out.push(("keys.cache_size".into(), "must be at least 1".into()));
@@ -530,11 +538,13 @@ mod tests {
                 "127.0.0.1:2525".to_string(),
             ),
             ("SOTTO_LIMITS__MAX_RECIPIENTS".to_string(), "7".to_string()),
+            ("SOTTO_KEYS__SOURCES".to_string(), "dir,vks".to_string()),
             ("PATH".to_string(), "/bin".to_string()),
         ];
         let c = Config::load(Some(&p), env).unwrap();
         assert_eq!(c.upstream.address, "127.0.0.1:2525");
         assert_eq!(c.limits.max_recipients, 7);
+        assert_eq!(c.keys.sources, vec![KeySource::Dir, KeySource::Vks]);
     }
 
     #[test]

@@ -39,7 +39,11 @@ impl Ctx<'_> {
     fn loc(&self, offset: usize) -> Loc {
         let line = self.lines.partition_point(|&start| start <= offset);
         let col = offset - self.lines[line - 1] + 1;
-        Loc { file: self.path.to_path_buf(), line, col }
+        Loc {
+            file: self.path.to_path_buf(),
+            line,
+            col,
+        }
     }
 
     fn problem(&mut self, offset: usize, message: impl Into<String>) {
@@ -49,19 +53,35 @@ impl Ctx<'_> {
 }
 
 pub fn problem_at(loc: &Loc, message: String) -> Problem {
-    Problem { file: Some(loc.file.clone()), position: Some((loc.line, loc.col)), message }
+    Problem {
+        file: Some(loc.file.clone()),
+        position: Some((loc.line, loc.col)),
+        message,
+    }
 }
 
 /// Parses one policy file, adding every problem found to `problems`.
 pub fn parse_file(path: &Path, text: &str, problems: &mut Vec<Problem>) -> ParsedFile {
-    let lines = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-    let mut cx = Ctx { path, lines, problems };
+    let lines = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let mut cx = Ctx {
+        path,
+        lines,
+        problems,
+    };
     let mut out = ParsedFile::default();
     let (doc, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         for e in errors {
             let at = e.span().map_or(0, |s| s.start);
-            let msg = e.message().lines().next().unwrap_or("syntax error").trim().to_string();
+            let msg = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("syntax error")
+                .trim()
+                .to_string();
             cx.problem(at, msg);
         }
         return out;
@@ -69,7 +89,9 @@ pub fn parse_file(path: &Path, text: &str, problems: &mut Vec<Problem>) -> Parse
     for (key, value) in doc.get_ref().iter() {
         match key.get_ref().ref_str() {
             "defaults" => match value.get_ref() {
-                DeValue::Table(t) => out.defaults = treatment_fields(&mut cx, t, "[defaults]", &mut |_, _| false),
+                DeValue::Table(t) => {
+                    out.defaults = treatment_fields(&mut cx, t, "[defaults]", &mut |_, _| false)
+                }
                 _ => cx.problem(value.span().start, "`defaults` must be a table: [defaults]"),
             },
             "rule" => match value.get_ref() {
@@ -81,13 +103,21 @@ pub fn parse_file(path: &Path, text: &str, problems: &mut Vec<Problem>) -> Parse
                                     out.rules.push(rule);
                                 }
                             }
-                            _ => cx.problem(item.span().start, "each rule must be a table: [[rule]]"),
+                            _ => {
+                                cx.problem(item.span().start, "each rule must be a table: [[rule]]")
+                            }
                         }
                     }
                 }
-                _ => cx.problem(value.span().start, "`rule` must be an array of tables: [[rule]]"),
+                _ => cx.problem(
+                    value.span().start,
+                    "`rule` must be an array of tables: [[rule]]",
+                ),
             },
-            other => cx.problem(key.span().start, format!("unknown key `{other}`; expected [defaults] or [[rule]]")),
+            other => cx.problem(
+                key.span().start,
+                format!("unknown key `{other}`; expected [defaults] or [[rule]]"),
+            ),
         }
     }
     out
@@ -124,13 +154,21 @@ fn treatment_fields(
                 };
                 match field.parse(s, b) {
                     Ok(v) => set.push((field, v, cx.loc(at))),
-                    Err(msg) => cx.problem(value.span().start, format!("bad value for `{name}`: {msg}")),
+                    Err(msg) => {
+                        cx.problem(value.span().start, format!("bad value for `{name}`: {msg}"))
+                    }
                 }
             }
             None => {
                 if !other(cx, (name, value, at)) {
                     let fields: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
-                    cx.problem(at, format!("unknown key `{name}` in {what}; expected one of {}", fields.join(", ")));
+                    cx.problem(
+                        at,
+                        format!(
+                            "unknown key `{name}` in {what}; expected one of {}",
+                            fields.join(", ")
+                        ),
+                    );
                 }
             }
         }
@@ -152,7 +190,10 @@ fn string_list(cx: &mut Ctx<'_>, key: &str, v: &toml::Spanned<DeValue<'_>>) -> O
             Some(out)
         }
         _ => {
-            cx.problem(v.span().start, format!("`{key}` takes a string or a list of strings"));
+            cx.problem(
+                v.span().start,
+                format!("`{key}` takes a string or a list of strings"),
+            );
             None
         }
     }
@@ -175,13 +216,25 @@ fn rule(cx: &mut Ctx<'_>, table: &DeTable<'_>, at: usize) -> Option<RawRule> {
             "channel" => {
                 if let Some(list) = string_list(cx, key, v) {
                     let mut chans = Vec::new();
+                    let mut bad = false;
                     for c in list {
                         match Channel::parse(&c) {
                             Some(ch) => chans.push(ch),
-                            None => cx.problem(v.span().start, format!("unknown channel `{c}`; expected \"smtp\" or \"xmpp\"")),
+                            None => {
+                                bad = true;
+                                cx.problem(
+                                    v.span().start,
+                                    format!("unknown channel `{c}`; expected \"smtp\" or \"xmpp\""),
+                                );
+                            }
                         }
                     }
-                    channel = Some(chans);
+                    // Already reported: do not also call the rule unmatchable.
+                    channel = if chans.is_empty() && bad {
+                        None
+                    } else {
+                        Some(chans)
+                    };
                 }
             }
             "to_has_key" => match v.get_ref() {
@@ -197,5 +250,13 @@ fn rule(cx: &mut Ctx<'_>, table: &DeTable<'_>, at: usize) -> Option<RawRule> {
         cx.problem(at, "rule without a `name`");
         return None;
     };
-    Some(RawRule { name, loc, from, to, channel, to_has_key, set })
+    Some(RawRule {
+        name,
+        loc,
+        from,
+        to,
+        channel,
+        to_has_key,
+        set,
+    })
 }

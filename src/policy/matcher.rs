@@ -25,9 +25,11 @@ impl Pat {
         match self {
             Pat::Exact(e) => address == e,
             Pat::Domain(d) => address.rsplit_once('@').is_some_and(|(_, ad)| ad == d),
-            Pat::Subdomain(d) => {
-                address.rsplit_once('@').is_some_and(|(_, ad)| ad.len() > d.len() + 1 && ad.ends_with(d.as_str()) && ad.as_bytes()[ad.len() - d.len() - 1] == b'.')
-            }
+            Pat::Subdomain(d) => address.rsplit_once('@').is_some_and(|(_, ad)| {
+                ad.len() > d.len() + 1
+                    && ad.ends_with(d.as_str())
+                    && ad.as_bytes()[ad.len() - d.len() - 1] == b'.'
+            }),
             Pat::Glob(g) => g.is_match(address),
         }
     }
@@ -44,7 +46,11 @@ pub struct Patterns {
 /// Turns `example.com` into `*@example.com`; lower-cases.
 pub fn normalize_pattern(p: &str) -> String {
     let p = p.trim().to_lowercase();
-    if p == "*" || p.contains('@') { p } else { format!("*@{p}") }
+    if p == "*" || p.contains('@') {
+        p
+    } else {
+        format!("*@{p}")
+    }
 }
 
 const META: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
@@ -57,7 +63,10 @@ fn literal_domain(pattern: &str) -> Option<String> {
 impl Patterns {
     /// Matches everything.
     pub fn any() -> Self {
-        Patterns { pats: None, domains: None }
+        Patterns {
+            pats: None,
+            domains: None,
+        }
     }
 
     pub fn compile(patterns: &[String]) -> Result<Self, String> {
@@ -89,12 +98,17 @@ impl Patterns {
                 _ => domains = None,
             }
         }
-        Ok(Patterns { pats: Some(pats), domains })
+        Ok(Patterns {
+            pats: Some(pats),
+            domains,
+        })
     }
 
     /// `address` must already be lower-case.
     pub fn matches(&self, address: &str) -> bool {
-        self.pats.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(address)))
+        self.pats
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|p| p.matches(address)))
     }
 }
 
@@ -152,9 +166,17 @@ mod tests {
         assert!(!p.matches("a@xexample.net"));
         assert!(p.domains.is_none());
         let p = Patterns::compile(&["b?b@x.org".into(), "Ceo@Corp.example".into()]).unwrap();
-        assert!(p.matches("bob@x.org") && p.matches("ceo@corp.example") && !p.matches("boob@x.org"));
+        assert!(
+            p.matches("bob@x.org") && p.matches("ceo@corp.example") && !p.matches("boob@x.org")
+        );
         let p = Patterns::compile(&["legal.example".into(), "ceo@corp.example".into()]).unwrap();
-        assert_eq!(p.domains, Some(vec!["legal.example".to_string(), "corp.example".to_string()]));
+        assert_eq!(
+            p.domains,
+            Some(vec![
+                "legal.example".to_string(),
+                "corp.example".to_string()
+            ])
+        );
         let any = Patterns::compile(&["*".into(), "x.example".into()]).unwrap();
         assert!(any.matches("who@ever.org") && any.domains.is_none());
         assert!(Patterns::compile(&["a[".into()]).is_err());

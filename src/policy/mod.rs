@@ -27,8 +27,14 @@ use matcher::{Index, Patterns, normalize_pattern};
 
 /// The policy files shipped with sotto, used when `policy.dir` is not set.
 pub const SHIPPED: &[(&str, &str)] = &[
-    ("policies/00-defaults.toml", include_str!("../../policies/00-defaults.toml")),
-    ("policies/50-examples.toml", include_str!("../../policies/50-examples.toml")),
+    (
+        "policies/00-defaults.toml",
+        include_str!("../../policies/00-defaults.toml"),
+    ),
+    (
+        "policies/50-examples.toml",
+        include_str!("../../policies/50-examples.toml"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -73,7 +79,10 @@ impl PolicySet {
     /// when `dir` is `None`. All problems are returned, each with its place.
     pub fn load(dir: Option<&Path>) -> Result<PolicySet, Vec<Problem>> {
         let files: Vec<(PathBuf, String)> = match dir {
-            None => SHIPPED.iter().map(|(p, t)| (PathBuf::from(p), t.to_string())).collect(),
+            None => SHIPPED
+                .iter()
+                .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+                .collect(),
             Some(d) => {
                 let mut names: Vec<PathBuf> = match std::fs::read_dir(d) {
                     Ok(rd) => rd
@@ -95,19 +104,29 @@ impl PolicySet {
                     match std::fs::read_to_string(&n) {
                         Ok(t) => files.push((n, t)),
                         Err(e) => {
-                            return Err(vec![Problem { file: Some(n), position: None, message: format!("cannot read: {e}") }]);
+                            return Err(vec![Problem {
+                                file: Some(n),
+                                position: None,
+                                message: format!("cannot read: {e}"),
+                            }]);
                         }
                     }
                 }
                 files
             }
         };
-        let source = dir.map_or_else(|| "shipped policies".to_string(), |d| d.display().to_string());
+        let source = dir.map_or_else(
+            || "shipped policies".to_string(),
+            |d| d.display().to_string(),
+        );
         Self::from_texts(&files, source)
     }
 
     /// Builds a set from (file name, text) pairs, in the given order.
-    pub fn from_texts(files: &[(PathBuf, String)], source: String) -> Result<PolicySet, Vec<Problem>> {
+    pub fn from_texts(
+        files: &[(PathBuf, String)],
+        source: String,
+    ) -> Result<PolicySet, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut parsed: Vec<ParsedFile> = Vec::new();
         for (path, text) in files {
@@ -139,18 +158,36 @@ impl PolicySet {
         let mut shadows = Shadows::default();
         for r in &raw {
             if let Some(first) = names.get(&r.name) {
-                problems.push(problem_at(&r.loc, format!("duplicate rule name \"{}\"; first defined at {first}", r.name)));
+                problems.push(problem_at(
+                    &r.loc,
+                    format!(
+                        "duplicate rule name \"{}\"; first defined at {first}",
+                        r.name
+                    ),
+                ));
             } else {
                 names.insert(r.name.clone(), r.loc.clone());
             }
             check_contradiction(&r.set, &format!("rule \"{}\"", r.name), &mut problems);
             for (key, list) in [("from", &r.from), ("to", &r.to)] {
                 if list.as_ref().is_some_and(|l| l.is_empty()) {
-                    problems.push(problem_at(&r.loc, format!("rule \"{}\" can never match: `{key}` is an empty list", r.name)));
+                    problems.push(problem_at(
+                        &r.loc,
+                        format!(
+                            "rule \"{}\" can never match: `{key}` is an empty list",
+                            r.name
+                        ),
+                    ));
                 }
             }
             if r.channel.as_ref().is_some_and(|c| c.is_empty()) {
-                problems.push(problem_at(&r.loc, format!("rule \"{}\" can never match: `channel` is an empty list", r.name)));
+                problems.push(problem_at(
+                    &r.loc,
+                    format!(
+                        "rule \"{}\" can never match: `channel` is an empty list",
+                        r.name
+                    ),
+                ));
             }
             if let Some(earlier) = shadows.find(r) {
                 problems.push(problem_at(
@@ -190,7 +227,13 @@ impl PolicySet {
         for (i, r) in rules.iter().enumerate() {
             index.add(i, &r.from, &r.to);
         }
-        Ok(PolicySet { defaults, default_origins, rules, index, source })
+        Ok(PolicySet {
+            defaults,
+            default_origins,
+            rules,
+            index,
+            source,
+        })
     }
 
     pub fn rule_count(&self) -> usize {
@@ -200,7 +243,9 @@ impl PolicySet {
     /// Where `sign = true` is first set, if anywhere (it needs a signing key).
     pub fn signing_origin(&self) -> Option<String> {
         let signs = |set: &[(Field, Value, Loc)]| {
-            set.iter().find(|(f, v, _)| *f == Field::Sign && *v == Value::Bool(true)).map(|(_, _, l)| l.to_string())
+            set.iter()
+                .find(|(f, v, _)| *f == Field::Sign && *v == Value::Bool(true))
+                .map(|(_, _, l)| l.to_string())
         };
         if self.defaults.sign
             && let Some(Origin::Defaults(l)) = self.default_origins.get(&Field::Sign)
@@ -212,14 +257,27 @@ impl PolicySet {
 
     /// Decides the treatment for one recipient. `has_key` is whether the
     /// recipient has a usable key, if known; a rule with `to_has_key` needs it.
-    pub fn decide(&self, channel: Channel, from: &str, to: &str, has_key: Option<bool>) -> Result<Decision, NeedsKey> {
+    pub fn decide(
+        &self,
+        channel: Channel,
+        from: &str,
+        to: &str,
+        has_key: Option<bool>,
+    ) -> Result<Decision, NeedsKey> {
         let from = from.to_lowercase();
         let to = to.to_lowercase();
-        let domain = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+        let domain = |a: &str| {
+            a.rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default()
+        };
         let mut matched = None;
         for i in self.index.candidates(&domain(&from), &domain(&to)) {
             let r = &self.rules[i];
-            if r.channel.as_ref().is_some_and(|c| !c.contains(&channel)) || !r.from.matches(&from) || !r.to.matches(&to) {
+            if r.channel.as_ref().is_some_and(|c| !c.contains(&channel))
+                || !r.from.matches(&from)
+                || !r.to.matches(&to)
+            {
                 continue;
             }
             if let Some(want) = r.to_has_key {
@@ -235,17 +293,32 @@ impl PolicySet {
         let mut treatment = self.defaults.clone();
         let mut origins: Vec<(Field, Origin)> = Field::ALL
             .iter()
-            .map(|f| (*f, self.default_origins.get(f).cloned().unwrap_or(Origin::Builtin)))
+            .map(|f| {
+                (
+                    *f,
+                    self.default_origins
+                        .get(f)
+                        .cloned()
+                        .unwrap_or(Origin::Builtin),
+                )
+            })
             .collect();
         if let Some(r) = matched {
             for (field, value, _) in &r.set {
                 treatment.set(*field, value);
                 if let Some(o) = origins.iter_mut().find(|(f, _)| f == field) {
-                    o.1 = Origin::Rule { name: r.name.clone(), loc: r.loc.clone() };
+                    o.1 = Origin::Rule {
+                        name: r.name.clone(),
+                        loc: r.loc.clone(),
+                    };
                 }
             }
         }
-        Ok(Decision { treatment, origins, rule: matched.map(|r| r.name.clone()) })
+        Ok(Decision {
+            treatment,
+            origins,
+            rule: matched.map(|r| r.name.clone()),
+        })
     }
 
     /// `explain`'s table: each field, its value, and what decided it.
@@ -281,7 +354,10 @@ struct Shadows<'a> {
 
 impl<'a> Shadows<'a> {
     fn add(&mut self, r: &'a RawRule) {
-        self.by_patterns.entry((pattern_key(&r.from), pattern_key(&r.to))).or_default().push(r);
+        self.by_patterns
+            .entry((pattern_key(&r.from), pattern_key(&r.to)))
+            .or_default()
+            .push(r);
     }
 
     /// The first earlier rule that matches everything `r` does.
@@ -293,8 +369,14 @@ impl<'a> Shadows<'a> {
             if keys[..i].contains(key) {
                 continue;
             }
-            for e in self.by_patterns.get(key).map(Vec::as_slice).unwrap_or_default() {
-                let earlier = found.is_none_or(|f| (&e.loc.file, e.loc.line) < (&f.loc.file, f.loc.line));
+            for e in self
+                .by_patterns
+                .get(key)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let earlier =
+                    found.is_none_or(|f| (&e.loc.file, e.loc.line) < (&f.loc.file, f.loc.line));
                 if earlier && shadows(e, r) {
                     found = Some(e);
                 }
@@ -306,11 +388,12 @@ impl<'a> Shadows<'a> {
 
 /// Whether `earlier` matches every message `later` matches.
 fn shadows(earlier: &RawRule, later: &RawRule) -> bool {
-    let covers = |e: &Option<Vec<String>>, l: &Option<Vec<String>>| match (pattern_key(e), pattern_key(l)) {
-        (None, _) => true,
-        (Some(e), Some(l)) => e == l,
-        (Some(_), None) => false,
-    };
+    let covers =
+        |e: &Option<Vec<String>>, l: &Option<Vec<String>>| match (pattern_key(e), pattern_key(l)) {
+            (None, _) => true,
+            (Some(e), Some(l)) => e == l,
+            (Some(_), None) => false,
+        };
     let channels = match (&earlier.channel, &later.channel) {
         (None, _) => true,
         (Some(e), Some(l)) => l.iter().all(|c| e.contains(c)),
@@ -321,9 +404,12 @@ fn shadows(earlier: &RawRule, later: &RawRule) -> bool {
 }
 
 fn check_contradiction(set: &[(Field, Value, Loc)], what: &str, problems: &mut Vec<Problem>) {
-    let required = set.iter().any(|(f, v, _)| *f == Field::Encrypt && *v == Value::Encrypt(Encrypt::Required));
-    if let Some((_, _, loc)) =
-        set.iter().find(|(f, v, _)| *f == Field::MissingKey && *v == Value::MissingKey(MissingKey::Plain))
+    let required = set
+        .iter()
+        .any(|(f, v, _)| *f == Field::Encrypt && *v == Value::Encrypt(Encrypt::Required));
+    if let Some((_, _, loc)) = set
+        .iter()
+        .find(|(f, v, _)| *f == Field::MissingKey && *v == Value::MissingKey(MissingKey::Plain))
         && required
     {
         problems.push(problem_at(
@@ -337,7 +423,8 @@ fn check_contradiction(set: &[(Field, Value, Loc)], what: &str, problems: &mut V
 /// they can be read.
 fn resolve_paths(file: &Path, parsed: &mut ParsedFile, problems: &mut Vec<Problem>) {
     let base = file.parent().unwrap_or(Path::new("."));
-    let sets = std::iter::once(&mut parsed.defaults).chain(parsed.rules.iter_mut().map(|r| &mut r.set));
+    let sets =
+        std::iter::once(&mut parsed.defaults).chain(parsed.rules.iter_mut().map(|r| &mut r.set));
     for set in sets {
         for (_, value, loc) in set.iter_mut() {
             if let Value::Path(p) = value {
@@ -345,7 +432,10 @@ fn resolve_paths(file: &Path, parsed: &mut ParsedFile, problems: &mut Vec<Proble
                     *p = base.join(&*p);
                 }
                 if !p.is_file() {
-                    problems.push(problem_at(loc, format!("archive_key: cannot read `{}`", p.display())));
+                    problems.push(problem_at(
+                        loc,
+                        format!("archive_key: cannot read `{}`", p.display()),
+                    ));
                 }
             }
         }

@@ -109,7 +109,15 @@ impl Field {
 
     /// Parses a value for this field from its TOML text (strings) or boolean.
     pub fn parse(self, s: Option<&str>, b: Option<bool>) -> Result<Value, String> {
-        let choice = |opts: &[&str]| format!("expected one of {}", opts.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", "));
+        let choice = |opts: &[&str]| {
+            format!(
+                "expected one of {}",
+                opts.iter()
+                    .map(|o| format!("\"{o}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         match self {
             Field::Encrypt => match s {
                 Some("required") => Ok(Value::Encrypt(Encrypt::Required)),
@@ -131,7 +139,9 @@ impl Field {
                 Some("keep") => Ok(Value::Subject(SubjectMode::Keep)),
                 _ => Err(choice(&["protect", "keep"])),
             },
-            Field::Sign | Field::EncryptToSender => b.map(Value::Bool).ok_or_else(|| "expected true or false".into()),
+            Field::Sign | Field::EncryptToSender => b
+                .map(Value::Bool)
+                .ok_or_else(|| "expected true or false".into()),
             Field::ArchiveKey => match s {
                 Some(p) if !p.is_empty() => Ok(Value::Path(PathBuf::from(p))),
                 _ => Err("expected the path of a certificate file".into()),
@@ -277,6 +287,7 @@ impl Treatment {
 
     /// Whether a recipient without a usable key is refused.
     pub fn refuses_without_key(&self) -> bool {
-        self.encrypt == Encrypt::Required || (self.encrypt == Encrypt::IfKey && self.missing_key == MissingKey::Reject)
+        self.encrypt == Encrypt::Required
+            || (self.encrypt == Encrypt::IfKey && self.missing_key == MissingKey::Reject)
     }
 }

@@ -22,12 +22,18 @@ impl Policies {
     /// Loads the set (from `dir`, or the shipped files).
     pub fn load(dir: Option<PathBuf>) -> Result<Arc<Policies>, Vec<Problem>> {
         let set = PolicySet::load(dir.as_deref())?;
-        Ok(Arc::new(Policies { dir, current: RwLock::new(Arc::new(set)) }))
+        Ok(Arc::new(Policies {
+            dir,
+            current: RwLock::new(Arc::new(set)),
+        }))
     }
 
     /// The set in force now.
     pub fn current(&self) -> Arc<PolicySet> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Reads the files again; keeps the old set when the new one fails.
@@ -66,15 +72,20 @@ impl Policies {
             match w {
                 Ok(mut w) => match w.watch(dir, notify::RecursiveMode::NonRecursive) {
                     Ok(()) => watcher = Some(w),
-                    Err(e) => tracing::warn!(event = "policy_watch_failed", error = %e, "reload on SIGHUP only"),
+                    Err(e) => {
+                        tracing::warn!(event = "policy_watch_failed", error = %e, "reload on SIGHUP only")
+                    }
                 },
-                Err(e) => tracing::warn!(event = "policy_watch_failed", error = %e, "reload on SIGHUP only"),
+                Err(e) => {
+                    tracing::warn!(event = "policy_watch_failed", error = %e, "reload on SIGHUP only")
+                }
             }
         }
         let me = self.clone();
         tokio::spawn(async move {
             let _watcher = watcher;
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

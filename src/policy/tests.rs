@@ -4,8 +4,12 @@ use super::*;
 use crate::config::SubjectMode;
 
 fn set(files: &[(&str, &str)]) -> Result<PolicySet, Vec<String>> {
-    let files: Vec<(PathBuf, String)> = files.iter().map(|(n, t)| (PathBuf::from(n), t.to_string())).collect();
-    PolicySet::from_texts(&files, "test".into()).map_err(|ps| ps.iter().map(|p| p.to_string()).collect())
+    let files: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|(n, t)| (PathBuf::from(n), t.to_string()))
+        .collect();
+    PolicySet::from_texts(&files, "test".into())
+        .map_err(|ps| ps.iter().map(|p| p.to_string()).collect())
 }
 
 fn decide(p: &PolicySet, ch: Channel, from: &str, to: &str) -> Treatment {
@@ -44,13 +48,22 @@ subject = "keep"
 "#,
     )])
     .unwrap();
-    let d = p.decide(Channel::Smtp, "a@a.example", "X@B.example", None).unwrap();
+    let d = p
+        .decide(Channel::Smtp, "a@a.example", "X@B.example", None)
+        .unwrap();
     assert_eq!(d.rule.as_deref(), Some("one"));
     assert_eq!(d.treatment.encrypt, Encrypt::Required);
     // "two" also matches but is not consulted: its subject does not apply.
     assert_eq!(d.treatment.subject, SubjectMode::Protect);
     assert_eq!(d.treatment.links, LinkMode::Strip);
-    let origin = |f: Field| d.origins.iter().find(|(g, _)| *g == f).unwrap().1.to_string();
+    let origin = |f: Field| {
+        d.origins
+            .iter()
+            .find(|(g, _)| *g == f)
+            .unwrap()
+            .1
+            .to_string()
+    };
     assert_eq!(origin(Field::Encrypt), "rule \"one\" at a.toml:6:1");
     assert_eq!(origin(Field::Links), "[defaults] at a.toml:4:1");
     assert_eq!(origin(Field::Sign), "built-in default");
@@ -80,12 +93,34 @@ sign = true
 "#,
     )])
     .unwrap();
-    assert_eq!(decide(&p, Channel::Xmpp, "a@x", "b@y").links, LinkMode::Strip);
-    assert_eq!(decide(&p, Channel::Smtp, "a@x", "b@y").links, LinkMode::Keep);
-    assert_eq!(decide(&p, Channel::Smtp, "Boss@Legal.Example", "b@y").encrypt, Encrypt::Required);
-    assert_eq!(p.decide(Channel::Smtp, "a@x", "b@y", None).unwrap_err(), NeedsKey);
-    assert!(p.decide(Channel::Smtp, "a@x", "b@y", Some(true)).unwrap().treatment.sign);
-    assert!(!p.decide(Channel::Smtp, "a@x", "b@y", Some(false)).unwrap().treatment.sign);
+    assert_eq!(
+        decide(&p, Channel::Xmpp, "a@x", "b@y").links,
+        LinkMode::Strip
+    );
+    assert_eq!(
+        decide(&p, Channel::Smtp, "a@x", "b@y").links,
+        LinkMode::Keep
+    );
+    assert_eq!(
+        decide(&p, Channel::Smtp, "Boss@Legal.Example", "b@y").encrypt,
+        Encrypt::Required
+    );
+    assert_eq!(
+        p.decide(Channel::Smtp, "a@x", "b@y", None).unwrap_err(),
+        NeedsKey
+    );
+    assert!(
+        p.decide(Channel::Smtp, "a@x", "b@y", Some(true))
+            .unwrap()
+            .treatment
+            .sign
+    );
+    assert!(
+        !p.decide(Channel::Smtp, "a@x", "b@y", Some(false))
+            .unwrap()
+            .treatment
+            .sign
+    );
 }
 
 #[test]
@@ -138,21 +173,33 @@ fn later_files_may_not_replace_earlier_ones() {
     ])
     .unwrap_err();
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert_eq!(errs[0], "10.toml:2:1: `encrypt` in [defaults] is already set at 00.toml:2:1; a later file may not replace it");
-    assert_eq!(errs[1], "10.toml:5:1: duplicate rule name \"x\"; first defined at 00.toml:4:1");
+    assert_eq!(
+        errs[0],
+        "10.toml:2:1: `encrypt` in [defaults] is already set at 00.toml:2:1; a later file may not replace it"
+    );
+    assert_eq!(
+        errs[1],
+        "10.toml:5:1: duplicate rule name \"x\"; first defined at 00.toml:4:1"
+    );
 }
 
 #[test]
 fn ten_thousand_rules_decide_by_index() {
     let mut text = String::new();
     for i in 0..10_000 {
-        text.push_str(&format!("[[rule]]\nname = \"r{i}\"\nto = \"*@d{i}.example\"\nencrypt = \"required\"\n\n"));
+        text.push_str(&format!(
+            "[[rule]]\nname = \"r{i}\"\nto = \"*@d{i}.example\"\nencrypt = \"required\"\n\n"
+        ));
     }
     text.push_str("[[rule]]\nname = \"last\"\nchannel = \"smtp\"\nencrypt = \"never\"\n");
     let p = set(&[("big.toml", &text)]).unwrap();
-    let d = p.decide(Channel::Smtp, "a@x", "b@d9876.example", None).unwrap();
+    let d = p
+        .decide(Channel::Smtp, "a@x", "b@d9876.example", None)
+        .unwrap();
     assert_eq!(d.rule.as_deref(), Some("r9876"));
-    let d = p.decide(Channel::Smtp, "a@x", "b@elsewhere.example", None).unwrap();
+    let d = p
+        .decide(Channel::Smtp, "a@x", "b@elsewhere.example", None)
+        .unwrap();
     assert_eq!(d.rule.as_deref(), Some("last"));
     // Only the indexed rule and the catch-all are candidates.
     assert_eq!(p.index.candidates("x", "d9876.example").len(), 2);

@@ -27,12 +27,27 @@ pub struct Effective {
 
 /// The result of deciding one recipient.
 pub enum Outcome {
-    Accept { effective: Effective, cert: Option<Arc<Cert>>, decision: Decision, lookup: Option<Lookup> },
-    Refuse { reply: Reply, decision: Decision, lookup: Option<Lookup> },
+    Accept {
+        effective: Effective,
+        cert: Option<Arc<Cert>>,
+        decision: Decision,
+        lookup: Option<Lookup>,
+    },
+    Refuse {
+        reply: Reply,
+        decision: Decision,
+        lookup: Option<Lookup>,
+    },
 }
 
 /// Decides `rcpt`'s treatment for a message from `from` on `channel`.
-pub async fn decide(policy: &PolicySet, keys: &KeyStore, channel: Channel, from: &str, rcpt: &str) -> Outcome {
+pub async fn decide(
+    policy: &PolicySet,
+    keys: &KeyStore,
+    channel: Channel,
+    from: &str,
+    rcpt: &str,
+) -> Outcome {
     let mut lookup: Option<Lookup> = None;
     let decision = match policy.decide(channel, from, rcpt, None) {
         Ok(d) => d,
@@ -40,7 +55,9 @@ pub async fn decide(policy: &PolicySet, keys: &KeyStore, channel: Channel, from:
             let l = keys.lookup(rcpt).await;
             let has = l.found.is_some();
             lookup = Some(l);
-            policy.decide(channel, from, rcpt, Some(has)).expect("the key answer was given")
+            policy
+                .decide(channel, from, rcpt, Some(has))
+                .expect("the key answer was given")
         }
     };
     let t = &decision.treatment;
@@ -49,26 +66,53 @@ pub async fn decide(policy: &PolicySet, keys: &KeyStore, channel: Channel, from:
     }
     let cert = match t.encrypt {
         Encrypt::Never => None,
-        _ => lookup.as_ref().and_then(|l| l.found.as_ref()).map(|f| f.cert.clone()),
+        _ => lookup
+            .as_ref()
+            .and_then(|l| l.found.as_ref())
+            .map(|f| f.cert.clone()),
     };
     if cert.is_none() && t.refuses_without_key() {
-        let why = lookup.as_ref().map(Lookup::why_none).unwrap_or_else(|| "no key found".into());
-        let rule = decision.rule.as_deref().map(|r| format!(" (policy rule \"{r}\")")).unwrap_or_default();
+        let why = lookup
+            .as_ref()
+            .map(Lookup::why_none)
+            .unwrap_or_else(|| "no key found".into());
+        let rule = decision
+            .rule
+            .as_deref()
+            .map(|r| format!(" (policy rule \"{r}\")"))
+            .unwrap_or_default();
         let reply = Reply::new(
             550,
             "5.7.1",
             format!("Encryption required{rule}, and no usable OpenPGP key for <{rcpt}>: {why}"),
         );
-        return Outcome::Refuse { reply, decision, lookup };
+        return Outcome::Refuse {
+            reply,
+            decision,
+            lookup,
+        };
     }
     let encrypt = cert.is_some();
     let effective = Effective {
         encrypt,
-        subject: if encrypt { t.subject } else { SubjectMode::Keep },
+        subject: if encrypt {
+            t.subject
+        } else {
+            SubjectMode::Keep
+        },
         sign: encrypt && t.sign,
         encrypt_to_sender: encrypt && t.encrypt_to_sender,
         archive_key: if encrypt { t.archive_key.clone() } else { None },
-        links: if encrypt { t.links_when_encrypted } else { t.links },
+        links: if encrypt {
+            t.links_when_encrypted
+        } else {
+            t.links
+        },
     };
-    Outcome::Accept { effective, cert, decision, lookup }
+    Outcome::Accept {
+        effective,
+        cert,
+        decision,
+        lookup,
+    }
 }

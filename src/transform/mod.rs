@@ -29,7 +29,11 @@ use crate::reply::Reply;
 #[non_exhaustive]
 pub enum SetupError {
     #[error("{key} `{path}`: {why}")]
-    Key { key: &'static str, path: String, why: String },
+    Key {
+        key: &'static str,
+        path: String,
+        why: String,
+    },
 }
 
 /// Keys and key material the pipeline uses.
@@ -45,14 +49,28 @@ impl Crypt {
     pub fn from_config(cfg: &Config, keys: KeyStore) -> Result<Self, SetupError> {
         let signer = match &cfg.crypt.signing_key {
             Some(p) => {
-                let err = |why: String| SetupError::Key { key: "crypt.signing_key", path: p.display().to_string(), why };
-                let tsk = read_certs(p).map_err(|e| err(e.to_string()))?.into_iter().next().ok_or_else(|| err("no key".into()))?;
-                crypt::signing_keypair(&tsk, &StandardPolicy::new()).map_err(|e| err(e.to_string()))?;
+                let err = |why: String| SetupError::Key {
+                    key: "crypt.signing_key",
+                    path: p.display().to_string(),
+                    why,
+                };
+                let tsk = read_certs(p)
+                    .map_err(|e| err(e.to_string()))?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| err("no key".into()))?;
+                crypt::signing_keypair(&tsk, &StandardPolicy::new())
+                    .map_err(|e| err(e.to_string()))?;
                 Some(tsk)
             }
             None => None,
         };
-        Ok(Crypt { keys, signer, archives: Mutex::new(HashMap::new()), policy: StandardPolicy::new() })
+        Ok(Crypt {
+            keys,
+            signer,
+            archives: Mutex::new(HashMap::new()),
+            policy: StandardPolicy::new(),
+        })
     }
 
     /// The archive certificate at `path`, read once.
@@ -61,7 +79,11 @@ impl Crypt {
         if let Some(c) = cache.get(path) {
             return Ok(c.clone());
         }
-        let cert = read_certs(path).map_err(|e| e.to_string())?.into_iter().next().ok_or("no certificate")?;
+        let cert = read_certs(path)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .ok_or("no certificate")?;
         cache.insert(path.to_path_buf(), cert.clone());
         Ok(cert)
     }
@@ -77,7 +99,11 @@ pub struct Gateway<T: Target> {
 
 impl<T: Target> Gateway<T> {
     pub fn new(inner: T, crypt: Crypt, policies: Arc<Policies>) -> Self {
-        Gateway { inner, crypt: Arc::new(crypt), policies }
+        Gateway {
+            inner,
+            crypt: Arc::new(crypt),
+            policies,
+        }
     }
 }
 
@@ -113,8 +139,18 @@ pub struct GatewayTx<X> {
 
 impl<X: Transaction> Transaction for GatewayTx<X> {
     async fn add_rcpt(&mut self, rcpt: &str) -> Reply {
-        let (effective, cert) = match decide(&self.policy, &self.crypt.keys, Channel::Smtp, &self.from, rcpt).await {
-            Outcome::Accept { effective, cert, .. } => (effective, cert),
+        let (effective, cert) = match decide(
+            &self.policy,
+            &self.crypt.keys,
+            Channel::Smtp,
+            &self.from,
+            rcpt,
+        )
+        .await
+        {
+            Outcome::Accept {
+                effective, cert, ..
+            } => (effective, cert),
             Outcome::Refuse { reply, .. } => {
                 tracing::info!(event = "rcpt_refused", domain = %domain_of(rcpt), reason = "policy");
                 return reply;
@@ -161,14 +197,26 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
                 Err(e) => {
                     tracing::warn!(event = "encrypt", result = "failed", error = %e, "archive key unreadable");
                     self.inner.abort().await;
-                    return Reply::new(451, "4.7.0", "Could not encrypt the message (archive key); it was not sent");
+                    return Reply::new(
+                        451,
+                        "4.7.0",
+                        "Could not encrypt the message (archive key); it was not sent",
+                    );
                 }
             }
         }
         if effective.sign && self.crypt.signer.is_none() {
             self.inner.abort().await;
-            tracing::warn!(event = "encrypt", result = "failed", error = "sign = true but crypt.signing_key is not set");
-            return Reply::new(451, "4.7.0", "Policy asks to sign, but no signing key is configured; the message was not sent");
+            tracing::warn!(
+                event = "encrypt",
+                result = "failed",
+                error = "sign = true but crypt.signing_key is not set"
+            );
+            return Reply::new(
+                451,
+                "4.7.0",
+                "Policy asks to sign, but no signing key is configured; the message was not sent",
+            );
         }
         let crypt = self.crypt.clone();
         let nkeys = certs.len();
@@ -200,11 +248,19 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
             Ok(Err(e)) => {
                 tracing::warn!(event = "encrypt", result = "failed", error = %e);
                 self.inner.abort().await;
-                Reply::new(451, "4.7.0", "Could not encrypt the message; it was not sent. Try again later")
+                Reply::new(
+                    451,
+                    "4.7.0",
+                    "Could not encrypt the message; it was not sent. Try again later",
+                )
             }
             Err(_) => {
                 self.inner.abort().await;
-                Reply::new(451, "4.3.0", "Internal error while encrypting; the message was not sent")
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    "Internal error while encrypting; the message was not sent",
+                )
             }
         }
     }
