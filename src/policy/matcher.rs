@@ -35,12 +35,21 @@ impl Pat {
     }
 }
 
+/// Where a pattern's domain can be looked up in the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainKey {
+    /// Exactly this domain.
+    Exact(String),
+    /// Any subdomain of this domain (`*@*.domain`).
+    Below(String),
+}
+
 /// A list of address patterns, compiled; no list matches everything.
 #[derive(Debug, Clone)]
 pub struct Patterns {
     pats: Option<Vec<Pat>>,
-    /// The literal domains the patterns are limited to, when every pattern has one.
-    pub domains: Option<Vec<String>>,
+    /// The domains the patterns are limited to, when every pattern is.
+    pub domains: Option<Vec<DomainKey>>,
 }
 
 /// Turns `example.com` into `*@example.com`; lower-cases.
@@ -55,9 +64,13 @@ pub fn normalize_pattern(p: &str) -> String {
 
 const META: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
 
-fn literal_domain(pattern: &str) -> Option<String> {
+fn domain_key(pattern: &str) -> Option<DomainKey> {
     let (_, domain) = pattern.rsplit_once('@')?;
-    (!domain.is_empty() && !domain.contains(META)).then(|| domain.to_string())
+    if !domain.is_empty() && !domain.contains(META) {
+        return Some(DomainKey::Exact(domain.to_string()));
+    }
+    let below = domain.strip_prefix("*.")?;
+    (!below.is_empty() && !below.contains(META)).then(|| DomainKey::Below(below.to_string()))
 }
 
 impl Patterns {
@@ -93,7 +106,7 @@ impl Patterns {
                 Pat::Glob(glob.compile_matcher())
             };
             pats.push(pat);
-            match (literal_domain(&norm), domains.as_mut()) {
+            match (domain_key(&norm), domains.as_mut()) {
                 (Some(d), Some(list)) => list.push(d),
                 _ => domains = None,
             }
@@ -112,11 +125,47 @@ impl Patterns {
     }
 }
 
-/// Rule numbers filed by literal domain.
+/// Rule numbers filed by domain, exact or "any subdomain of".
+#[derive(Debug, Default)]
+struct DomainIndex {
+    exact: HashMap<String, Vec<usize>>,
+    below: HashMap<String, Vec<usize>>,
+}
+
+impl DomainIndex {
+    fn add(&mut self, i: usize, keys: &[DomainKey]) {
+        for k in keys {
+            let (map, d) = match k {
+                DomainKey::Exact(d) => (&mut self.exact, d),
+                DomainKey::Below(d) => (&mut self.below, d),
+            };
+            let v = map.entry(d.clone()).or_default();
+            if v.last() != Some(&i) {
+                v.push(i);
+            }
+        }
+    }
+
+    /// Rules filed under `domain` or under any domain it is below.
+    fn collect(&self, domain: &str, out: &mut Vec<usize>) {
+        if let Some(v) = self.exact.get(domain) {
+            out.extend_from_slice(v);
+        }
+        let mut rest = domain;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(v) = self.below.get(parent) {
+                out.extend_from_slice(v);
+            }
+            rest = parent;
+        }
+    }
+}
+
+/// Rules filed by the domains they are limited to.
 #[derive(Debug, Default)]
 pub struct Index {
-    by_to: HashMap<String, Vec<usize>>,
-    by_from: HashMap<String, Vec<usize>>,
+    by_to: DomainIndex,
+    by_from: DomainIndex,
     rest: Vec<usize>,
 }
 
@@ -125,13 +174,9 @@ impl Index {
     /// with the rules tried for everybody.
     pub fn add(&mut self, i: usize, from: &Patterns, to: &Patterns) {
         if let Some(ds) = &to.domains {
-            for d in ds {
-                self.by_to.entry(d.clone()).or_default().push(i);
-            }
+            self.by_to.add(i, ds);
         } else if let Some(ds) = &from.domains {
-            for d in ds {
-                self.by_from.entry(d.clone()).or_default().push(i);
-            }
+            self.by_from.add(i, ds);
         } else {
             self.rest.push(i);
         }
@@ -141,12 +186,8 @@ impl Index {
     pub fn candidates(&self, from_domain: &str, to_domain: &str) -> Vec<usize> {
         let mut out: Vec<usize> = Vec::with_capacity(self.rest.len() + 4);
         out.extend_from_slice(&self.rest);
-        if let Some(v) = self.by_to.get(to_domain) {
-            out.extend_from_slice(v);
-        }
-        if let Some(v) = self.by_from.get(from_domain) {
-            out.extend_from_slice(v);
-        }
+        self.by_to.collect(to_domain, &mut out);
+        self.by_from.collect(from_domain, &mut out);
         out.sort_unstable();
         out.dedup();
         out
@@ -164,18 +205,33 @@ mod tests {
         assert!(p.matches("a@sub.example.net"));
         assert!(!p.matches("a@example.net"));
         assert!(!p.matches("a@xexample.net"));
-        assert!(p.domains.is_none());
+        assert_eq!(
+            p.domains,
+            Some(vec![
+                DomainKey::Exact("example.com".into()),
+                DomainKey::Below("example.net".into())
+            ])
+        );
+        assert!(
+            Patterns::compile(&["*@mx*.example.net".into()])
+                .unwrap()
+                .domains
+                .is_none()
+        );
         let p = Patterns::compile(&["b?b@x.org".into(), "Ceo@Corp.example".into()]).unwrap();
         assert!(
             p.matches("bob@x.org") && p.matches("ceo@corp.example") && !p.matches("boob@x.org")
         );
         let p = Patterns::compile(&["legal.example".into(), "ceo@corp.example".into()]).unwrap();
+        let exact = |d: &str| DomainKey::Exact(d.to_string());
         assert_eq!(
             p.domains,
-            Some(vec![
-                "legal.example".to_string(),
-                "corp.example".to_string()
-            ])
+            Some(vec![exact("legal.example"), exact("corp.example")])
+        );
+        let p = Patterns::compile(&["*@*.legal.example".into()]).unwrap();
+        assert_eq!(
+            p.domains,
+            Some(vec![DomainKey::Below("legal.example".into())])
         );
         let any = Patterns::compile(&["*".into(), "x.example".into()]).unwrap();
         assert!(any.matches("who@ever.org") && any.domains.is_none());
@@ -191,5 +247,12 @@ mod tests {
         ix.add(2, &Patterns::compile(&["a.example".into()]).unwrap(), &any);
         assert_eq!(ix.candidates("a.example", "b.example"), vec![0, 1, 2]);
         assert_eq!(ix.candidates("x.example", "y.example"), vec![1]);
+        ix.add(
+            3,
+            &any,
+            &Patterns::compile(&["*@*.c.example".into()]).unwrap(),
+        );
+        assert_eq!(ix.candidates("x", "mx.eu.c.example"), vec![1, 3]);
+        assert_eq!(ix.candidates("x", "c.example"), vec![1]);
     }
 }
