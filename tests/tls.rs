@@ -293,6 +293,22 @@ async fn untrusted_or_missing_upstream_tls_is_never_skipped() {
     c.cmd("EHLO client", "250").await;
     let r = c.cmd("MAIL FROM:<a@example.com>", "451").await;
     assert!(r.contains("4.7.5"), "{r}");
+    // The same with implicit TLS.
+    let tls_sink = Sink::start(&[
+        "--tls-cert",
+        &Pki::s(pki.cert()),
+        "--tls-key",
+        &Pki::s(pki.key()),
+        "--implicit-tls",
+    ]);
+    let mut cfg = config(&tls_sink.addr);
+    cfg.upstream.tls = UpstreamTls::Tls;
+    let gw = gateway(&cfg).await;
+    let mut c = Client::connect(gw.smtp.unwrap()).await;
+    c.cmd("EHLO client", "250").await;
+    let r = c.cmd("MAIL FROM:<a@example.com>", "451").await;
+    assert!(r.contains("4.7.5"), "{r}");
+    assert!(tls_sink.messages().is_empty());
     // Upstream without STARTTLS while the config demands it.
     let plain = Sink::start(&[]);
     let mut cfg = config(&plain.addr);

@@ -10,6 +10,7 @@
 //! This module knows nothing of the client side's sockets or parsing.
 
 mod capture;
+mod stream;
 pub mod upstream;
 
 use std::future::Future;

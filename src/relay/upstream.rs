@@ -39,7 +39,10 @@ struct Settings {
     host: String,
     port: u16,
     tls_mode: UpstreamTls,
+    /// For STARTTLS (lettre's TLS).
     tls: Option<TlsParameters>,
+    /// For implicit TLS (sotto's own, so the socket has TCP_NODELAY).
+    implicit: Option<super::stream::Implicit>,
     hello: ClientId,
     credentials: Option<Credentials>,
     pool_size: usize,
@@ -65,24 +68,35 @@ impl Upstream {
         let up = &cfg.upstream;
         let (host, port) = split_host_port(&up.address)
             .ok_or_else(|| UpstreamError::Address(up.address.clone()))?;
-        let tls = match up.tls {
-            UpstreamTls::None => None,
-            UpstreamTls::Starttls | UpstreamTls::Tls => {
-                let name = up.tls_name.clone().unwrap_or_else(|| host.clone());
+        let name = up.tls_name.clone().unwrap_or_else(|| host.clone());
+        let ca_pem = match &up.tls_ca {
+            Some(ca) => Some(std::fs::read(ca).map_err(|source| UpstreamError::Ca {
+                path: ca.display().to_string(),
+                source,
+            })?),
+            None => None,
+        };
+        let (tls, implicit) = match up.tls {
+            UpstreamTls::None => (None, None),
+            UpstreamTls::Starttls => {
                 let mut b = TlsParameters::builder(name);
-                if let Some(ca) = &up.tls_ca {
-                    let pem = std::fs::read(ca).map_err(|source| UpstreamError::Ca {
-                        path: ca.display().to_string(),
-                        source,
-                    })?;
-                    let cert = Certificate::from_pem(&pem)
+                if let Some(pem) = &ca_pem {
+                    let cert = Certificate::from_pem(pem)
                         .map_err(|e| UpstreamError::Tls(e.to_string()))?;
                     b = b.add_root_certificate(cert);
                 }
-                Some(
-                    b.build_rustls()
-                        .map_err(|e| UpstreamError::Tls(e.to_string()))?,
+                (
+                    Some(
+                        b.build_rustls()
+                            .map_err(|e| UpstreamError::Tls(e.to_string()))?,
+                    ),
+                    None,
                 )
+            }
+            UpstreamTls::Tls => {
+                let i = super::stream::Implicit::new(&name, ca_pem.as_deref())
+                    .map_err(UpstreamError::Tls)?;
+                (None, Some(i))
             }
         };
         let settings = Settings {
@@ -90,6 +104,7 @@ impl Upstream {
             port,
             tls_mode: up.tls,
             tls,
+            implicit,
             hello: ClientId::Domain(up.helo_name.clone()),
             credentials: up
                 .auth
@@ -144,21 +159,28 @@ impl Upstream {
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, Reply> {
         let s = &self.settings;
-        let implicit = if s.tls_mode == UpstreamTls::Tls {
-            s.tls.clone()
-        } else {
-            None
+        let connect = async {
+            use super::stream::ConnectError;
+            let stream = super::stream::connect(&s.host, s.port, s.implicit.as_ref())
+                .await
+                .map_err(|e| match e {
+                    ConnectError::Tcp(e) => (e.to_string(), "4.4.1"),
+                    ConnectError::Tls(e) => (format!("TLS: {e}"), "4.7.5"),
+                })?;
+            AsyncSmtpConnection::connect_with_transport(stream, &s.hello)
+                .await
+                .map_err(|e| (e.to_string(), "4.4.1"))
         };
-        let fut = AsyncSmtpConnection::connect_tokio1(
-            (s.host.as_str(), s.port),
-            Some(s.command_timeout),
-            &s.hello,
-            implicit,
-            None,
-        );
-        let mut conn = match timeout(s.command_timeout, fut).await {
+        let mut conn = match timeout(s.command_timeout, connect).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(setup_failure(&e, "4.4.1", "cannot connect to the upstream")),
+            Ok(Err((error, status))) => {
+                tracing::warn!(event = "upstream_setup_failed", error = %error, "cannot connect to the upstream");
+                return Err(Reply::new(
+                    451,
+                    status,
+                    "cannot connect to the upstream; message not accepted, try again later",
+                ));
+            }
             Err(_) => {
                 return Err(Reply::new(
                     451,
