@@ -2,11 +2,15 @@
 # Relay throughput benchmark.
 #
 # Compares, in the same run, Postfix's smtp-source talking to smtp-sink
-# directly ("direct") with smtp-source -> sotto -> smtp-sink ("sotto"), for
-# each session count, and prints msgs/s for both, the ratio sotto/direct and
-# sotto's peak RSS (VmHWM). Target: ratio >= 0.70 with 20 sessions. The
-# target line is informational; the script fails only if something breaks
-# (a tool exits non-zero, a message is lost, sotto does not exit cleanly).
+# directly ("direct") with smtp-source -> sotto -> smtp-sink, for each
+# session count: sotto relaying as is ("sotto"), and sotto encrypting every
+# message to the recipient's Curve25519 key ("encrypt"). Prints msgs/s for
+# each, the ratios to direct and sotto's peak RSS (VmHWM); then the rate of
+# `gpg --encrypt` spawned once per message (how script-based gateways work).
+# Targets: sotto >= 0.70 of direct with 20 sessions; encrypt >= 0.50 of
+# direct with 20 sessions and >= 10x the gpg-per-message rate. The target
+# lines are informational; the script fails only if something breaks (a
+# tool exits non-zero, a message is lost, sotto does not exit cleanly).
 #
 # Knobs (environment):
 #   MESSAGES  messages per measured run        (default 2000)
@@ -16,6 +20,7 @@
 #   WARMUP    messages sent per path before measuring (default 200)
 #   SLOW      seconds; a run slower than this is not repeated (default 10),
 #             which bounds the runtime when one path is badly slow
+#   GPG_MESSAGES  messages for the gpg-per-message baseline (default 200)
 #
 # smtp-source opens one connection per message (its default), so both paths
 # pay connection setup; sotto keeps a pool of upstream connections.
@@ -27,7 +32,9 @@ SESSIONS=${SESSIONS:-"1 20"}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-200}
 SLOW=${SLOW:-10}
+GPG_MESSAGES=${GPG_MESSAGES:-200}
 TARGET=0.70
+TARGET_ENC=0.50
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -46,15 +53,16 @@ if [[ ! -x $SOURCE || ! -x $SINK ]]; then
         || die "need $SOURCE and $SINK: install the Debian package 'postfix'"
 fi
 command -v python3 >/dev/null || die "need python3 (to pick free ports)"
+command -v gpg >/dev/null || die "need gpg (Debian package gnupg) for the recipient key and the baseline"
 
 cargo build --release --quiet
 SOTTO=$PWD/target/release/sotto
 
 # --- scratch space and cleanup ---------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sotto-bench.XXXXXX")
-SINK_PID= SOTTO_PID=
+SINK_PID= SOTTO_PID= ENC_PID=
 cleanup() {
-    for pid in $SOTTO_PID $SINK_PID; do
+    for pid in $SOTTO_PID $ENC_PID $SINK_PID; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -63,10 +71,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Two free loopback ports (bound to port 0, then released).
-read -r SINK_PORT SOTTO_PORT < <(python3 -c '
+# Three free loopback ports (bound to port 0, then released).
+read -r SINK_PORT SOTTO_PORT ENC_PORT < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(2)]
+ss = [socket.socket() for _ in range(3)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
 
@@ -111,12 +119,31 @@ address = "127.0.0.1:$SINK_PORT"
 pool_size = 64
 [limits]
 max_connections = 256
+[keys]
+sources = ["dir"]
+dir = "$TMP/keys"
+[policy]
+dir = "$TMP/policy-plain"
 [log]
 level = "warn"
 EOF
+# The recipient's key: Ed25519 primary, Curve25519 encryption subkey (gpg).
+export GNUPGHOME=$TMP/gnupg
+mkdir -m 700 "$GNUPGHOME" "$TMP/keys" "$TMP/policy-plain" "$TMP/policy-encrypt"
+gpg -q --batch --pinentry-mode loopback --passphrase '' --quick-gen-key 'Sink <sink@example.org>' ed25519 sign 1y 2>/dev/null
+FPR=$(gpg --with-colons --list-keys sink@example.org | awk -F: '/^fpr/ { print $10; exit }')
+gpg -q --batch --pinentry-mode loopback --passphrase '' --quick-add-key "$FPR" cv25519 encr 1y
+gpg -q --armor --export sink@example.org >"$TMP/keys/sink.asc"
+printf '[defaults]\nencrypt = "never"\n' >"$TMP/policy-plain/00.toml"
+printf '[defaults]\nencrypt = "required"\n' >"$TMP/policy-encrypt/00.toml"
+sed -e "s/$SOTTO_PORT/$ENC_PORT/" -e "s/policy-plain/policy-encrypt/" "$TMP/sotto.toml" >"$TMP/encrypt.toml"
+
 RUST_LOG= "$SOTTO" serve --config "$TMP/sotto.toml" 2>"$TMP/sotto.log" &
 SOTTO_PID=$!
+RUST_LOG= "$SOTTO" serve --config "$TMP/encrypt.toml" 2>"$TMP/encrypt.log" &
+ENC_PID=$!
 wait_port "$SOTTO_PORT" "$SOTTO_PID" || die "sotto did not start: $(cat "$TMP/sotto.log")"
+wait_port "$ENC_PORT" "$ENC_PID" || die "sotto (encrypting) did not start: $(cat "$TMP/encrypt.log")"
 
 # --- one run -------------------------------------------------------------------
 # run PORT SESSIONS COUNT: sends COUNT messages with smtp-source, checks the
@@ -141,47 +168,69 @@ run() {
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }'
 }
 
-rss_mb() { awk '/^VmHWM:/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SOTTO_PID/status"; }
+rss_mb() { awk '/^VmHWM:/ { printf "%.1f MB", $2 / 1024 }' "/proc/$1/status"; }
 
 # Warm-up: page in both paths and fill sotto's upstream pool.
 run "$SINK_PORT" 20 "$WARMUP" >/dev/null
 run "$SOTTO_PORT" 20 "$WARMUP" >/dev/null
+run "$ENC_PORT" 20 "$WARMUP" >/dev/null
 
 echo "smtp-source -> sotto -> smtp-sink vs smtp-source -> smtp-sink"
 echo "$MESSAGES messages of $SIZE bytes per run, best of $ROUNDS runs per path ($(nproc) CPUs)"
 echo
-printf '%8s  %12s  %11s  %6s  %14s\n' sessions "direct msg/s" "sotto msg/s" ratio "sotto peak RSS"
-ratio20=
+printf '%8s  %12s  %11s  %6s  %13s  %6s  %s\n' sessions "direct msg/s" "sotto msg/s" ratio "encrypt msg/s" ratio "peak RSS"
+ratio20= enc20= enc_rate20=
+min() { awk -v a="${1:-inf}" -v b="$2" 'BEGIN { print (a == "inf" || b < a) ? b : a }'; }
 for sess in $SESSIONS; do
-    best_direct= best_sotto= note=
-    # Alternate the two paths so drift on the machine hits both alike.
+    best_direct= best_sotto= best_enc= note=
+    # Alternate the paths so drift on the machine hits them alike.
     for round in $(seq "$ROUNDS"); do
         d=$(run "$SINK_PORT" "$sess" "$MESSAGES")
         s=$(run "$SOTTO_PORT" "$sess" "$MESSAGES")
-        best_direct=$(awk -v a="${best_direct:-inf}" -v b="$d" 'BEGIN { print (a == "inf" || b < a) ? b : a }')
-        best_sotto=$(awk -v a="${best_sotto:-inf}" -v b="$s" 'BEGIN { print (a == "inf" || b < a) ? b : a }')
-        if ((round < ROUNDS)) && awk -v a="$d" -v b="$s" -v m="$SLOW" 'BEGIN { exit !(a > m || b > m) }'; then
+        e=$(run "$ENC_PORT" "$sess" "$MESSAGES")
+        best_direct=$(min "$best_direct" "$d")
+        best_sotto=$(min "$best_sotto" "$s")
+        best_enc=$(min "$best_enc" "$e")
+        if ((round < ROUNDS)) && awk -v a="$d" -v b="$s" -v c="$e" -v m="$SLOW" 'BEGIN { exit !(a > m || b > m || c > m) }'; then
             note="  (best of $round: a run took over ${SLOW}s)"
             break
         fi
     done
-    read -r rd rs ratio < <(awk -v n="$MESSAGES" -v d="$best_direct" -v s="$best_sotto" \
-        'BEGIN { printf "%.0f %.0f %.2f\n", n / d, n / s, d / s }')
-    printf '%8s  %12s  %11s  %6s  %14s%s\n' "$sess" "$rd" "$rs" "$ratio" "$(rss_mb)" "$note"
-    [[ $sess == 20 ]] && ratio20=$ratio
+    read -r rd rs ratio re rencr < <(awk -v n="$MESSAGES" -v d="$best_direct" -v s="$best_sotto" -v e="$best_enc" \
+        'BEGIN { printf "%.0f %.0f %.2f %.0f %.2f\n", n / d, n / s, d / s, n / e, d / e }')
+    rss="$(rss_mb "$SOTTO_PID") / $(rss_mb "$ENC_PID")"
+    printf '%8s  %12s  %11s  %6s  %13s  %6s  %s%s\n' "$sess" "$rd" "$rs" "$ratio" "$re" "$rencr" "$rss" "$note"
+    if [[ $sess == 20 ]]; then ratio20=$ratio enc20=$rencr enc_rate20=$re; fi
 done
+echo "(peak RSS: relaying sotto / encrypting sotto)"
 echo
 
-# Peak RSS is read above, before stopping sotto; now stop it and expect exit 0.
-kill -TERM "$SOTTO_PID"
-rc=0; wait "$SOTTO_PID" || rc=$?
-SOTTO_PID=
-((rc == 0)) || die "sotto exited $rc on SIGTERM: $(tail -n 20 "$TMP/sotto.log")"
-if [[ -s $TMP/sotto.log ]]; then
-    echo "sotto logged (warn and above):"
-    sed 's/^/  /' "$TMP/sotto.log" | tail -n 20
-    echo
-fi
+# The script-gateway baseline: one gpg process per message, same size.
+head -c "$SIZE" /dev/urandom | base64 -w 76 | head -c "$SIZE" >"$TMP/body.txt"
+t0=$(date +%s.%N)
+for _ in $(seq "$GPG_MESSAGES"); do
+    gpg -q --batch --trust-model always --armor --encrypt -r sink@example.org <"$TMP/body.txt" >/dev/null \
+        || die "gpg --encrypt failed"
+done
+t1=$(date +%s.%N)
+gpg_rate=$(awk -v n="$GPG_MESSAGES" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+echo "gpg --encrypt spawned per message: $gpg_rate msg/s ($GPG_MESSAGES messages, encryption only, no SMTP)"
+echo
+
+# Peak RSS is read above, before stopping sotto; now stop both and expect exit 0.
+stop() { # stop PID LOG NAME
+    kill -TERM "$1"
+    local rc=0
+    wait "$1" || rc=$?
+    ((rc == 0)) || die "$3 exited $rc on SIGTERM: $(tail -n 20 "$2")"
+    if [[ -s $2 ]]; then
+        echo "$3 logged (warn and above):"
+        sed 's/^/  /' "$2" | tail -n 20
+        echo
+    fi
+}
+stop "$SOTTO_PID" "$TMP/sotto.log" "sotto"; SOTTO_PID=
+stop "$ENC_PID" "$TMP/encrypt.log" "sotto (encrypting)"; ENC_PID=
 
 if [[ -z $ratio20 ]]; then
     echo "target: not checked (20 sessions not in SESSIONS=\"$SESSIONS\")"
@@ -189,4 +238,9 @@ elif awk -v r="$ratio20" -v t="$TARGET" 'BEGIN { exit !(r >= t) }'; then
     echo "target met: sotto relays at $ratio20 of the direct rate with 20 sessions (target >= $TARGET)"
 else
     echo "target NOT met: sotto relays at $ratio20 of the direct rate with 20 sessions (target >= $TARGET)"
+fi
+if [[ -n $enc20 ]]; then
+    times=$(awk -v e="$enc_rate20" -v g="$gpg_rate" 'BEGIN { printf "%.1f", e / g }')
+    met=$(awk -v r="$enc20" -v t="$TARGET_ENC" -v x="$times" 'BEGIN { print (r >= t && x >= 10) ? "met" : "NOT met" }')
+    echo "target $met: encrypting sotto at $enc20 of the direct rate with 20 sessions (target >= $TARGET_ENC), ${times}x gpg per message (target >= 10x)"
 fi
