@@ -6,6 +6,7 @@
 //! it is asked to check; the subsystems read their part from [`Config`].
 
 mod crypt;
+mod links;
 mod locate;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crypt::{CryptConfig, Encrypt, KeySource, KeysConfig, PolicyConfig, SubjectMode};
+pub use links::{LinksConfig, RedirectConfig, TokenKey};
 pub use locate::Problem;
 
 /// Prefix of environment variables that override the file; `__` separates
@@ -35,6 +37,8 @@ pub struct Config {
     pub keys: KeysConfig,
     pub policy: PolicyConfig,
     pub crypt: CryptConfig,
+    pub links: LinksConfig,
+    pub redirect: RedirectConfig,
 }
 
 /// The SMTP listener (smarthost or before-queue filter use).
@@ -382,6 +386,7 @@ impl Config {
         addr("smtp.listen", &self.smtp.listen, true);
         addr("lmtp.listen", &self.lmtp.listen, true);
         addr("admin.listen", &self.admin.listen, true);
+        addr("redirect.listen", &self.redirect.listen, true);
         if self.smtp.listen.is_empty() && self.lmtp.listen.is_empty() {
             out.push((
                 "smtp.listen".into(),
@@ -479,6 +484,34 @@ impl Config {
                 "policy.dir".into(),
                 format!("`{}` is not a directory", d.display()),
             ));
+        }
+        if !(self.redirect.public_url.starts_with("https://")
+            || self.redirect.public_url.starts_with("http://"))
+        {
+            out.push((
+                "redirect.public_url".into(),
+                "must start with https:// (or http:// for tests)".into(),
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for k in &self.redirect.keys {
+            if !ids.insert(k.id) {
+                out.push((
+                    "redirect.keys".into(),
+                    format!("key id {} is used twice", k.id),
+                ));
+            }
+            match (&k.secret, &k.secret_file) {
+                (Some(_), Some(_)) | (None, None) => out.push((
+                    "redirect.keys".into(),
+                    format!("key {}: give exactly one of secret, secret_file", k.id),
+                )),
+                (None, Some(p)) if !p.is_file() => out.push((
+                    "redirect.keys".into(),
+                    format!("key {}: cannot read `{}`", k.id, p.display()),
+                )),
+                _ => {}
+            }
         }
         if self.keys.cache_size == 0 {
             out.push(("keys.cache_size".into(), "must be at least 1".into()));

@@ -3,6 +3,9 @@
 //! parsed values sotto needs (recipients in To/Cc, Content-Type), read with
 //! mail-parser.
 
+pub mod codec;
+pub mod rewrite;
+
 use mail_parser::{MessageParser, MimeHeaders};
 
 /// One header field, exactly as it was: `Name: value\r\n` with folds.

@@ -16,11 +16,14 @@ use sequoia_openpgp::policy::StandardPolicy;
 
 pub use decide::{Effective, Outcome, decide};
 
+use crate::config::LinksConfig;
 use crate::config::{Config, SubjectMode};
 use crate::crypt::{self, Options};
 use crate::envelope::{MailFrom, domain_of};
 use crate::keys::{KeyStore, dir::read_certs};
-use crate::policy::{Channel, Policies, PolicySet};
+use crate::links::token::TokenKeys;
+use crate::links::{LinkRewriter, Redirect};
+use crate::policy::{Channel, LinkMode, Policies, PolicySet};
 use crate::relay::{Target, Transaction};
 use crate::reply::Reply;
 
@@ -43,6 +46,9 @@ pub struct Crypt {
     pub signer: Option<Cert>,
     archives: Mutex<HashMap<PathBuf, Cert>>,
     policy: StandardPolicy<'static>,
+    links: LinksConfig,
+    /// Where `redirect` links point and the keys that seal them.
+    pub redirect: Redirect,
 }
 
 impl Crypt {
@@ -65,12 +71,24 @@ impl Crypt {
             }
             None => None,
         };
+        let token_keys = TokenKeys::from_config(&cfg.redirect).map_err(|e| SetupError::Key {
+            key: "redirect.keys",
+            path: String::new(),
+            why: e.to_string(),
+        })?;
         Ok(Crypt {
             keys,
             signer,
             archives: Mutex::new(HashMap::new()),
             policy: StandardPolicy::new(),
+            links: cfg.links.clone(),
+            redirect: Redirect::from_config(&cfg.redirect, Arc::new(token_keys)),
         })
+    }
+
+    /// A link rewriter for `mode`.
+    pub fn link_rewriter(&self, mode: LinkMode) -> LinkRewriter {
+        LinkRewriter::new(mode, &self.links, Some(self.redirect.clone()))
     }
 
     /// The archive certificate at `path`, read once.
@@ -173,6 +191,22 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
     }
 
     async fn commit(self, message: Vec<u8>) -> Reply {
+        let message = match &self.effective {
+            Some(e) if e.links != LinkMode::Keep => {
+                match rewrite_links(self.crypt.clone(), message, e.links).await {
+                    Some(m) => m,
+                    None => {
+                        self.inner.abort().await;
+                        return Reply::new(
+                            451,
+                            "4.3.0",
+                            "Internal error while rewriting links; the message was not sent",
+                        );
+                    }
+                }
+            }
+            _ => message,
+        };
         let Some(effective) = self.effective.clone().filter(|e| e.encrypt) else {
             return self.inner.commit(message).await;
         };
@@ -267,5 +301,35 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
 
     async fn abort(self) {
         self.inner.abort().await
+    }
+}
+
+/// Rewrites the message's links per `mode`, off the async threads; `None`
+/// only if that work died.
+async fn rewrite_links(crypt: Arc<Crypt>, message: Vec<u8>, mode: LinkMode) -> Option<Vec<u8>> {
+    {
+        let rw = crypt.link_rewriter(mode);
+        let started = Instant::now();
+        let work = tokio::task::spawn_blocking(move || {
+            let result = crate::mail::rewrite::rewrite_links(&message, &rw);
+            (message, result)
+        });
+        match work.await {
+            Ok((_, Some((rewritten, report)))) => {
+                tracing::info!(
+                    event = "links",
+                    mode = mode.name(),
+                    parts = report.parts,
+                    urls = report.urls,
+                    ms = started.elapsed().as_millis() as u64,
+                );
+                Some(rewritten)
+            }
+            Ok((message, None)) => Some(message),
+            Err(_) => {
+                tracing::warn!(event = "links", result = "failed");
+                None
+            }
+        }
     }
 }

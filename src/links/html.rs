@@ -1,0 +1,299 @@
+//! URLs in HTML, rewritten as the document streams through lol_html: the
+//! attributes that load or link (`href`, `src`, `srcset`, `action`,
+//! `background`, `poster`, …), `<meta http-equiv=refresh>`, `<base>`, CSS
+//! `url()` in `style` attributes and `<style>` elements, URLs in text, and
+//! in comments (Outlook's conditional comments carry VML links).
+//! Character references are decoded before URLs are looked for.
+
+use std::cell::{Cell, RefCell};
+
+use lol_html::html_content::ContentType;
+use lol_html::html_content::TextType;
+use lol_html::{RewriteStrSettings, doc_comments, doc_text, element, rewrite_str};
+
+use super::{LinkRewriter, Rewritten};
+
+/// Attributes holding one URL.
+const URL_ATTRS: &[&str] = &[
+    "href",
+    "src",
+    "action",
+    "formaction",
+    "background",
+    "poster",
+    "cite",
+    "longdesc",
+    "ping",
+    "xlink:href",
+    "data",
+];
+
+/// Decodes HTML character references (the common named ones and numeric).
+pub fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest[1..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
+            .map(|e| e + 1);
+        let (name, used) = match end {
+            Some(e) if rest[e..].starts_with(';') => (&rest[1..e], e + 1),
+            Some(e) => (&rest[1..e], e),
+            None => (&rest[1..], rest.len()),
+        };
+        let decoded = match name {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            "nbsp" => Some('\u{a0}'),
+            "sol" => Some('/'),
+            "colon" => Some(':'),
+            "period" => Some('.'),
+            "quest" => Some('?'),
+            "equals" => Some('='),
+            n if n.starts_with("#x") || n.starts_with("#X") => u32::from_str_radix(&n[2..], 16)
+                .ok()
+                .and_then(char::from_u32),
+            n if n.starts_with('#') => n[1..].parse().ok().and_then(char::from_u32),
+            _ => None,
+        };
+        match decoded {
+            Some(c) if used > 1 => {
+                out.push(c);
+                rest = &rest[used..];
+            }
+            _ => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn escape_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+}
+
+/// Rewrites `url(...)` values in CSS; `None` when nothing changed.
+fn rewrite_css(css: &str, rw: &LinkRewriter) -> Option<String> {
+    let lower = css.to_ascii_lowercase();
+    let mut out = String::with_capacity(css.len());
+    let mut last = 0;
+    let mut from = 0;
+    let mut changed = false;
+    while let Some(i) = lower[from..].find("url(") {
+        let start = from + i;
+        let inner_start = start + 4;
+        let Some(close) = css[inner_start..].find(')') else {
+            break;
+        };
+        let inner_end = inner_start + close;
+        from = inner_end + 1;
+        let raw = css[inner_start..inner_end].trim().trim_matches(['"', '\'']);
+        let url = decode_entities(raw);
+        if !super::find::find(&url)
+            .first()
+            .is_some_and(|f| f.span == (0..url.len()))
+        {
+            continue;
+        }
+        let new = match rw.rewrite_url(&url) {
+            Rewritten::Kept => continue,
+            Rewritten::Url(u) => format!("url(\"{u}\")"),
+            Rewritten::Removed => "none".to_string(),
+        };
+        out.push_str(&css[last..start]);
+        out.push_str(&new);
+        last = inner_end + 1;
+        changed = true;
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&css[last..]);
+    Some(out)
+}
+
+/// Rewrites one attribute's URL; `Some(None)` means remove the attribute.
+fn rewrite_attr_url(value: &str, rw: &LinkRewriter) -> Option<Option<String>> {
+    let url = decode_entities(value.trim());
+    let is_url = super::find::find(&url)
+        .first()
+        .is_some_and(|f| f.span == (0..url.len()));
+    if !is_url {
+        return None;
+    }
+    match rw.rewrite_url(&url) {
+        Rewritten::Kept => None,
+        Rewritten::Url(u) => Some(Some(u)),
+        Rewritten::Removed => Some(None),
+    }
+}
+
+/// `srcset="a.png 1x, b.png 2x"`: each candidate's URL; all removed → `None` value.
+fn rewrite_srcset(value: &str, rw: &LinkRewriter) -> Option<Option<String>> {
+    let decoded = decode_entities(value);
+    let mut parts = Vec::new();
+    let mut changed = false;
+    for cand in decoded.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        let (url, desc) = cand.split_once(char::is_whitespace).unwrap_or((cand, ""));
+        match rewrite_attr_url(url, rw) {
+            None => parts.push(cand.to_string()),
+            Some(Some(u)) => {
+                changed = true;
+                parts.push(format!("{u} {desc}").trim().to_string());
+            }
+            Some(None) => changed = true,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    Some((!parts.is_empty()).then(|| parts.join(", ")))
+}
+
+/// Rewrites the URLs of an HTML document; `None` when nothing changed.
+/// Also returns how many URLs were rewritten.
+pub fn rewrite(html: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
+    let count = Cell::new(0usize);
+    let text_buf = RefCell::new(String::new());
+    let settings = RewriteStrSettings::new()
+        .append_element_content_handler(element!("*", |el| {
+            let names: Vec<String> = el.attributes().iter().map(|a| a.name()).collect();
+            for name in names {
+                let Some(value) = el.get_attribute(&name) else {
+                    continue;
+                };
+                let result = if URL_ATTRS.contains(&name.as_str()) {
+                    rewrite_attr_url(&value, rw)
+                } else if name == "srcset" {
+                    rewrite_srcset(&value, rw)
+                } else if name == "style" {
+                    rewrite_css(&decode_entities(&value), rw).map(Some)
+                } else if name == "content"
+                    && el
+                        .get_attribute("http-equiv")
+                        .is_some_and(|h| h.eq_ignore_ascii_case("refresh"))
+                {
+                    rw.rewrite_text(&decode_entities(&value)).map(Some)
+                } else {
+                    None
+                };
+                match result {
+                    None => {}
+                    Some(Some(new)) => {
+                        count.set(count.get() + 1);
+                        el.set_attribute(&name, &escape_attr(&new))?;
+                    }
+                    Some(None) => {
+                        count.set(count.get() + 1);
+                        el.remove_attribute(&name);
+                    }
+                }
+            }
+            Ok(())
+        }))
+        .append_document_content_handler(doc_comments!(|c| {
+            if let Some(new) = rw.rewrite_text(&c.text()) {
+                count.set(count.get() + 1);
+                // A rewritten URL never contains "-->".
+                let _ = c.set_text(&new);
+            }
+            Ok(())
+        }))
+        // Every text node once, whatever its ancestors: CSS in <style>,
+        // plain text elsewhere (scripts are left alone).
+        .append_document_content_handler(doc_text!(|t| {
+            let kind = t.text_type();
+            if matches!(kind, TextType::ScriptData | TextType::PlainText) {
+                return Ok(());
+            }
+            text_buf.borrow_mut().push_str(t.as_str());
+            if !t.last_in_text_node() {
+                t.remove();
+                return Ok(());
+            }
+            let raw = std::mem::take(&mut *text_buf.borrow_mut());
+            let new = match kind {
+                TextType::RawText => rewrite_css(&raw, rw).map(|css| (css, ContentType::Html)),
+                _ => rw
+                    .rewrite_text(&decode_entities(&raw))
+                    .map(|text| (text, ContentType::Text)),
+            };
+            match new {
+                Some((new, ct)) => {
+                    count.set(count.get() + 1);
+                    t.replace(&new, ct);
+                }
+                None => t.replace(&raw, ContentType::Html),
+            }
+            Ok(())
+        }));
+    let out = rewrite_str(html, settings).ok()?;
+    (count.get() > 0).then_some((out, count.get()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LinksConfig;
+    use crate::policy::LinkMode;
+
+    fn rw(mode: LinkMode) -> LinkRewriter {
+        LinkRewriter::new(mode, &LinksConfig::default(), None)
+    }
+
+    #[test]
+    fn entities_decode() {
+        assert_eq!(decode_entities("a&amp;b&#x2F;c&#47;d&lt;"), "a&b/c/d<");
+        assert_eq!(decode_entities("AT&T &unknown; &"), "AT&T &unknown; &");
+    }
+
+    #[test]
+    fn strip_removes_attributes_and_keeps_text() {
+        let html = r#"<p style="background:url('https://t.example/bg.png')">Hi <a href="https://a.example/x?a=1&amp;token=2">click</a> or https:&#x2F;&#x2F;b.example/y<img srcset="https://c.example/1.png 1x, https://c.example/2.png 2x"></p><style>.x{background:url(https://d.example/s.png)}</style><!--[if mso]><v:roundrect href="https://e.example/vml"><![endif]-->"#;
+        let (out, n) = rewrite(html, &rw(LinkMode::Strip)).unwrap();
+        for host in [
+            "a.example",
+            "b.example",
+            "c.example",
+            "d.example",
+            "e.example",
+            "t.example",
+        ] {
+            assert!(!out.contains(host), "{host} survived: {out}");
+        }
+        assert!(out.contains(">click</a>"), "{out}");
+        assert!(out.contains("or [link removed]"), "{out}");
+        assert_eq!(n, 6);
+    }
+
+    #[test]
+    fn unchanged_html_is_none() {
+        assert!(rewrite("<p>no links <b>at all</b></p>", &rw(LinkMode::Strip)).is_none());
+        assert!(rewrite("<a href=\"mailto:x@y.example\">m</a>", &rw(LinkMode::Strip)).is_none());
+    }
+
+    #[test]
+    fn defang_in_attributes_and_meta_refresh() {
+        let html = r#"<meta http-equiv="refresh" content="0; url=https://r.example/go"><a href="https://a.example/p?x=1&amp;y=2">a</a>"#;
+        let (out, _) = rewrite(html, &rw(LinkMode::Defang)).unwrap();
+        assert!(
+            out.contains(r#"content="0; url=hxxps://r[.]example/go""#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"href="hxxps://a[.]example/p?x=1&amp;y=2""#),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Rewriting the links of a message that stays readable: each text/plain
+//! and text/html part (attachments excepted) is decoded as its reader would
+//! see it (transfer encoding, charset, format=flowed), rewritten, and
+//! re-encoded the way it came; the Subject too. Everything else — other
+//! parts, boundaries, headers — stays byte for byte.
+
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+
+use super::codec::{self, Transfer};
+use crate::links::{LinkRewriter, html};
+
+/// What the rewrite did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Parts (and the Subject) that changed.
+    pub parts: usize,
+    /// URLs rewritten in them.
+    pub urls: usize,
+}
+
+/// Rewrites the links in `message`; `None` when nothing changed.
+pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Report)> {
+    let msg = MessageParser::default().parse(message)?;
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    let mut report = Report::default();
+    for part in &msg.parts {
+        if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) || part.is_encoding_problem {
+            continue;
+        }
+        if part
+            .content_disposition()
+            .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
+        {
+            continue;
+        }
+        let (subtype, charset, flowed, delsp) = match part.content_type() {
+            Some(ct) if ct.ctype().eq_ignore_ascii_case("text") => {
+                let sub = ct.subtype().unwrap_or("plain").to_ascii_lowercase();
+                let flowed = ct
+                    .attribute("format")
+                    .is_some_and(|f| f.eq_ignore_ascii_case("flowed"));
+                let delsp = ct
+                    .attribute("delsp")
+                    .is_some_and(|d| d.eq_ignore_ascii_case("yes"));
+                (
+                    sub,
+                    ct.attribute("charset").map(str::to_string),
+                    flowed,
+                    delsp,
+                )
+            }
+            Some(_) => continue,
+            None => ("plain".to_string(), None, false, false),
+        };
+        if subtype != "plain" && subtype != "html" {
+            continue;
+        }
+        let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+        let Some(raw) = message.get(start..end) else {
+            continue;
+        };
+        let Some(transfer) = Transfer::parse(part.content_transfer_encoding()) else {
+            continue;
+        };
+        let Some(bytes) = codec::decode_transfer(transfer, raw) else {
+            continue;
+        };
+        let enc = codec::charset(charset.as_deref());
+        let Some(text) = codec::to_text(enc, &bytes) else {
+            continue;
+        };
+        let (new_text, urls) = if subtype == "html" {
+            match html::rewrite(&text, rw) {
+                Some(x) => x,
+                None => continue,
+            }
+        } else if flowed {
+            let plain = codec::unflow(&text, delsp);
+            match rw.rewrite_text(&plain) {
+                Some(new) => (codec::reflow(&new, delsp), 1),
+                None => continue,
+            }
+        } else {
+            match rw.rewrite_text(&text) {
+                Some(new) => (new, 1),
+                None => continue,
+            }
+        };
+        let mut encoded = codec::encode_transfer(transfer, &codec::from_text(enc, &new_text));
+        // The part keeps the shape of its ending (the CRLF before a
+        // boundary belongs to the boundary).
+        let ends_crlf = raw.ends_with(b"\r\n");
+        while encoded.ends_with(b"\r\n") && !ends_crlf {
+            encoded.truncate(encoded.len() - 2);
+        }
+        if ends_crlf && !encoded.ends_with(b"\r\n") {
+            encoded.extend_from_slice(b"\r\n");
+        }
+        report.parts += 1;
+        report.urls += urls;
+        edits.push((start, end, encoded));
+    }
+    if let Some(edit) = subject_edit(message, msg.subject(), rw) {
+        report.parts += 1;
+        report.urls += 1;
+        edits.push(edit);
+    }
+    if edits.is_empty() {
+        return None;
+    }
+    edits.sort_by_key(|e| e.0);
+    let mut out = Vec::with_capacity(message.len() + 1024);
+    let mut last = 0;
+    for (start, end, bytes) in edits {
+        if start < last {
+            continue;
+        }
+        out.extend_from_slice(&message[last..start]);
+        out.extend_from_slice(&bytes);
+        last = end;
+    }
+    out.extend_from_slice(&message[last..]);
+    Some((out, report))
+}
+
+/// The new Subject field when the decoded Subject holds a URL.
+fn subject_edit(
+    message: &[u8],
+    subject: Option<&str>,
+    rw: &LinkRewriter,
+) -> Option<(usize, usize, Vec<u8>)> {
+    let new = rw.rewrite_text(subject?)?;
+    let parts = super::split(message);
+    let field = parts.fields.iter().find(|f| f.is("subject"))?;
+    let start = field.raw.as_ptr() as usize - message.as_ptr() as usize;
+    let value = codec::encode_words(&new);
+    Some((
+        start,
+        start + field.raw.len(),
+        format!("Subject: {value}\r\n").into_bytes(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LinksConfig;
+    use crate::policy::LinkMode;
+
+    fn strip() -> LinkRewriter {
+        LinkRewriter::new(LinkMode::Strip, &LinksConfig::default(), None)
+    }
+
+    #[test]
+    fn only_readable_parts_change() {
+        let m = b"Subject: hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGo to https://ex=\r\nample.com/r?token=3D1 now\r\n--b\r\nContent-Type: text/plain; name=x.txt\r\nContent-Disposition: attachment\r\n\r\nhttps://attached.example/\r\n--b--\r\n";
+        let (out, report) = rewrite_links(m, &strip()).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("Go to [link removed] now\r\n--b\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("https://attached.example/"),
+            "attachments stay: {text}"
+        );
+        assert_eq!(report.parts, 1);
+        assert!(rewrite_links(b"Subject: none\r\n\r\nno links\r\n", &strip()).is_none());
+    }
+
+    #[test]
+    fn subject_and_charset() {
+        let m = b"Subject: =?UTF-8?Q?see_https://s.example/x?=\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\nCaf\xe9 https://l.example/p \xfc\r\n";
+        let (out, report) = rewrite_links(m, &strip()).unwrap();
+        assert_eq!(report.parts, 2);
+        assert!(out.ends_with(b"Caf\xe9 [link removed] \xfc\r\n"));
+        assert!(!String::from_utf8_lossy(&out).contains("s.example"));
+    }
+}
