@@ -114,6 +114,8 @@ listen = "127.0.0.1:$SOTTO_PORT"
 listen = ""
 [admin]
 listen = ""
+[redirect]
+listen = ""
 [upstream]
 address = "127.0.0.1:$SINK_PORT"
 pool_size = 64

@@ -258,6 +258,53 @@ pub async fn keys(cfg: Config, action: KeysAction) -> ExitCode {
     }
 }
 
+/// `sotto redirect`: the redirector alone, until SIGTERM or Ctrl-C.
+pub async fn redirect(cfg: Config) -> ExitCode {
+    let keys = match sotto::links::token::TokenKeys::from_config(&cfg.redirect) {
+        Ok(k) => std::sync::Arc::new(k),
+        Err(e) => {
+            eprintln!("sotto: redirect.keys: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if cfg.redirect.listen.is_empty() {
+        eprintln!("sotto: redirect.listen is empty: nothing to run");
+        return ExitCode::from(1);
+    }
+    let listener = match tokio::net::TcpListener::bind(&cfg.redirect.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "sotto: cannot listen on {} (redirect.listen): {e}",
+                cfg.redirect.listen
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let redirector = sotto::redirect::Redirector::new(keys, &cfg.redirect);
+    tracing::info!(event = "listening", protocol = "redirect", addr = %cfg.redirect.listen);
+    let server = tokio::spawn(sotto::redirect::run(listener, redirector, shutdown.clone()));
+    wait_for_stop().await;
+    shutdown.cancel();
+    let _ = server.await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_stop() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// `sotto serve`: runs until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: Config) -> ExitCode {
     let running = match sotto::serve::start(&cfg).await {
@@ -267,17 +314,7 @@ pub async fn serve(cfg: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("sotto: cannot handle SIGTERM: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    wait_for_stop().await;
     running.shutdown();
     running.wait().await;
     ExitCode::SUCCESS

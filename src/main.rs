@@ -97,6 +97,17 @@ enum Command {
         #[arg(long, value_name = "ADDRESS", required = true)]
         to: Vec<String>,
     },
+    /// Run only the scanner-proof redirector that `redirect` links point to.
+    ///
+    /// Listens on redirect.listen. HEAD gets 200 without the destination,
+    /// GET a neutral page naming only the destination's host, and only the
+    /// page's POST button leads on (303). Its tokens must be sealed with the
+    /// same redirect.keys as the sotto that rewrote the links. `serve` runs
+    /// the redirector too; this is for running it apart (e.g. at the edge).
+    Redirect {
+        #[command(flatten)]
+        sources: Sources,
+    },
     /// Manage and inspect recipients' OpenPGP certificates.
     Keys {
         #[command(flatten)]
@@ -150,6 +161,7 @@ fn main() -> ExitCode {
             from,
             to,
         } => commands::with_config(&sources, false, |cfg| commands::transform(cfg, from, to)),
+        Command::Redirect { sources } => commands::with_config(&sources, true, commands::redirect),
         Command::Keys { sources, action } => {
             commands::with_config(&sources, false, |cfg| commands::keys(cfg, action))
         }

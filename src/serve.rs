@@ -43,6 +43,7 @@ pub struct Running {
     pub smtp: Option<SocketAddr>,
     pub lmtp: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    pub redirect: Option<SocketAddr>,
     shutdown: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -84,8 +85,10 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let smtp = bind("smtp.listen", &cfg.smtp.listen).await?;
     let lmtp = bind("lmtp.listen", &cfg.lmtp.listen).await?;
     let admin = bind("admin.listen", &cfg.admin.listen).await?;
+    let redirect = bind("redirect.listen", &cfg.redirect.listen).await?;
     let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let (smtp_addr, lmtp_addr, admin_addr) = (addr(&smtp), addr(&lmtp), addr(&admin));
+    let redirect_addr = addr(&redirect);
 
     let keys = crate::keys::KeyStore::from_config(cfg);
     let policies = Policies::load(cfg.policy.dir.clone()).map_err(|ps| {
@@ -104,7 +107,10 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         )));
     }
     policies.watch(shutdown.clone());
-    let pipeline = Gateway::new(upstream.clone(), Crypt::from_config(cfg, keys)?, policies);
+    let crypt = Crypt::from_config(cfg, keys)?;
+    // The redirector opens the tokens this process seals (same keys).
+    let redirector = crate::redirect::Redirector::new(crypt.redirect.keys.clone(), &cfg.redirect);
+    let pipeline = Gateway::new(upstream.clone(), crypt, policies);
     let shared = Shared::new(cfg, pipeline, tls, shutdown.clone());
     let limit = Arc::new(Semaphore::new(cfg.limits.max_connections));
     let sessions = TaskTracker::new();
@@ -119,6 +125,14 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             tracing::info!(event = "listening", protocol = protocol.name(), addr = %l.socket.local_addr().map(|a| a.to_string()).unwrap_or_default());
             listeners.push(tokio::spawn(l.run(limit.clone(), sessions.clone())));
         }
+    }
+    if let Some(redirect) = redirect {
+        tracing::info!(event = "listening", protocol = "redirect", addr = ?redirect_addr);
+        listeners.push(tokio::spawn(crate::redirect::run(
+            redirect,
+            redirector,
+            shutdown.clone(),
+        )));
     }
     if let Some(admin) = admin {
         tracing::info!(event = "listening", protocol = "admin", addr = ?admin_addr);
@@ -150,6 +164,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         smtp: smtp_addr,
         lmtp: lmtp_addr,
         admin: admin_addr,
+        redirect: redirect_addr,
         shutdown,
         done,
     })

@@ -204,6 +204,7 @@ async fn sigterm_finishes_the_open_transaction_then_exits_zero() {
         .env("SOTTO_SMTP__LISTEN", format!("127.0.0.1:{smtp}"))
         .env("SOTTO_LMTP__LISTEN", format!("127.0.0.1:{lmtp}"))
         .env("SOTTO_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .env("SOTTO_REDIRECT__LISTEN", "127.0.0.1:0")
         .env("SOTTO_UPSTREAM__ADDRESS", &sink.addr)
         .stderr(Stdio::null())
         .spawn()

@@ -44,6 +44,7 @@ async fn serve(
         .env("SOTTO_SMTP__LISTEN", format!("127.0.0.1:{smtp}"))
         .env("SOTTO_LMTP__LISTEN", format!("127.0.0.1:{lmtp}"))
         .env("SOTTO_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .env("SOTTO_REDIRECT__LISTEN", "127.0.0.1:0")
         .env("SOTTO_UPSTREAM__ADDRESS", upstream)
         .env("SOTTO_POLICY__DIR", policies)
         .env("SOTTO_KEYS__DIR", keys)
@@ -182,6 +183,7 @@ async fn serve_refuses_to_start_on_invalid_policies() {
         .env("SOTTO_SMTP__LISTEN", "127.0.0.1:0")
         .env("SOTTO_LMTP__LISTEN", "127.0.0.1:0")
         .env("SOTTO_ADMIN__LISTEN", "")
+        .env("SOTTO_REDIRECT__LISTEN", "")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

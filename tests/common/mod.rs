@@ -145,6 +145,7 @@ pub fn config(upstream: &str) -> Config {
     cfg.smtp.listen = "127.0.0.1:0".into();
     cfg.lmtp.listen = "127.0.0.1:0".into();
     cfg.admin.listen = "127.0.0.1:0".into();
+    cfg.redirect.listen = "127.0.0.1:0".into();
     cfg.upstream.address = upstream.into();
     cfg.timeouts.command = Duration::from_secs(10);
     cfg.timeouts.data = Duration::from_secs(20);
