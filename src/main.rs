@@ -145,7 +145,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { sources } => commands::check(&sources),
         Command::Serve { sources } => {
-            commands::with_config(&sources, true, |cfg| commands::serve(cfg))
+            commands::with_config(&sources, true, commands::serve)
         }
         Command::Explain {
             sources,

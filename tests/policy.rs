@@ -55,16 +55,15 @@ async fn serve(
         .spawn()
         .unwrap();
     let smtp: SocketAddr = format!("127.0.0.1:{smtp}").parse().unwrap();
+    // The guard kills the child however this ends.
+    let serve = Serve { child, smtp, log };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(smtp).await.is_ok() {
-            return Serve { child, smtp, log };
+            return serve;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!(
-        "sotto serve did not start: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    panic!("sotto serve did not start: {}", std::fs::read_to_string(&serve.log).unwrap_or_default());
 }
 
 /// The reply to RCPT for `rcpt` in a fresh transaction.

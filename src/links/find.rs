@@ -24,17 +24,31 @@ fn has_scheme(s: &str) -> bool {
         .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
 }
 
+/// Beyond ASCII, letters and digits only (IRIs): typographic quotes and
+/// dashes around a URL are the sentence's.
 fn url_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
-        || (!c.is_ascii() && !c.is_whitespace())
+        || (!c.is_ascii() && c.is_alphanumeric())
+}
+
+/// Whether `text` may hold a URL at all (a cheap test before the scan).
+pub fn may_contain(text: &str) -> bool {
+    text.contains("://")
+        || text
+            .as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"www."))
 }
 
 /// Every URL in `text`, in order, not overlapping.
 pub fn find(text: &str) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
+    if !may_contain(text) {
+        return out;
+    }
     wrapped_in_brackets(text, &mut out);
-    bracketed_ipv6(text, &mut out);
+    with_scheme(text, &mut out);
     let mut finder = LinkFinder::new();
     finder.kinds(&[LinkKind::Url]).url_must_have_scheme(false);
     for link in finder.links(text) {
@@ -95,33 +109,58 @@ fn wrapped_in_brackets(text: &str, out: &mut Vec<Found>) {
     }
 }
 
-/// `http://[2001:db8::1]:8080/path`, which linkify does not take.
-fn bracketed_ipv6(text: &str, out: &mut Vec<Found>) {
+/// Every `http://`, `https://` and `ftp://` URL, including what linkify
+/// does not take whole: bracketed IPv6 hosts (`http://[2001:db8::1]:8080/`)
+/// and userinfo with escapes (`https://user:p%26ss@host/`).
+fn with_scheme(text: &str, out: &mut Vec<Found>) {
     let mut from = 0;
-    while let Some(i) = text[from..].find("://[") {
+    while let Some(i) = text[from..].find("://") {
         let sep = from + i;
-        from = sep + 4;
+        from = sep + 3;
         let start = text[..sep]
-            .rfind(|c: char| !c.is_ascii_alphabetic())
-            .map_or(0, |p| p + 1);
-        if !has_scheme(&text[start..]) {
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !c.is_ascii_alphabetic())
+            .map_or(0, |(p, c)| p + c.len_utf8());
+        if !has_scheme(&text[start..]) || text[..start].ends_with(|c: char| c.is_alphanumeric()) {
             continue;
         }
         let len = text[start..]
             .find(|c: char| !url_char(c))
             .unwrap_or(text.len() - start);
-        let mut end = start + len;
-        // Trailing punctuation is the sentence's, as linkify treats it.
-        while end > start && text[..end].ends_with(['.', ',', ';', ':', '!', '?', ')', '\'']) {
-            end -= 1;
+        let end = trim_end(&text[start..start + len]) + start;
+        if end > sep + 3 {
+            push(
+                out,
+                Found {
+                    span: start..end,
+                    url: text[start..end].to_string(),
+                },
+            );
+            from = end.max(from);
         }
-        push(
-            out,
-            Found {
-                span: start..end,
-                url: text[start..end].to_string(),
-            },
-        );
+    }
+}
+
+/// Length of `url` without what belongs to the sentence around it:
+/// trailing punctuation, and closing brackets that were not opened inside.
+fn trim_end(url: &str) -> usize {
+    let mut end = url.len();
+    loop {
+        let s = &url[..end];
+        let Some(last) = s.chars().last() else {
+            return 0;
+        };
+        let drop = match last {
+            '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '"' | '*' => true,
+            ')' => s.matches('(').count() < s.matches(')').count(),
+            ']' => s.matches('[').count() < s.matches(']').count(),
+            _ => false,
+        };
+        if !drop {
+            return end;
+        }
+        end -= last.len_utf8();
     }
 }
 

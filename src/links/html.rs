@@ -13,21 +13,6 @@ use lol_html::{RewriteStrSettings, doc_comments, doc_text, element, rewrite_str}
 
 use super::{LinkRewriter, Rewritten};
 
-/// Attributes holding one URL.
-const URL_ATTRS: &[&str] = &[
-    "href",
-    "src",
-    "action",
-    "formaction",
-    "background",
-    "poster",
-    "cite",
-    "longdesc",
-    "ping",
-    "xlink:href",
-    "data",
-];
-
 /// Decodes HTML character references (the common named ones and numeric).
 pub fn decode_entities(s: &str) -> String {
     if !s.contains('&') {
@@ -139,15 +124,58 @@ fn rewrite_attr_url(value: &str, rw: &LinkRewriter) -> Option<Option<String>> {
     }
 }
 
+/// `ping="url url"`: each URL of a space-separated list; all removed → `None` value.
+fn rewrite_url_list(value: &str, rw: &LinkRewriter) -> Option<Option<String>> {
+    let mut kept = Vec::new();
+    let mut changed = false;
+    for url in value.split_whitespace() {
+        match rewrite_attr_url(url, rw) {
+            None => kept.push(decode_entities(url)),
+            Some(Some(u)) => {
+                changed = true;
+                kept.push(u);
+            }
+            Some(None) => changed = true,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    Some((!kept.is_empty()).then(|| kept.join(" ")))
+}
+
+/// The candidates of a `srcset` (HTML's parsing rules: a URL runs to
+/// whitespace and may itself contain commas; a descriptor runs to a comma).
+fn srcset_candidates(value: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        if rest.is_empty() {
+            return out;
+        }
+        let url_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let url = &rest[..url_end];
+        if url.ends_with(',') {
+            out.push((url.trim_end_matches(',').to_string(), String::new()));
+            rest = &rest[url_end..];
+            continue;
+        }
+        rest = &rest[url_end..];
+        let desc_end = rest.find(',').unwrap_or(rest.len());
+        out.push((url.to_string(), rest[..desc_end].trim().to_string()));
+        rest = &rest[desc_end..];
+    }
+}
+
 /// `srcset="a.png 1x, b.png 2x"`: each candidate's URL; all removed → `None` value.
 fn rewrite_srcset(value: &str, rw: &LinkRewriter) -> Option<Option<String>> {
     let decoded = decode_entities(value);
     let mut parts = Vec::new();
     let mut changed = false;
-    for cand in decoded.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-        let (url, desc) = cand.split_once(char::is_whitespace).unwrap_or((cand, ""));
-        match rewrite_attr_url(url, rw) {
-            None => parts.push(cand.to_string()),
+    for (url, desc) in srcset_candidates(&decoded) {
+        match rewrite_attr_url(&url, rw) {
+            None => parts.push(format!("{url} {desc}").trim().to_string()),
             Some(Some(u)) => {
                 changed = true;
                 parts.push(format!("{u} {desc}").trim().to_string());
@@ -173,17 +201,18 @@ pub fn rewrite(html: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
                 let Some(value) = el.get_attribute(&name) else {
                     continue;
                 };
-                let result = if URL_ATTRS.contains(&name.as_str()) {
-                    rewrite_attr_url(&value, rw)
+                let result = if name == "ping" {
+                    rewrite_url_list(&value, rw)
                 } else if name == "srcset" {
                     rewrite_srcset(&value, rw)
                 } else if name == "style" {
                     rewrite_css(&decode_entities(&value), rw).map(Some)
-                } else if name == "content"
-                    && el
-                        .get_attribute("http-equiv")
-                        .is_some_and(|h| h.eq_ignore_ascii_case("refresh"))
-                {
+                } else if let Some(r) = rewrite_attr_url(&value, rw) {
+                    // Any attribute that is a URL (href, src, and the
+                    // likes of Outlook's originalsrc) is one to a scanner.
+                    Some(r)
+                } else if super::find::may_contain(&value) {
+                    // URLs inside other values: refresh targets, titles, alt text.
                     rw.rewrite_text(&decode_entities(&value)).map(Some)
                 } else {
                     None
@@ -250,6 +279,22 @@ mod tests {
 
     fn rw(mode: LinkMode) -> LinkRewriter {
         LinkRewriter::new(mode, &LinksConfig::default(), None)
+    }
+
+    #[test]
+    fn srcset_urls_may_hold_commas() {
+        let c = srcset_candidates(
+            "https://c.example/w_480,c_fill/a.jpg 480w, https://c.example/b.jpg, c.jpg 2x",
+        );
+        assert_eq!(
+            c[0],
+            (
+                "https://c.example/w_480,c_fill/a.jpg".to_string(),
+                "480w".to_string()
+            )
+        );
+        assert_eq!(c[1], ("https://c.example/b.jpg".to_string(), String::new()));
+        assert_eq!(c[2], ("c.jpg".to_string(), "2x".to_string()));
     }
 
     #[test]

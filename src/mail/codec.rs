@@ -42,7 +42,7 @@ pub fn decode_transfer(t: Transfer, raw: &[u8]) -> Option<Vec<u8>> {
 
 pub fn encode_transfer(t: Transfer, data: &[u8]) -> Vec<u8> {
     match t {
-        Transfer::Identity => fold_long_lines(data),
+        Transfer::Identity => data.to_vec(),
         Transfer::QuotedPrintable => qp_encode(data),
         Transfer::Base64 => {
             let text = B64.encode(data);
@@ -113,30 +113,9 @@ pub fn qp_encode(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Breaks lines longer than 998 octets (RFC 5322) at a space or before a `<`.
-fn fold_long_lines(data: &[u8]) -> Vec<u8> {
-    if data.split(|&b| b == b'\n').all(|l| l.len() <= 998) {
-        return data.to_vec();
-    }
-    let mut out = Vec::with_capacity(data.len() + 64);
-    for (n, line) in data.split(|&b| b == b'\n').enumerate() {
-        if n > 0 {
-            out.push(b'\n');
-        }
-        let mut rest = line;
-        while rest.len() > 998 {
-            let cut = rest[..998]
-                .iter()
-                .rposition(|&b| b == b' ' || b == b'<')
-                .filter(|&c| c > 0)
-                .unwrap_or(990);
-            out.extend_from_slice(&rest[..cut]);
-            out.extend_from_slice(b"\r\n");
-            rest = &rest[cut..];
-        }
-        out.extend_from_slice(rest);
-    }
-    out
+/// Whether some line is longer than RFC 5322 allows (998 octets).
+pub fn has_long_line(data: &[u8]) -> bool {
+    data.split(|&b| b == b'\n').any(|l| l.len() > 999)
 }
 
 /// The encoding for a charset label (unknown or absent: UTF-8).
@@ -159,21 +138,37 @@ pub fn from_text(enc: &'static encoding_rs::Encoding, text: &str) -> Vec<u8> {
     bytes.into_owned()
 }
 
-/// format=flowed: joins soft-broken lines (RFC 3676 4.2), undoing
-/// space-stuffing. Lines end in `\n` in the result.
+/// format=flowed: joins soft-broken lines of the same quote depth
+/// (RFC 3676 4.2), undoing space-stuffing. Logical lines end in `\n` and
+/// keep their quote marks as `> ` (one space after the marks).
 pub fn unflow(text: &str, delsp: bool) -> String {
     let mut out = String::with_capacity(text.len());
     let (body, trailing) = match text.strip_suffix("\r\n") {
         Some(b) => (b, true),
         None => (text, false),
     };
+    // The quote depth of the logical line being joined, if it is open.
+    let mut open: Option<usize> = None;
     for line in body.split("\r\n") {
-        let line = line.strip_prefix(' ').unwrap_or(line);
-        if line.ends_with(' ') && line != "-- " {
-            out.push_str(if delsp { &line[..line.len() - 1] } else { line });
-        } else {
-            out.push_str(line);
+        let depth = line.len() - line.trim_start_matches('>').len();
+        let rest = &line[depth..];
+        let rest = rest.strip_prefix(' ').unwrap_or(rest);
+        if open.is_some_and(|d| d != depth) {
             out.push('\n');
+            open = None;
+        }
+        if open.is_none() && depth > 0 {
+            out.push_str(&">".repeat(depth));
+            out.push(' ');
+        }
+        let soft = rest.ends_with(' ') && rest != "-- ";
+        if soft {
+            out.push_str(if delsp { &rest[..rest.len() - 1] } else { rest });
+            open = Some(depth);
+        } else {
+            out.push_str(rest);
+            out.push('\n');
+            open = None;
         }
     }
     if !trailing && out.ends_with('\n') {
@@ -183,35 +178,42 @@ pub fn unflow(text: &str, delsp: bool) -> String {
 }
 
 /// format=flowed again: logical lines wrapped at 76 columns with soft
-/// breaks, stuffed where needed.
+/// breaks after spaces (with delsp=yes, an extra space that the reader
+/// deletes), quote marks repeated, stuffed where needed.
 pub fn reflow(text: &str, delsp: bool) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 20);
     let lines: Vec<&str> = text.split('\n').collect();
     for (n, line) in lines.iter().enumerate() {
-        let quote = line.len() - line.trim_start_matches('>').len();
-        let (prefix, body) = line.split_at(quote);
+        let depth = line.len() - line.trim_start_matches('>').len();
+        let body = &line[depth..];
+        let body = if depth > 0 {
+            body.strip_prefix(' ').unwrap_or(body)
+        } else {
+            body
+        };
+        let prefix = if depth > 0 {
+            format!("{} ", ">".repeat(depth))
+        } else {
+            String::new()
+        };
         let mut rest = body;
         loop {
-            let stuff = quote == 0
+            let stuff = depth == 0
                 && (rest.starts_with(' ') || rest.starts_with("From ") || rest.starts_with('>'));
             let room = 76usize
                 .saturating_sub(prefix.len() + usize::from(stuff))
                 .max(20);
-            let fits = rest.len() <= room;
-            let cut = if fits {
+            // Break only after a space, never inside a word: a URL stays on
+            // one line even where that line is long.
+            let cut = if rest.len() <= room {
                 rest.len()
-            } else if delsp {
-                floor_char(rest, room)
             } else {
                 match rest[..floor_char(rest, room)].rfind(' ') {
                     Some(sp) if sp > 0 => sp + 1,
-                    _ => match rest.find(' ') {
-                        Some(sp) => sp + 1,
-                        None => rest.len(),
-                    },
+                    _ => rest.find(' ').map_or(rest.len(), |sp| sp + 1),
                 }
             };
-            out.push_str(prefix);
+            out.push_str(&prefix);
             if stuff {
                 out.push(' ');
             }
@@ -286,7 +288,7 @@ mod tests {
         let plain = unflow(raw, false);
         assert_eq!(
             plain,
-            "See https://example.com/a/very/long/ path?x=1 for more.\n>quoted\nFrom me\n"
+            "See https://example.com/a/very/long/ path?x=1 for more.\n> quoted\nFrom me\n"
         );
         let d = unflow("https://example.com/a/ve \r\nry/long\r\n", true);
         assert_eq!(d, "https://example.com/a/very/long\n");

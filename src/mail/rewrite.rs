@@ -21,6 +21,23 @@ pub struct Report {
 /// Rewrites the links in `message`; `None` when nothing changed.
 pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Report)> {
     let msg = MessageParser::default().parse(message)?;
+    // The Subject first: a part's header edit may cover the same bytes.
+    if let Some((start, end, field)) = subject_edit(message, msg.subject(), rw) {
+        let mut changed = Vec::with_capacity(message.len() + 256);
+        changed.extend_from_slice(&message[..start]);
+        changed.extend_from_slice(&field);
+        changed.extend_from_slice(&message[end..]);
+        let (out, mut report) = rewrite_parts(&changed, rw).unwrap_or((changed, Report::default()));
+        report.parts += 1;
+        report.urls += 1;
+        return Some((out, report));
+    }
+    rewrite_parts(message, rw)
+}
+
+/// Rewrites the readable parts' links; `None` when nothing changed.
+fn rewrite_parts(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Report)> {
+    let msg = MessageParser::default().parse(message)?;
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
     let mut report = Report::default();
     for part in &msg.parts {
@@ -86,7 +103,16 @@ pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Repo
                 None => continue,
             }
         };
-        let mut encoded = codec::encode_transfer(transfer, &codec::from_text(enc, &new_text));
+        let data = codec::from_text(enc, &new_text);
+        // Longer lines than the part may carry as it is (a redirect link
+        // for a long signed URL): it travels quoted-printable instead.
+        let switch = transfer == Transfer::Identity && codec::has_long_line(&data);
+        let transfer = if switch {
+            Transfer::QuotedPrintable
+        } else {
+            transfer
+        };
+        let mut encoded = codec::encode_transfer(transfer, &data);
         // The part keeps the shape of its ending (the CRLF before a
         // boundary belongs to the boundary).
         let ends_crlf = raw.ends_with(b"\r\n");
@@ -98,12 +124,15 @@ pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Repo
         }
         report.parts += 1;
         report.urls += urls;
-        edits.push((start, end, encoded));
-    }
-    if let Some(edit) = subject_edit(message, msg.subject(), rw) {
-        report.parts += 1;
-        report.urls += 1;
-        edits.push(edit);
+        if switch {
+            let header_start = part.offset_header as usize;
+            let mut head =
+                with_transfer_encoding(&message[header_start..start], "quoted-printable");
+            head.extend_from_slice(&encoded);
+            edits.push((header_start, end, head));
+        } else {
+            edits.push((start, end, encoded));
+        }
     }
     if edits.is_empty() {
         return None;
@@ -121,6 +150,22 @@ pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Repo
     }
     out.extend_from_slice(&message[last..]);
     Some((out, report))
+}
+
+/// A part header (fields and the blank line) with its
+/// Content-Transfer-Encoding set to `value`.
+fn with_transfer_encoding(header: &[u8], value: &str) -> Vec<u8> {
+    let parts = super::split(header);
+    let mut out = Vec::with_capacity(header.len() + 48);
+    for f in parts
+        .fields
+        .iter()
+        .filter(|f| !f.is("content-transfer-encoding"))
+    {
+        out.extend_from_slice(f.raw);
+    }
+    out.extend_from_slice(format!("Content-Transfer-Encoding: {value}\r\n\r\n").as_bytes());
+    out
 }
 
 /// The new Subject field when the decoded Subject holds a URL.

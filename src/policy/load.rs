@@ -133,13 +133,17 @@ impl RefStr for std::borrow::Cow<'_, str> {
     }
 }
 
+/// Handles a key that is not a treatment field: (name, value, offset);
+/// false when the key is unknown.
+type OtherKeys<'f> = dyn FnMut(&mut Ctx<'_>, (&str, &toml::Spanned<DeValue<'_>>, usize)) -> bool + 'f;
+
 /// Reads the treatment fields of a table; `other` handles the keys that
 /// are not treatment fields (returns false for unknown ones).
 fn treatment_fields(
     cx: &mut Ctx<'_>,
     table: &DeTable<'_>,
     what: &str,
-    other: &mut dyn FnMut(&mut Ctx<'_>, (&str, &toml::Spanned<DeValue<'_>>, usize)) -> bool,
+    other: &mut OtherKeys<'_>,
 ) -> Vec<(Field, Value, Loc)> {
     let mut set = Vec::new();
     for (key, value) in table.iter() {

@@ -344,12 +344,15 @@ fn pattern_key(list: &Option<Vec<String>>) -> Option<Vec<String>> {
     Some(n)
 }
 
+/// A rule's (from, to) pattern lists in comparable form.
+type PatternKeys = (Option<Vec<String>>, Option<Vec<String>>);
+
 /// Earlier rules by their (from, to) patterns, so a later rule is compared
 /// only with those that could cover it: a rule covers another when each of
 /// its pattern lists is "everything" or the same list.
 #[derive(Default)]
 struct Shadows<'a> {
-    by_patterns: HashMap<(Option<Vec<String>>, Option<Vec<String>>), Vec<&'a RawRule>>,
+    by_patterns: HashMap<PatternKeys, Vec<&'a RawRule>>,
 }
 
 impl<'a> Shadows<'a> {

@@ -49,7 +49,7 @@ use limit::RateLimiter;
 pub const LINK_PREFIX: &str = "/l/";
 
 /// The Content-Security-Policy of every response.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; \
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
      form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'";
 
 /// The redirector: token keys, the rate limiter and its settings.

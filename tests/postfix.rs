@@ -1,0 +1,719 @@
+//! sotto behind a real Postfix, with the recipes shipped in `deploy/postfix/`
+//! applied as they are (only the ports changed to free ones on 127.0.0.1):
+//!
+//! - after-queue LMTP content filter: swaks → Postfix → sotto (LMTP) →
+//!   Postfix's re-injection listener → aiosmtpd sink, which holds PGP/MIME
+//!   that GnuPG decrypts; with sotto down Postfix keeps the mail deferred,
+//!   and delivers it once sotto is back and the queue is flushed; a message
+//!   near Postfix's size limit still fits once encrypted; recipients with
+//!   different treatments (key / no key) are split, the later one waiting
+//!   for Postfix's next queue run;
+//! - before-queue `smtpd_proxy_filter`: sotto's answers reach the sending
+//!   client itself (550 5.7.1 for a recipient without a key, 4xx with sotto
+//!   down), nothing unfiltered is queued;
+//! - smarthost: Postfix's `relayhost` is sotto, which relays with implicit
+//!   TLS and AUTH (the shipped `smarthost/sotto.toml`) to the sink.
+//!
+//! Each test runs its own Postfix (`postfix -c DIR start`) with its own
+//! configuration, queue and data directories in a tempdir, and stops it at
+//! the end, also when an assertion fails (then the maillog is printed).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::pgp::{Gpg, armored_part};
+use common::{Sink, Stored, eventually, gateway, require, swaks};
+use sotto::config::Config;
+use sotto::serve::Running;
+
+/// A port that was free on 127.0.0.1 a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A recipe file from `deploy/postfix/`.
+fn recipe(path: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/postfix")
+        .join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// `text` with `from` replaced by `to`; `from` must be there, so a changed
+/// recipe fails here instead of testing something else.
+fn subst(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "the recipe no longer contains {from:?}:\n{text}"
+    );
+    text.replace(from, to)
+}
+
+/// What every test instance has in main.cf before the recipe: its own
+/// directories, loopback only, no local delivery, relaying for 127.0.0.0/8.
+fn base_main_cf(root: &Path, relayhost: Option<&str>) -> String {
+    let root = root.display();
+    let relayhost = relayhost
+        .map(|r| format!("relayhost = {r}\n"))
+        .unwrap_or_default();
+    format!(
+        "\
+compatibility_level = 3.6
+queue_directory = {root}/spool
+data_directory = {root}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.sotto.test
+mydomain = sotto.test
+myorigin = $myhostname
+mydestination =
+local_recipient_maps =
+local_transport = error:local delivery is disabled
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains =
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = permit_mynetworks, reject
+smtputf8_enable = yes
+biff = no
+# No notices to postmaster (they would be relayed to the sink and queued
+# beside the messages the tests count).
+notify_classes =
+maillog_file = {root}/maillog
+maillog_file_prefixes = {root}
+{relayhost}"
+    )
+}
+
+/// The internal services a Postfix needs (no chroot, nothing on the network).
+const BASE_MASTER_CF: &str = "\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+";
+
+/// A running Postfix in a tempdir; stopped on drop.
+struct Postfix {
+    root: tempfile::TempDir,
+    /// The configuration directory (`postfix -c`).
+    conf: PathBuf,
+    /// Where clients submit (the recipe's receiving smtpd).
+    public: SocketAddr,
+    started: bool,
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+impl Postfix {
+    /// Writes main.cf (the base plus `main_extra`) and master.cf (the base
+    /// plus `master_extra`, which must hold the listener on `public`),
+    /// validates them and starts Postfix.
+    fn start(relayhost: Option<&str>, main_extra: &str, master_extra: &str, public: u16) -> Self {
+        for tool in ["postfix", "postconf", "postqueue"] {
+            require(tool);
+        }
+        let uid = run(Command::new("id").arg("-u"));
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "tests/postfix.rs starts its own Postfix, whose master runs as root: run the tests as root"
+        );
+        assert!(
+            run(Command::new("id").arg("postfix")).status.success(),
+            "the postfix user is missing: install the Debian package postfix (tests/run does)"
+        );
+        let root = tempfile::tempdir().unwrap();
+        let conf = root.path().join("etc");
+        // Postfix wants its directories owned by root and not writable by
+        // others (the tempdir is 0700: open it for the postfix user).
+        for d in [root.path(), &conf, &root.path().join("spool")] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let data = root.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let out = run(Command::new("chown").arg("postfix:").arg(&data));
+        assert!(out.status.success(), "chown postfix data: {}", text(&out));
+
+        let main_cf = format!("{}\n{main_extra}", base_main_cf(root.path(), relayhost));
+        std::fs::write(conf.join("main.cf"), main_cf).unwrap();
+        std::fs::write(
+            conf.join("master.cf"),
+            format!("{BASE_MASTER_CF}\n{master_extra}"),
+        )
+        .unwrap();
+        let mut pf = Postfix {
+            root,
+            conf,
+            public: format!("127.0.0.1:{public}").parse().unwrap(),
+            started: false,
+        };
+
+        // Every parameter in main.cf and in master.cf's -o options must be
+        // one Postfix knows: a typo in a recipe is a warning here.
+        let out = run(Command::new("postconf").arg("-c").arg(&pf.conf).arg("-n"));
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "postconf -n: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run(Command::new("postconf").arg("-c").arg(&pf.conf).arg("-M"));
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "postconf -M: {}",
+            text(&out)
+        );
+        // `check` also creates the queue directories.
+        let out = run(Command::new("postfix").arg("-c").arg(&pf.conf).arg("check"));
+        assert!(out.status.success(), "postfix check: {}", text(&out));
+        pf.assert_no_warnings();
+        let out = run(Command::new("postfix").arg("-c").arg(&pf.conf).arg("start"));
+        assert!(out.status.success(), "postfix start: {}", text(&out));
+        pf.started = true;
+        let public = pf.public;
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        let mut up = false;
+        while !up && std::time::Instant::now() < end {
+            up = std::net::TcpStream::connect(public).is_ok();
+            if !up {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        assert!(up, "Postfix does not listen on {public}");
+        pf
+    }
+
+    /// Postfix logged no warning (a recipe problem shows up as one).
+    fn assert_no_warnings(&self) {
+        let log = self.maillog();
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("warning:")).collect();
+        assert!(warnings.is_empty(), "Postfix warned: {warnings:#?}");
+    }
+
+    fn maillog(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// The queue as `postqueue -j` reports it: one JSON object per message.
+    fn queue(&self) -> Vec<serde_json::Value> {
+        let out = run(Command::new("postqueue")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("-j"));
+        assert!(out.status.success(), "postqueue -j: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// `postqueue -f`: attempt delivery of everything queued now.
+    fn flush(&self) {
+        let out = run(Command::new("postqueue")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("-f"));
+        assert!(out.status.success(), "postqueue -f: {}", text(&out));
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.maillog();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!(
+                "--- Postfix maillog ({}), last {} lines:",
+                self.root.path().join("maillog").display(),
+                tail.len()
+            );
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+            eprintln!("--- end of maillog");
+        }
+        if self.started {
+            let stopped = Command::new("postfix")
+                .arg("-c")
+                .arg(&self.conf)
+                .arg("stop")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !stopped {
+                let _ = Command::new("postfix")
+                    .arg("-c")
+                    .arg(&self.conf)
+                    .arg("abort")
+                    .output();
+            }
+        }
+    }
+}
+
+/// Checks that `m` is PGP/MIME from alice to bob that GnuPG decrypts to an
+/// entity containing `body` and the real Subject, and that `body` is not
+/// readable outside.
+fn assert_encrypted(gpg: &Gpg, m: &Stored, body: &str) {
+    assert_eq!(m.from, "alice@example.com");
+    assert_eq!(m.rcpts, vec!["bob@example.org".to_string()]);
+    let outer = String::from_utf8_lossy(&m.data);
+    let head = outer.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: multipart/encrypted"),
+        "not PGP/MIME:\n{outer}"
+    );
+    assert!(
+        !outer.contains(body),
+        "the body is readable outside:\n{outer}"
+    );
+    let inner = gpg.decrypt(&armored_part(&m.data));
+    let inner = String::from_utf8_lossy(&inner);
+    assert!(
+        inner.contains(body),
+        "decrypted to something else:\n{inner}"
+    );
+    assert!(
+        inner.contains("Subject: quarterly figures"),
+        "the real Subject is not inside:\n{inner}"
+    );
+}
+
+async fn send(pf: &Postfix, to: &str, body: &str) -> (bool, String) {
+    swaks(
+        pf.public,
+        &[
+            "--from",
+            "alice@example.com",
+            "--to",
+            to,
+            "--header",
+            "Subject: quarterly figures",
+            "--body",
+            body,
+        ],
+    )
+    .await
+}
+
+/// A key for bob@example.org in a key directory.
+fn bob() -> Gpg {
+    let gpg = Gpg::new();
+    gpg.generate("bob@example.org", true, "1y", None);
+    gpg.export("bob@example.org", "bob.asc");
+    gpg
+}
+
+/// Keys from `gpg`'s directory, and a policy requiring encryption for
+/// everybody; the policy directory lives as long as the returned guard.
+#[must_use]
+fn crypt(cfg: &mut Config, gpg: &Gpg) -> tempfile::TempDir {
+    cfg.keys.dir = Some(gpg.keys.clone());
+    let dir = common::policy(cfg, "[defaults]\nencrypt = \"required\"\n");
+    assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+    dir
+}
+
+async fn stop(gw: Running) {
+    gw.shutdown();
+    tokio::time::timeout(Duration::from_secs(30), gw.wait())
+        .await
+        .expect("sotto stops within 30s");
+}
+
+/// The relayhost that delivers to `sink`.
+fn relay_to(sink: &Sink) -> String {
+    format!("[127.0.0.1]:{}", sink.addr.rsplit(':').next().unwrap())
+}
+
+/// Postfix with the after-queue recipe: clients on `public`, the content
+/// filter sotto's LMTP `lmtp`, the re-injection listener `reinject`, the
+/// final delivery to `sink`; `main_more` is added to main.cf.
+fn after_queue(public: u16, lmtp: u16, reinject: u16, sink: &Sink, main_more: &str) -> Postfix {
+    let main_extra = subst(
+        &recipe("after-queue/main.cf"),
+        "lmtp:[127.0.0.1]:10024",
+        &format!("lmtp:[127.0.0.1]:{lmtp}"),
+    );
+    let master_extra = format!(
+        "127.0.0.1:{public} inet n - n - - smtpd\n{}",
+        subst(
+            &recipe("after-queue/master.cf"),
+            "127.0.0.1:10026 inet",
+            &format!("127.0.0.1:{reinject} inet"),
+        )
+    );
+    Postfix::start(
+        Some(&relay_to(sink)),
+        &format!("{main_extra}\n{main_more}"),
+        &master_extra,
+        public,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_queue_lmtp_filter_encrypts_and_postfix_keeps_mail_while_sotto_is_down() {
+    let gpg = bob();
+    let sink = Sink::start(&[]);
+    let (public, reinject) = (free_port(), free_port());
+
+    // sotto as the recipe expects it: LMTP in, relaying to the re-injection
+    // listener; SMTP not needed here.
+    let mut cfg = common::config(&format!("127.0.0.1:{reinject}"));
+    cfg.smtp.listen = String::new();
+    let _policy = crypt(&mut cfg, &gpg);
+    let gw = gateway(&cfg).await;
+    let lmtp = gw.lmtp.unwrap();
+
+    let pf = after_queue(public, lmtp.port(), reinject, &sink, "");
+
+    // 1. Through Postfix, sotto and Postfix again to the sink, encrypted.
+    let (ok, out) = send(&pf, "bob@example.org", "first-secret-body-5d1c").await;
+    assert!(ok, "Postfix refused the message:\n{out}");
+    let delivered = eventually(60, || sink.messages().len() == 1 && pf.queue().is_empty()).await;
+    assert!(
+        delivered,
+        "not delivered within 60s: sink holds {}, queue: {:?}",
+        sink.messages().len(),
+        pf.queue()
+    );
+    let m = &sink.messages()[0];
+    assert_encrypted(&gpg, m, "first-secret-body-5d1c");
+    // Both Postfix hops left their trace outside the encryption.
+    let received = String::from_utf8_lossy(&m.data)
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .matches("\r\nReceived: ")
+        .count()
+        + usize::from(m.data.starts_with(b"Received: "));
+    assert!(
+        received >= 2,
+        "expected two Received fields, got {received}"
+    );
+
+    // 2. sotto down: Postfix accepts, keeps the message deferred, sends
+    // nothing on.
+    stop(gw).await;
+    assert!(
+        tokio::net::TcpStream::connect(lmtp).await.is_err(),
+        "sotto still listens on {lmtp}"
+    );
+    let (ok, out) = send(&pf, "bob@example.org", "second-secret-body-88e0").await;
+    assert!(ok, "Postfix refused the message:\n{out}");
+    let deferred = eventually(60, || {
+        let q = pf.queue();
+        q.len() == 1 && q[0]["queue_name"] == "deferred"
+    })
+    .await;
+    let q = pf.queue();
+    assert!(deferred, "expected one deferred message, queue: {q:?}");
+    let reason = q[0]["recipients"][0]["delay_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains(&lmtp.port().to_string()),
+        "deferred for another reason: {reason}"
+    );
+    assert_eq!(sink.messages().len(), 1, "nothing may pass without sotto");
+
+    // 3. sotto back on the same port; the flushed queue delivers, encrypted.
+    let mut again = cfg.clone();
+    again.lmtp.listen = lmtp.to_string();
+    let gw = gateway(&again).await;
+    pf.flush();
+    let delivered = eventually(60, || sink.messages().len() == 2 && pf.queue().is_empty()).await;
+    assert!(
+        delivered,
+        "not delivered after the flush within 60s: sink holds {}, queue: {:?}",
+        sink.messages().len(),
+        pf.queue()
+    );
+    assert_encrypted(&gpg, &sink.messages()[1], "second-secret-body-88e0");
+    pf.assert_no_warnings();
+    stop(gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn before_queue_proxy_filter_answers_the_sending_client() {
+    let gpg = bob();
+    let sink = Sink::start(&[]);
+    let (public, afterfilter) = (free_port(), free_port());
+    let mut cfg = common::config(&format!("127.0.0.1:{afterfilter}"));
+    cfg.lmtp.listen = String::new();
+    let _policy = crypt(&mut cfg, &gpg);
+    let gw = gateway(&cfg).await;
+    let smtp = gw.smtp.unwrap();
+
+    assert!(
+        recipe("before-queue/main.cf")
+            .lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "before-queue/main.cf is expected to hold comments only"
+    );
+    let mut master_extra = recipe("before-queue/master.cf");
+    for (from, to) in [
+        ("\nsmtp      inet", format!("\n127.0.0.1:{public} inet")),
+        (
+            "smtpd_proxy_filter=127.0.0.1:10025",
+            format!("smtpd_proxy_filter={smtp}"),
+        ),
+        (
+            "127.0.0.1:10026 inet",
+            format!("127.0.0.1:{afterfilter} inet"),
+        ),
+    ] {
+        master_extra = subst(&master_extra, from, &to);
+    }
+    let pf = Postfix::start(Some(&relay_to(&sink)), "", &master_extra, public);
+
+    let (ok, out) = send(&pf, "bob@example.org", "proxied-secret-body-31aa").await;
+    assert!(ok, "refused:\n{out}");
+    let delivered = eventually(60, || sink.messages().len() == 1 && pf.queue().is_empty()).await;
+    assert!(
+        delivered,
+        "not delivered within 60s: sink holds {}, queue: {:?}",
+        sink.messages().len(),
+        pf.queue()
+    );
+    assert_encrypted(&gpg, &sink.messages()[0], "proxied-secret-body-31aa");
+
+    // No key under "required": the sending client hears sotto's refusal; no
+    // bounce, nothing queued.
+    let (ok, out) = send(&pf, "nokey@example.org", "never-in-clear-0b7e").await;
+    assert!(!ok, "accepted a recipient without a key:\n{out}");
+    assert!(out.contains("550 5.7.1"), "{out}");
+    assert!(pf.queue().is_empty(), "queued: {:?}", pf.queue());
+
+    // sotto down: the client gets a temporary failure and keeps the message.
+    stop(gw).await;
+    let (ok, out) = send(&pf, "bob@example.org", "kept-by-the-client-c2f9").await;
+    assert!(!ok, "accepted without sotto:\n{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("<** ") && l[4..].starts_with('4')),
+        "expected a 4xx:\n{out}"
+    );
+    assert!(pf.queue().is_empty(), "queued: {:?}", pf.queue());
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smarthost_relayhost_through_sotto_with_upstream_tls_and_auth() {
+    let gpg = bob();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let (cert, key) = (pki.path().join("cert.pem"), pki.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let sink = Sink::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--implicit-tls",
+        "--auth",
+        "relay@example.com:change me",
+    ]);
+
+    // The shipped smarthost configuration, its directories replaced (from
+    // the environment, as an admin could) and pointed at the sink.
+    let policy = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policy.path().join("00-required.toml"),
+        "[defaults]\nencrypt = \"required\"\n",
+    )
+    .unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/postfix/smarthost/sotto.toml");
+    let env = [
+        ("SOTTO_KEYS__DIR", gpg.keys.display().to_string()),
+        ("SOTTO_POLICY__DIR", policy.path().display().to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    let mut cfg =
+        Config::load(Some(&shipped), env).unwrap_or_else(|e| panic!("{}: {e}", shipped.display()));
+    assert_eq!(cfg.upstream.tls, sotto::config::UpstreamTls::Tls);
+    assert!(cfg.upstream.auth.is_some());
+    cfg.smtp.listen = "127.0.0.1:0".into();
+    cfg.admin.listen = "127.0.0.1:0".into();
+    cfg.upstream.address = sink.addr.clone();
+    cfg.upstream.tls_ca = Some(cert.clone());
+    cfg.upstream.tls_name = Some("localhost".into());
+    cfg.keys.sources = vec![sotto::config::KeySource::Dir];
+    assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+    let gw = gateway(&cfg).await;
+    let smtp = gw.smtp.unwrap();
+
+    let public = free_port();
+    let main_extra = subst(
+        &recipe("smarthost/main.cf"),
+        "relayhost = [127.0.0.1]:10025",
+        &format!("relayhost = [127.0.0.1]:{}", smtp.port()),
+    );
+    let master_extra = format!("127.0.0.1:{public} inet n - n - - smtpd\n");
+    let pf = Postfix::start(None, &main_extra, &master_extra, public);
+
+    let (ok, out) = send(&pf, "bob@example.org", "smarthost-secret-body-e412").await;
+    assert!(ok, "refused:\n{out}");
+    let delivered = eventually(60, || sink.messages().len() == 1 && pf.queue().is_empty()).await;
+    assert!(
+        delivered,
+        "not delivered within 60s: sink holds {}, queue: {:?}",
+        sink.messages().len(),
+        pf.queue()
+    );
+    assert_encrypted(&gpg, &sink.messages()[0], "smarthost-secret-body-e412");
+    pf.assert_no_warnings();
+    stop(gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_queue_reinjection_takes_the_larger_encrypted_message() {
+    // A message just under Postfix's size limit grows by the ASCII armour;
+    // the recipe's re-injection listener must still take it.
+    let gpg = bob();
+    let sink = Sink::start(&[]);
+    let (public, reinject) = (free_port(), free_port());
+    let mut cfg = common::config(&format!("127.0.0.1:{reinject}"));
+    cfg.smtp.listen = String::new();
+    let _policy = crypt(&mut cfg, &gpg);
+    let gw = gateway(&cfg).await;
+    let limit = 40_000;
+    let pf = after_queue(
+        public,
+        gw.lmtp.unwrap().port(),
+        reinject,
+        &sink,
+        &format!("message_size_limit = {limit}\n"),
+    );
+    let mut body: String = (0..)
+        .map(|i| format!("line {i} of a long message, close to the size limit\n"))
+        .take_while({
+            let mut n = 0;
+            move |l: &String| {
+                n += l.len() + 1;
+                n < limit - 4_000
+            }
+        })
+        .collect();
+    body.push_str("large-secret-body-end-4c01");
+    let (ok, out) = send(&pf, "bob@example.org", &body).await;
+    assert!(ok, "Postfix refused the message:\n{out}");
+    let delivered = eventually(60, || sink.messages().len() == 1 && pf.queue().is_empty()).await;
+    assert!(
+        delivered,
+        "not delivered within 60s: sink holds {}, queue: {:?}",
+        sink.messages().len(),
+        pf.queue()
+    );
+    let m = &sink.messages()[0];
+    assert!(
+        m.data.len() > limit,
+        "the encrypted message ({} bytes) was expected to exceed {limit}",
+        m.data.len()
+    );
+    assert_encrypted(&gpg, m, "large-secret-body-end-4c01");
+    pf.assert_no_warnings();
+    stop(gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_queue_recipients_with_different_treatment_wait_for_the_next_queue_run() {
+    // With "if-key", bob (key) is encrypted and carol (none) relayed as is:
+    // sotto takes the first treatment and answers the other recipient
+    // 452 4.5.3; Postfix defers that one until its next queue run (here:
+    // the flush), as deploy/postfix/README.md says.
+    let gpg = bob();
+    let sink = Sink::start(&[]);
+    let (public, reinject) = (free_port(), free_port());
+    let mut cfg = common::config(&format!("127.0.0.1:{reinject}"));
+    cfg.smtp.listen = String::new();
+    cfg.keys.dir = Some(gpg.keys.clone());
+    let _policy = common::policy(&mut cfg, "[defaults]\nencrypt = \"if-key\"\n");
+    let gw = gateway(&cfg).await;
+    let pf = after_queue(public, gw.lmtp.unwrap().port(), reinject, &sink, "");
+
+    let (ok, out) = send(&pf, "bob@example.org,carol@example.org", "mixed-body-9a7d").await;
+    assert!(ok, "Postfix refused the message:\n{out}");
+    let split = eventually(60, || {
+        let q = pf.queue();
+        sink.messages().len() == 1 && q.len() == 1 && q[0]["queue_name"] == "deferred"
+    })
+    .await;
+    let q = pf.queue();
+    assert!(
+        split,
+        "expected one delivery and one deferred recipient: sink holds {}, queue: {q:?}",
+        sink.messages().len()
+    );
+    assert_eq!(q[0]["recipients"].as_array().unwrap().len(), 1, "{q:?}");
+    let reason = q[0]["recipients"][0]["delay_reason"].as_str().unwrap();
+    assert!(reason.contains("452 4.5.3"), "{reason}");
+
+    pf.flush();
+    let delivered = eventually(60, || sink.messages().len() == 2 && pf.queue().is_empty()).await;
+    assert!(
+        delivered,
+        "not delivered after the flush: sink holds {}, queue: {:?}",
+        sink.messages().len(),
+        pf.queue()
+    );
+    let mut rcpts: Vec<String> = sink
+        .messages()
+        .iter()
+        .flat_map(|m| m.rcpts.clone())
+        .collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["bob@example.org", "carol@example.org"]);
+    for m in sink.messages() {
+        let text = String::from_utf8_lossy(&m.data).into_owned();
+        if m.rcpts == ["bob@example.org"] {
+            assert_encrypted(&gpg, &m, "mixed-body-9a7d");
+        } else {
+            assert!(text.contains("mixed-body-9a7d"), "carol's copy:\n{text}");
+        }
+    }
+    pf.assert_no_warnings();
+    stop(gw).await;
+}
