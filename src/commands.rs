@@ -91,6 +91,10 @@ pub fn check(sources: &Sources) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(e) = sotto::links::token::TokenKeys::from_config(&cfg.redirect) {
+        eprintln!("redirect.keys: {e}");
+        return ExitCode::from(1);
+    }
     let set = match PolicySet::load(cfg.policy.dir.as_deref()) {
         Ok(s) => s,
         Err(problems) => {

@@ -144,9 +144,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { sources } => commands::check(&sources),
-        Command::Serve { sources } => {
-            commands::with_config(&sources, true, commands::serve)
-        }
+        Command::Serve { sources } => commands::with_config(&sources, true, commands::serve),
         Command::Explain {
             sources,
             channel,

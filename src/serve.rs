@@ -106,6 +106,29 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             "{origin}: sign = true needs crypt.signing_key in the configuration"
         )));
     }
+    let redirecting = [
+        crate::policy::Field::Links,
+        crate::policy::Field::LinksWhenEncrypted,
+    ]
+    .into_iter()
+    .find_map(|f| {
+        policies.current().origin_of(
+            f,
+            &crate::policy::Value::Links(crate::policy::LinkMode::Redirect),
+        )
+    });
+    let public = &cfg.redirect.public_url;
+    if let Some(origin) = redirecting
+        && (public.contains("://127.")
+            || public.contains("://localhost")
+            || public.contains("://[::1]"))
+    {
+        tracing::warn!(
+            event = "redirect_public_url_local",
+            policy = %origin,
+            "links are rewritten to {public}, which only this machine can reach; set redirect.public_url"
+        );
+    }
     policies.watch(shutdown.clone());
     let crypt = Crypt::from_config(cfg, keys)?;
     // The redirector opens the tokens this process seals (same keys).

@@ -63,7 +63,10 @@ async fn serve(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("sotto serve did not start: {}", std::fs::read_to_string(&serve.log).unwrap_or_default());
+    panic!(
+        "sotto serve did not start: {}",
+        std::fs::read_to_string(&serve.log).unwrap_or_default()
+    );
 }
 
 /// The reply to RCPT for `rcpt` in a fresh transaction.

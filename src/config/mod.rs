@@ -165,9 +165,10 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// Credentials for the upstream.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Credentials for the upstream. Either may come from the environment
+/// (`SOTTO_UPSTREAM__AUTH__PASSWORD`) while the other is in the file.
+#[derive(Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 pub struct UpstreamAuth {
     pub username: String,
     pub password: String,
@@ -511,6 +512,22 @@ impl Config {
                     format!("key {}: cannot read `{}`", k.id, p.display()),
                 )),
                 _ => {}
+            }
+        }
+        if let Some(a) = &self.upstream.auth {
+            for (key, v) in [
+                ("upstream.auth.username", &a.username),
+                ("upstream.auth.password", &a.password),
+            ] {
+                if v.is_empty() {
+                    out.push((
+                        key.into(),
+                        format!(
+                            "is missing (set it in the file or as SOTTO_{})",
+                            key.replace('.', "__").to_uppercase()
+                        ),
+                    ));
+                }
             }
         }
         if self.keys.cache_size == 0 {

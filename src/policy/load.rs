@@ -135,7 +135,8 @@ impl RefStr for std::borrow::Cow<'_, str> {
 
 /// Handles a key that is not a treatment field: (name, value, offset);
 /// false when the key is unknown.
-type OtherKeys<'f> = dyn FnMut(&mut Ctx<'_>, (&str, &toml::Spanned<DeValue<'_>>, usize)) -> bool + 'f;
+type OtherKeys<'f> =
+    dyn FnMut(&mut Ctx<'_>, (&str, &toml::Spanned<DeValue<'_>>, usize)) -> bool + 'f;
 
 /// Reads the treatment fields of a table; `other` handles the keys that
 /// are not treatment fields (returns false for unknown ones).

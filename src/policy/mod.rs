@@ -242,17 +242,22 @@ impl PolicySet {
 
     /// Where `sign = true` is first set, if anywhere (it needs a signing key).
     pub fn signing_origin(&self) -> Option<String> {
-        let signs = |set: &[(Field, Value, Loc)]| {
-            set.iter()
-                .find(|(f, v, _)| *f == Field::Sign && *v == Value::Bool(true))
-                .map(|(_, _, l)| l.to_string())
-        };
-        if self.defaults.sign
-            && let Some(Origin::Defaults(l)) = self.default_origins.get(&Field::Sign)
+        self.origin_of(Field::Sign, &Value::Bool(true))
+    }
+
+    /// Where `field = value` is first set — `[defaults]` or a rule — if anywhere.
+    pub fn origin_of(&self, field: Field, value: &Value) -> Option<String> {
+        if self.defaults.get(field) == *value
+            && let Some(Origin::Defaults(l)) = self.default_origins.get(&field)
         {
             return Some(l.to_string());
         }
-        self.rules.iter().find_map(|r| signs(&r.set))
+        self.rules.iter().find_map(|r| {
+            r.set
+                .iter()
+                .find(|(f, v, _)| *f == field && v == value)
+                .map(|(_, _, l)| l.to_string())
+        })
     }
 
     /// Decides the treatment for one recipient. `has_key` is whether the

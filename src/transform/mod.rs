@@ -37,6 +37,8 @@ pub enum SetupError {
         path: String,
         why: String,
     },
+    #[error("redirect.keys: {0}")]
+    TokenKeys(String),
 }
 
 /// Keys and key material the pipeline uses.
@@ -71,11 +73,8 @@ impl Crypt {
             }
             None => None,
         };
-        let token_keys = TokenKeys::from_config(&cfg.redirect).map_err(|e| SetupError::Key {
-            key: "redirect.keys",
-            path: String::new(),
-            why: e.to_string(),
-        })?;
+        let token_keys = TokenKeys::from_config(&cfg.redirect)
+            .map_err(|e| SetupError::TokenKeys(e.to_string()))?;
         Ok(Crypt {
             keys,
             signer,
