@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint: `/healthz` (the process answers) and `/readyz`
-//! (the upstream accepts connections and sotto is not shutting down).
+//! The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz` (the process
+//! answers) and `/readyz` (policies loaded, the upstream accepts
+//! connections, and sotto is not shutting down).
 
 use axum::Router;
 use axum::extract::State;
@@ -14,6 +15,7 @@ use crate::relay::Upstream;
 struct AdminState {
     upstream: Upstream,
     shutdown: CancellationToken,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Serves the admin endpoint until shutdown.
@@ -21,8 +23,10 @@ pub async fn run(listener: TcpListener, upstream: Upstream, shutdown: Cancellati
     let state = AdminState {
         upstream,
         shutdown: shutdown.clone(),
+        metrics: crate::telemetry::install(),
     };
     let app = Router::new()
+        .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(state);
@@ -31,6 +35,20 @@ pub async fn run(listener: TcpListener, upstream: Upstream, shutdown: Cancellati
         .await;
     if let Err(e) = result {
         tracing::warn!(event = "admin_failed", error = %e);
+    }
+}
+
+async fn render(
+    State(s): State<AdminState>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let ct = [("content-type", "text/plain; version=0.0.4")];
+    match &s.metrics {
+        Some(h) => (StatusCode::OK, ct, h.render()),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ct,
+            "metrics recorder unavailable\n".into(),
+        ),
     }
 }
 

@@ -17,4 +17,5 @@ pub mod relay;
 pub mod reply;
 pub mod serve;
 pub mod smtp;
+pub mod telemetry;
 pub mod transform;

@@ -77,6 +77,8 @@ async fn bind(what: &'static str, addr: &str) -> Result<Option<TcpListener>, Ser
 /// Binds every configured listener and starts serving.
 pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let shutdown = CancellationToken::new();
+    // Count from the start, whether or not the admin port is enabled.
+    crate::telemetry::install();
     let upstream = Upstream::from_config(cfg)?;
     let tls = match (&cfg.smtp.tls_cert, &cfg.smtp.tls_key) {
         (Some(c), Some(k)) => Some(crate::smtp::server_tls(c, k)?),

@@ -136,6 +136,19 @@ impl KeyStore {
     /// Looks `address` up: the directory every time (it is in memory and
     /// re-read on change), the web sources through the cache.
     pub async fn lookup(&self, address: &str) -> Lookup {
+        let l = self.lookup_uncounted(address).await;
+        let (source, result) = match (&l.found, l.rejected.is_empty(), l.errors.is_empty()) {
+            (Some(f), _, _) => (f.source.to_string(), "found"),
+            (None, false, _) => ("none".to_string(), "rejected"),
+            (None, true, false) => ("none".to_string(), "error"),
+            (None, true, true) => ("none".to_string(), "none"),
+        };
+        metrics::counter!("sotto_key_lookups_total", "source" => source, "result" => result)
+            .increment(1);
+        l
+    }
+
+    async fn lookup_uncounted(&self, address: &str) -> Lookup {
         let mut result = Lookup::default();
         let web_first = self.inner.sources.iter().position(|s| *s != KeySource::Dir);
         for (i, source) in self.inner.sources.iter().enumerate() {

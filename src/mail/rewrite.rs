@@ -20,6 +20,10 @@ pub struct Report {
 
 /// Rewrites the links in `message`; `None` when nothing changed.
 pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Report)> {
+    if super::split(message).fields.is_empty() {
+        // No header at all: the whole message is what a reader sees.
+        return rewrite_headerless(message, rw);
+    }
     let msg = MessageParser::default().parse(message)?;
     // The Subject first: a part's header edit may cover the same bytes.
     if let Some((start, end, field)) = subject_edit(message, msg.subject(), rw) {
@@ -33,6 +37,18 @@ pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Repo
         return Some((out, report));
     }
     rewrite_parts(message, rw)
+}
+
+/// A message without a header, read as plain text (UTF-8, else Windows-1252).
+fn rewrite_headerless(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Report)> {
+    let enc = if std::str::from_utf8(message).is_ok() {
+        encoding_rs::UTF_8
+    } else {
+        encoding_rs::WINDOWS_1252
+    };
+    let text = codec::to_text(enc, message)?;
+    let new = rw.rewrite_text(&text)?;
+    Some((codec::from_text(enc, &new), Report { parts: 1, urls: 1 }))
 }
 
 /// Rewrites the readable parts' links; `None` when nothing changed.
@@ -211,6 +227,8 @@ mod tests {
         );
         assert_eq!(report.parts, 1);
         assert!(rewrite_links(b"Subject: none\r\n\r\nno links\r\n", &strip()).is_none());
+        let (out, _) = rewrite_links(b"no header https://a.example/x\r\n", &strip()).unwrap();
+        assert_eq!(out, b"no header [link removed]\r\n");
     }
 
     #[test]

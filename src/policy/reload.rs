@@ -41,11 +41,13 @@ impl Policies {
         match PolicySet::load(self.dir.as_deref()) {
             Ok(set) => {
                 tracing::info!(event = "policy_reloaded", source = %set.source, rules = set.rule_count());
+                metrics::counter!("sotto_policy_reloads_total", "result" => "ok").increment(1);
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
                 true
             }
             Err(problems) => {
                 let first = problems.first().map(|p| p.to_string()).unwrap_or_default();
+                metrics::counter!("sotto_policy_reloads_total", "result" => "refused").increment(1);
                 tracing::warn!(
                     event = "policy_reload_refused",
                     problems = problems.len(),

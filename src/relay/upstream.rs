@@ -335,6 +335,52 @@ pub struct UpstreamTx {
     conn: Option<AsyncSmtpConnection>,
 }
 
+impl UpstreamTx {
+    /// DATA and the message: the reply for the client, and whether the
+    /// upstream answered (`answered`) or went away (`error`).
+    async fn send(mut self, message: Vec<u8>) -> (Reply, bool) {
+        let Some(mut conn) = self.conn.take() else {
+            return (
+                Reply::new(451, "4.4.2", "upstream connection lost; try again later"),
+                false,
+            );
+        };
+        // lettre ends the data with CRLF.CRLF itself; the message's own last
+        // CRLF is that first CRLF, so it is not sent twice.
+        let body = message.strip_suffix(b"\r\n").unwrap_or(&message);
+        let send = async {
+            conn.command("DATA\r\n").await?;
+            conn.message(body).await
+        };
+        match timeout(self.upstream.settings.data_timeout, send).await {
+            Ok(Ok(resp)) => {
+                self.upstream.put_idle(conn);
+                let mut r = positive(&resp, "relayed; upstream said: ");
+                r.status = "2.0.0".into();
+                (r, true)
+            }
+            Ok(Err(e)) => {
+                let answered = e.status().is_some();
+                if answered {
+                    self.upstream.put_idle(conn);
+                }
+                (
+                    failure(&e, "4.4.2", "upstream connection lost during DATA"),
+                    answered,
+                )
+            }
+            Err(_) => (
+                Reply::new(
+                    451,
+                    "4.4.2",
+                    "upstream did not accept the message in time; try again later",
+                ),
+                false,
+            ),
+        }
+    }
+}
+
 impl Transaction for UpstreamTx {
     async fn add_rcpt(&mut self, rcpt: &str) -> Reply {
         let Some(conn) = self.conn.as_mut() else {
@@ -360,38 +406,16 @@ impl Transaction for UpstreamTx {
         }
     }
 
-    async fn commit(mut self, message: Vec<u8>) -> Reply {
-        let Some(mut conn) = self.conn.take() else {
-            return Reply::new(451, "4.4.2", "upstream connection lost; try again later");
+    async fn commit(self, message: Vec<u8>) -> Reply {
+        let (reply, answered) = self.send(message).await;
+        let class = if answered {
+            crate::telemetry::class(reply.code)
+        } else {
+            "error"
         };
-        // lettre ends the data with CRLF.CRLF itself; the message's own last
-        // CRLF is that first CRLF, so it is not sent twice.
-        let body = message.strip_suffix(b"\r\n").unwrap_or(&message);
-        let send = async {
-            conn.command("DATA\r\n").await?;
-            conn.message(body).await
-        };
-        match timeout(self.upstream.settings.data_timeout, send).await {
-            Ok(Ok(resp)) => {
-                self.upstream.put_idle(conn);
-                let mut r = positive(&resp, "relayed; upstream said: ");
-                r.status = "2.0.0".into();
-                r
-            }
-            Ok(Err(e)) => {
-                if e.status().is_some() {
-                    self.upstream.put_idle(conn);
-                }
-                failure(&e, "4.4.2", "upstream connection lost during DATA")
-            }
-            Err(_) => Reply::new(
-                451,
-                "4.4.2",
-                "upstream did not accept the message in time; try again later",
-            ),
-        }
+        metrics::counter!("sotto_upstream_replies_total", "class" => class).increment(1);
+        reply
     }
-
     async fn abort(mut self) {
         if let Some(mut conn) = self.conn.take()
             && let Ok(Ok(_)) = timeout(

@@ -76,6 +76,17 @@ impl<T: Target> Session<T> {
             status = %reply.status,
             ms = tx.started.elapsed().as_millis() as u64,
         );
+        let outcome = if reply.is_positive() {
+            "accepted"
+        } else if reply.is_transient() {
+            "temporary"
+        } else {
+            "permanent"
+        };
+        metrics::counter!("sotto_messages_total", "channel" => "smtp", "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("sotto_message_duration_seconds", "channel" => "smtp")
+            .record(tx.started.elapsed().as_secs_f64());
         let times = if self.protocol == Protocol::Lmtp {
             rcpts
         } else {

@@ -58,11 +58,14 @@ impl<T: Target> Listener<T> {
             let _ = stream.set_nodelay(true);
             match svc.ready().now_or_never() {
                 Some(Ok(ready)) => {
+                    metrics::counter!("sotto_connections_total", "protocol" => protocol.name())
+                        .increment(1);
                     let fut = ready.call((Box::new(stream) as Box<dyn Io>, peer));
                     tracker.spawn(fut);
                 }
                 _ => {
                     tracing::warn!(event = "connection_refused", peer = %peer, reason = "max_connections");
+                    metrics::counter!("sotto_connections_refused_total").increment(1);
                     tracker.spawn(async move {
                         let mut stream = stream;
                         let _ = stream

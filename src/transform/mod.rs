@@ -170,6 +170,7 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
             } => (effective, cert),
             Outcome::Refuse { reply, .. } => {
                 tracing::info!(event = "rcpt_refused", domain = %domain_of(rcpt), reason = "policy");
+                metrics::counter!("sotto_recipients_refused_total").increment(1);
                 return reply;
             }
         };
@@ -214,6 +215,8 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
         let info = crate::mail::info(parts.header);
         if crate::mail::already_encrypted(&info, parts.body) {
             tracing::info!(event = "encrypt", result = "already_encrypted");
+            metrics::counter!("sotto_encryptions_total", "result" => "already_encrypted")
+                .increment(1);
             return self.inner.commit(message).await;
         }
         let hide = self.rcpts.iter().any(|r| !info.visible_rcpts.contains(r));
@@ -269,6 +272,9 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
         .await;
         match result {
             Ok(Ok(encrypted)) => {
+                metrics::counter!("sotto_encryptions_total", "result" => "ok").increment(1);
+                metrics::histogram!("sotto_encryption_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 tracing::info!(
                     event = "encrypt",
                     result = "ok",
@@ -280,6 +286,7 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
             }
             Ok(Err(e)) => {
                 tracing::warn!(event = "encrypt", result = "failed", error = %e);
+                metrics::counter!("sotto_encryptions_total", "result" => "failed").increment(1);
                 self.inner.abort().await;
                 Reply::new(
                     451,
@@ -315,6 +322,8 @@ async fn rewrite_links(crypt: Arc<Crypt>, message: Vec<u8>, mode: LinkMode) -> O
         });
         match work.await {
             Ok((_, Some((rewritten, report)))) => {
+                metrics::counter!("sotto_link_rewrites_total", "mode" => mode.name())
+                    .increment(report.urls as u64);
                 tracing::info!(
                     event = "links",
                     mode = mode.name(),
