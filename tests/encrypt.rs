@@ -346,3 +346,63 @@ async fn signed_and_also_encrypted_to_sender_and_archive() {
     );
     assert!(String::from_utf8_lossy(&archive.decrypt(&armored)).contains("signed"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transform_prints_what_serve_would_relay_or_the_refusal() {
+    let gpg = Gpg::new();
+    gpg.generate("bob@example.org", true, "1y", None);
+    gpg.export("bob@example.org", "bob.asc");
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("00.toml"),
+        "[defaults]\nencrypt = \"required\"\n",
+    )
+    .unwrap();
+    let run = |to: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sotto"))
+            .args(["transform", "--policies"])
+            .arg(policies.path())
+            .args(["--from", "alice@example.com", "--to", to])
+            .env("SOTTO_KEYS__DIR", &gpg.keys)
+            .env("SOTTO_KEYS__SOURCES", "dir")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        // LF line endings, as a file on disk has them.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"To: bob@example.org\nSubject: plans\n\nsecret body\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("bob@example.org");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        field(&out.stdout, "subject").as_deref(),
+        Some("Subject: ...\r\n")
+    );
+    let inner = gpg.decrypt(&armored_part(&out.stdout));
+    assert!(
+        inner.ends_with(b"\r\n\r\nsecret body\r\n"),
+        "{}",
+        String::from_utf8_lossy(&inner)
+    );
+    let out = run("nokey@example.org");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("550 5.7.1") && err.contains("nokey@example.org"),
+        "{err}"
+    );
+}
