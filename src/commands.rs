@@ -189,6 +189,7 @@ pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
         body_8bit: !message.is_ascii(),
         smtputf8: false,
         size: None,
+        per_recipient: false,
     };
     let mut tx = match gateway.begin(&mail).await {
         Ok(tx) => tx,

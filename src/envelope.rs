@@ -12,6 +12,8 @@ pub struct MailFrom {
     pub smtputf8: bool,
     /// `SIZE=` the client declared, if any.
     pub size: Option<usize>,
+    /// The client takes one reply per recipient after DATA (LMTP).
+    pub per_recipient: bool,
 }
 
 /// A transaction's envelope as relayed upstream.

@@ -406,3 +406,34 @@ async fn transform_prints_what_serve_would_relay_or_the_refusal() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lmtp_splits_mixed_recipients_into_one_delivery_per_treatment() {
+    let gpg = Gpg::new();
+    gpg.generate("bob@example.org", true, "1y", None);
+    gpg.export("bob@example.org", "bob.asc");
+    let sink = Sink::start(&[]);
+    let gw = gateway(&crypt_config(&sink, &gpg.keys, IF_KEY).0).await;
+    let mut c = Client::connect(gw.lmtp.unwrap()).await;
+    c.cmd("LHLO client", "250").await;
+    c.cmd("MAIL FROM:<a@example.com>", "250").await;
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("RCPT TO:<nokey@example.org>", "250").await;
+    c.cmd("RCPT TO:<nokey2@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"To: bob@example.org, nokey@example.org, nokey2@example.org\r\nSubject: s\r\n\r\nfor everybody\r\n.\r\n").await;
+    for _ in 0..3 {
+        let r = c.reply().await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let mut stored = sink.messages();
+    stored.sort_by_key(|m| m.rcpts.len());
+    assert_eq!(stored.len(), 2, "one delivery per treatment");
+    assert_eq!(stored[0].rcpts, vec!["bob@example.org"]);
+    assert!(String::from_utf8_lossy(&stored[0].data).contains("BEGIN PGP MESSAGE"));
+    assert_eq!(
+        stored[1].rcpts,
+        vec!["nokey@example.org", "nokey2@example.org"]
+    );
+    assert!(String::from_utf8_lossy(&stored[1].data).contains("for everybody"));
+}

@@ -23,7 +23,7 @@ use crate::reply::Reply;
 
 /// Something that can take transactions: the upstream SMTP server, or in
 /// tests anything that records what it was given.
-pub trait Target: Send + Sync + 'static {
+pub trait Target: Clone + Send + Sync + 'static {
     type Tx: Transaction;
 
     /// Starts a transaction for `from`; a refusal is the reply for MAIL.
@@ -38,6 +38,18 @@ pub trait Transaction: Send + 'static {
     /// Hands over the message (unstuffed, CRLF line endings) and ends the
     /// transaction; a positive reply means the target took responsibility.
     fn commit(self, message: Vec<u8>) -> impl Future<Output = Reply> + Send;
+
+    /// As [`Transaction::commit`], with one reply per accepted recipient, in
+    /// order (LMTP). By default every recipient gets the one reply.
+    fn commit_each(self, message: Vec<u8>, rcpts: usize) -> impl Future<Output = Vec<Reply>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let reply = self.commit(message).await;
+            vec![reply; rcpts]
+        }
+    }
 
     /// Ends the transaction without a message.
     fn abort(self) -> impl Future<Output = ()> + Send;

@@ -37,10 +37,16 @@ impl<T: Target> Session<T> {
             return Ok(());
         };
         let rcpts = tx.envelope.rcpts.len();
-        let (size, reply) = match reader.finish() {
+        let lmtp = self.protocol == Protocol::Lmtp;
+        let (size, replies) = match reader.finish() {
             Ok(message) => {
                 let size = message.len();
-                (size, tx.target.commit(message).await)
+                let replies = if lmtp {
+                    tx.target.commit_each(message, rcpts).await
+                } else {
+                    vec![tx.target.commit(message).await]
+                };
+                (size, replies)
             }
             Err(e) => {
                 tx.target.abort().await;
@@ -59,26 +65,32 @@ impl<T: Target> Session<T> {
                         ),
                     ),
                 };
-                (0, reply)
+                (0, vec![reply; if lmtp { rcpts } else { 1 }])
             }
         };
         self.tx_count += 1;
         let mut domains: Vec<String> = tx.envelope.rcpts.iter().map(|r| domain_of(r)).collect();
         domains.sort();
         domains.dedup();
+        let mut codes: Vec<String> = replies
+            .iter()
+            .map(|r| format!("{} {}", r.code, r.status))
+            .collect();
+        codes.dedup();
         tracing::info!(
             event = "message",
             tx = self.tx_count,
             size,
             rcpts,
             domains = %domains.join(","),
-            code = reply.code,
-            status = %reply.status,
+            replies = %codes.join(","),
             ms = tx.started.elapsed().as_millis() as u64,
         );
-        let outcome = if reply.is_positive() {
+        let outcome = if replies.iter().all(Reply::is_positive) {
             "accepted"
-        } else if reply.is_transient() {
+        } else if replies.iter().any(Reply::is_positive) {
+            "partial"
+        } else if replies.iter().all(Reply::is_transient) {
             "temporary"
         } else {
             "permanent"
@@ -87,13 +99,8 @@ impl<T: Target> Session<T> {
             .increment(1);
         metrics::histogram!("sotto_message_duration_seconds", "channel" => "smtp")
             .record(tx.started.elapsed().as_secs_f64());
-        let times = if self.protocol == Protocol::Lmtp {
-            rcpts
-        } else {
-            1
-        };
-        for _ in 0..times {
-            self.reply(reply.clone());
+        for reply in replies {
+            self.reply(reply);
         }
         Ok(())
     }

@@ -57,6 +57,7 @@ impl<T: Target> Session<T> {
             body_8bit: from.flags & MAIL_BODY_8BITMIME != 0,
             smtputf8,
             size: (from.size > 0).then_some(from.size),
+            per_recipient: self.protocol == super::Protocol::Lmtp,
         };
         match self.shared.target.begin(&mail).await {
             Ok(target) => {

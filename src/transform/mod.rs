@@ -125,42 +125,64 @@ impl<T: Target> Gateway<T> {
 }
 
 impl<T: Target> Target for Gateway<T> {
-    type Tx = GatewayTx<T::Tx>;
+    type Tx = GatewayTx<T>;
 
     async fn begin(&self, from: &MailFrom) -> Result<Self::Tx, Reply> {
         let inner = self.inner.begin(from).await?;
         Ok(GatewayTx {
-            inner,
+            target: self.inner.clone(),
             crypt: self.crypt.clone(),
             // The transaction keeps the set it started with, whatever reloads.
             policy: self.policies.current(),
-            from: from.address.clone(),
-            effective: None,
-            certs: Vec::new(),
-            rcpts: Vec::new(),
+            mail: from.clone(),
+            groups: vec![Group::new(inner)],
+            order: Vec::new(),
         })
     }
 }
 
-/// A transaction through the pipeline.
-pub struct GatewayTx<X> {
+/// Recipients that share one treatment, and the inner transaction that
+/// delivers their one message.
+struct Group<X> {
     inner: X,
-    crypt: Arc<Crypt>,
-    policy: Arc<PolicySet>,
-    from: String,
-    /// The treatment of this transaction (set by its first recipient).
+    /// Set by the group's first recipient.
     effective: Option<Effective>,
     certs: Vec<Cert>,
     rcpts: Vec<String>,
 }
 
-impl<X: Transaction> Transaction for GatewayTx<X> {
+impl<X> Group<X> {
+    fn new(inner: X) -> Self {
+        Group {
+            inner,
+            effective: None,
+            certs: Vec::new(),
+            rcpts: Vec::new(),
+        }
+    }
+}
+
+/// A transaction through the pipeline. Over SMTP it is one group: a
+/// recipient with another treatment gets `452 4.5.3`. Over LMTP, where each
+/// recipient gets its own reply, each treatment gets its own group and its
+/// own inner transaction, so mixed recipients need no second round.
+pub struct GatewayTx<T: Target> {
+    target: T,
+    crypt: Arc<Crypt>,
+    policy: Arc<PolicySet>,
+    mail: MailFrom,
+    groups: Vec<Group<T::Tx>>,
+    /// The group of each accepted recipient, in order.
+    order: Vec<usize>,
+}
+
+impl<T: Target> Transaction for GatewayTx<T> {
     async fn add_rcpt(&mut self, rcpt: &str) -> Reply {
         let (effective, cert) = match decide(
             &self.policy,
             &self.crypt.keys,
             Channel::Smtp,
-            &self.from,
+            &self.mail.address,
             rcpt,
         )
         .await
@@ -174,139 +196,203 @@ impl<X: Transaction> Transaction for GatewayTx<X> {
                 return reply;
             }
         };
-        if self.effective.as_ref().is_some_and(|e| *e != effective) {
-            return Reply::new(
-                452,
-                "4.5.3",
-                "This recipient needs a different treatment than the others; send it in a separate transaction",
-            );
-        }
-        let reply = self.inner.add_rcpt(rcpt).await;
+        let fits = |g: &Group<T::Tx>| g.effective.as_ref().is_none_or(|e| *e == effective);
+        // (Computed apart: the borrow must end before the await below.)
+        let found = self.groups.iter().position(fits);
+        let idx = match found {
+            Some(i) => i,
+            None if self.mail.per_recipient => match self.target.begin(&self.mail).await {
+                Ok(tx) => {
+                    self.groups.push(Group::new(tx));
+                    self.groups.len() - 1
+                }
+                Err(reply) => return reply,
+            },
+            None => {
+                return Reply::new(
+                    452,
+                    "4.5.3",
+                    "This recipient needs a different treatment than the others; send it in a separate transaction",
+                );
+            }
+        };
+        let group = &mut self.groups[idx];
+        let reply = group.inner.add_rcpt(rcpt).await;
         if reply.is_positive() {
-            self.effective = Some(effective);
-            self.certs.extend(cert.map(|c| (*c).clone()));
-            self.rcpts.push(rcpt.to_lowercase());
+            group.effective = Some(effective);
+            group.certs.extend(cert.map(|c| (*c).clone()));
+            group.rcpts.push(rcpt.to_lowercase());
+            self.order.push(idx);
         }
         reply
     }
 
     async fn commit(self, message: Vec<u8>) -> Reply {
-        let message = match &self.effective {
-            Some(e) if e.links != LinkMode::Keep => {
-                match rewrite_links(self.crypt.clone(), message, e.links).await {
-                    Some(m) => m,
-                    None => {
-                        self.inner.abort().await;
-                        return Reply::new(
-                            451,
-                            "4.3.0",
-                            "Internal error while rewriting links; the message was not sent",
-                        );
-                    }
-                }
+        let mut groups = self.groups.into_iter();
+        let Some(first) = groups.next() else {
+            return Reply::new(451, "4.3.0", "Internal error: no transaction");
+        };
+        for rest in groups {
+            rest.inner.abort().await;
+        }
+        deliver(&self.crypt, first, &self.mail.address, message).await
+    }
+
+    async fn commit_each(self, message: Vec<u8>, rcpts: usize) -> Vec<Reply> {
+        let mut replies: Vec<Option<Reply>> = Vec::with_capacity(self.groups.len());
+        for group in self.groups {
+            if group.rcpts.is_empty() {
+                group.inner.abort().await;
+                replies.push(None);
+            } else {
+                replies.push(Some(
+                    deliver(&self.crypt, group, &self.mail.address, message.clone()).await,
+                ));
             }
-            _ => message,
-        };
-        let Some(effective) = self.effective.clone().filter(|e| e.encrypt) else {
-            return self.inner.commit(message).await;
-        };
-        let started = Instant::now();
-        let parts = crate::mail::split(&message);
-        let info = crate::mail::info(parts.header);
-        if crate::mail::already_encrypted(&info, parts.body) {
-            tracing::info!(event = "encrypt", result = "already_encrypted");
-            metrics::counter!("sotto_encryptions_total", "result" => "already_encrypted")
-                .increment(1);
-            return self.inner.commit(message).await;
         }
-        let hide = self.rcpts.iter().any(|r| !info.visible_rcpts.contains(r));
-        let mut certs = self.certs;
-        if effective.encrypt_to_sender
-            && !self.from.is_empty()
-            && let Some(found) = self.crypt.keys.lookup(&self.from).await.found
-        {
-            certs.push((*found.cert).clone());
+        let internal = Reply::new(
+            451,
+            "4.3.0",
+            "Internal error: recipient without a transaction",
+        );
+        let out: Vec<Reply> = self
+            .order
+            .iter()
+            .map(|&g| replies[g].clone().unwrap_or_else(|| internal.clone()))
+            .collect();
+        debug_assert_eq!(out.len(), rcpts);
+        out
+    }
+
+    async fn abort(self) {
+        for group in self.groups {
+            group.inner.abort().await;
         }
-        if let Some(path) = &effective.archive_key {
-            match self.crypt.archive(path) {
-                Ok(c) => certs.push(c),
-                Err(e) => {
-                    tracing::warn!(event = "encrypt", result = "failed", error = %e, "archive key unreadable");
-                    self.inner.abort().await;
+    }
+}
+
+/// Transforms one group's message (links, then encryption) and commits it.
+async fn deliver<X: Transaction>(
+    crypt: &Arc<Crypt>,
+    group: Group<X>,
+    from: &str,
+    message: Vec<u8>,
+) -> Reply {
+    let Group {
+        inner,
+        effective,
+        mut certs,
+        rcpts,
+    } = group;
+    let message = match &effective {
+        Some(e) if e.links != LinkMode::Keep => {
+            match rewrite_links(crypt.clone(), message, e.links).await {
+                Some(m) => m,
+                None => {
+                    inner.abort().await;
                     return Reply::new(
                         451,
-                        "4.7.0",
-                        "Could not encrypt the message (archive key); it was not sent",
+                        "4.3.0",
+                        "Internal error while rewriting links; the message was not sent",
                     );
                 }
             }
         }
-        if effective.sign && self.crypt.signer.is_none() {
-            self.inner.abort().await;
-            tracing::warn!(
-                event = "encrypt",
-                result = "failed",
-                error = "sign = true but crypt.signing_key is not set"
-            );
-            return Reply::new(
-                451,
-                "4.7.0",
-                "Policy asks to sign, but no signing key is configured; the message was not sent",
-            );
-        }
-        let crypt = self.crypt.clone();
-        let nkeys = certs.len();
-        let result = tokio::task::spawn_blocking(move || {
-            let signer = match (&crypt.signer, effective.sign) {
-                (Some(tsk), true) => Some(crypt::signing_keypair(tsk, &crypt.policy)?),
-                _ => None,
-            };
-            let opts = Options {
-                hide_recipients: hide,
-                protect_subject: effective.subject == SubjectMode::Protect,
-                signer,
-                policy: &crypt.policy,
-            };
-            crypt::encrypt_mail(&message, &certs, opts)
-        })
-        .await;
-        match result {
-            Ok(Ok(encrypted)) => {
-                metrics::counter!("sotto_encryptions_total", "result" => "ok").increment(1);
-                metrics::histogram!("sotto_encryption_duration_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                tracing::info!(
-                    event = "encrypt",
-                    result = "ok",
-                    keys = nkeys,
-                    hidden_ids = hide,
-                    ms = started.elapsed().as_millis() as u64,
-                );
-                self.inner.commit(encrypted).await
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(event = "encrypt", result = "failed", error = %e);
-                metrics::counter!("sotto_encryptions_total", "result" => "failed").increment(1);
-                self.inner.abort().await;
-                Reply::new(
+        _ => message,
+    };
+    let Some(effective) = effective.filter(|e| e.encrypt) else {
+        return inner.commit(message).await;
+    };
+    let started = Instant::now();
+    let parts = crate::mail::split(&message);
+    let info = crate::mail::info(parts.header);
+    if crate::mail::already_encrypted(&info, parts.body) {
+        tracing::info!(event = "encrypt", result = "already_encrypted");
+        metrics::counter!("sotto_encryptions_total", "result" => "already_encrypted").increment(1);
+        return inner.commit(message).await;
+    }
+    let hide = rcpts.iter().any(|r| !info.visible_rcpts.contains(r));
+    if effective.encrypt_to_sender
+        && !from.is_empty()
+        && let Some(found) = crypt.keys.lookup(from).await.found
+    {
+        certs.push((*found.cert).clone());
+    }
+    if let Some(path) = &effective.archive_key {
+        match crypt.archive(path) {
+            Ok(c) => certs.push(c),
+            Err(e) => {
+                tracing::warn!(event = "encrypt", result = "failed", error = %e, "archive key unreadable");
+                inner.abort().await;
+                return Reply::new(
                     451,
                     "4.7.0",
-                    "Could not encrypt the message; it was not sent. Try again later",
-                )
-            }
-            Err(_) => {
-                self.inner.abort().await;
-                Reply::new(
-                    451,
-                    "4.3.0",
-                    "Internal error while encrypting; the message was not sent",
-                )
+                    "Could not encrypt the message (archive key); it was not sent",
+                );
             }
         }
     }
-
-    async fn abort(self) {
-        self.inner.abort().await
+    if effective.sign && crypt.signer.is_none() {
+        inner.abort().await;
+        tracing::warn!(
+            event = "encrypt",
+            result = "failed",
+            error = "sign = true but crypt.signing_key is not set"
+        );
+        return Reply::new(
+            451,
+            "4.7.0",
+            "Policy asks to sign, but no signing key is configured; the message was not sent",
+        );
+    }
+    let work = crypt.clone();
+    let nkeys = certs.len();
+    let result = tokio::task::spawn_blocking(move || {
+        let signer = match (&work.signer, effective.sign) {
+            (Some(tsk), true) => Some(crypt::signing_keypair(tsk, &work.policy)?),
+            _ => None,
+        };
+        let opts = Options {
+            hide_recipients: hide,
+            protect_subject: effective.subject == SubjectMode::Protect,
+            signer,
+            policy: &work.policy,
+        };
+        crypt::encrypt_mail(&message, &certs, opts)
+    })
+    .await;
+    match result {
+        Ok(Ok(encrypted)) => {
+            metrics::counter!("sotto_encryptions_total", "result" => "ok").increment(1);
+            metrics::histogram!("sotto_encryption_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            tracing::info!(
+                event = "encrypt",
+                result = "ok",
+                keys = nkeys,
+                hidden_ids = hide,
+                ms = started.elapsed().as_millis() as u64,
+            );
+            inner.commit(encrypted).await
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(event = "encrypt", result = "failed", error = %e);
+            metrics::counter!("sotto_encryptions_total", "result" => "failed").increment(1);
+            inner.abort().await;
+            Reply::new(
+                451,
+                "4.7.0",
+                "Could not encrypt the message; it was not sent. Try again later",
+            )
+        }
+        Err(_) => {
+            inner.abort().await;
+            Reply::new(
+                451,
+                "4.3.0",
+                "Internal error while encrypting; the message was not sent",
+            )
+        }
     }
 }
 
