@@ -20,8 +20,7 @@ async fn metrics_count_real_traffic() {
     );
     let gw = gateway(&cfg).await;
     let admin = gw.admin.unwrap();
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c
         .send_mail(
             "a@example.com",

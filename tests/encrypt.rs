@@ -85,8 +85,7 @@ async fn corpus_decrypts_with_gpg_and_sq_to_the_original_entity() {
             .to_str()
             .unwrap()
             .contains("smtputf8");
-        let mut c = Client::connect(gw.smtp.unwrap()).await;
-        c.cmd("EHLO client", "250").await;
+        let mut c = Client::greeted(gw.smtp.unwrap()).await;
         let rcpts: Vec<&str> = if utf8 {
             vec!["élève@école.example"]
         } else {
@@ -200,8 +199,7 @@ async fn recipients_with_and_without_keys_go_in_separate_transactions() {
     gpg.export("bob@example.org", "bob.asc");
     let sink = Sink::start(&[]);
     let gw = gateway(&crypt_config(&sink, &gpg.keys, IF_KEY).0).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     c.cmd("MAIL FROM:<a@example.com>", "250").await;
     c.cmd("RCPT TO:<bob@example.org>", "250").await;
     let r = c.cmd("RCPT TO:<nokey@example.org>", "452").await;
@@ -225,8 +223,7 @@ async fn bcc_recipients_hide_key_ids() {
     let sink = Sink::start(&[]);
     let gw = gateway(&crypt_config(&sink, &gpg.keys, REQUIRED).0).await;
     let body = b"To: bob@example.org\r\nCc: carol@example.org\r\nSubject: s\r\n\r\nhi\r\n.\r\n";
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     assert!(
         c.send_mail(
             "a@example.com",
@@ -266,8 +263,7 @@ async fn already_encrypted_mail_passes_unchanged() {
     gpg.export("bob@example.org", "bob.asc");
     let sink = Sink::start(&[]);
     let gw = gateway(&crypt_config(&sink, &gpg.keys, REQUIRED).0).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let pgp_mime = b"To: bob@example.org\r\nSubject: already\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b--\r\n";
     let inline = b"To: bob@example.org\r\nSubject: inline\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA\r\n-----END PGP MESSAGE-----\r\n";
     let smime = b"To: bob@example.org\r\nSubject: smime\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQAxggHXMIIB0wIBADCBuzCB\r\n";
@@ -309,8 +305,7 @@ async fn signed_and_also_encrypted_to_sender_and_archive() {
     let (mut cfg, _policy) = crypt_config(&sink, &gpg.keys, &defaults);
     cfg.crypt.signing_key = Some(org_key);
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c
         .send_mail(
             "alice@example.com",

@@ -18,8 +18,7 @@ fn closed_port() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_down_is_a_temporary_failure() {
     let gw = gateway(&config(&closed_port())).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c.cmd("MAIL FROM:<a@example.com>", "451").await;
     assert!(r.contains("4.4.1"), "{r}");
     // Nothing is open, so RCPT and DATA are out of sequence, never accepted.
@@ -31,8 +30,7 @@ async fn upstream_down_is_a_temporary_failure() {
 async fn upstream_451_at_data_reaches_the_client_and_nothing_is_stored() {
     let sink = Sink::start(&["--data-reply", "451 4.3.0 try again later"]);
     let gw = gateway(&config(&sink.addr)).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c
         .send_mail(
             "a@example.com",
@@ -57,8 +55,7 @@ async fn upstream_451_at_data_reaches_the_client_and_nothing_is_stored() {
 async fn upstream_550_at_mail_reaches_the_client() {
     let sink = Sink::start(&["--mail-reply", "550 5.7.1 sender blocked"]);
     let gw = gateway(&config(&sink.addr)).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c.cmd("MAIL FROM:<a@example.com>", "550").await;
     assert!(r.contains("5.7.1") && r.contains("sender blocked"), "{r}");
     assert!(sink.messages().is_empty());
@@ -71,8 +68,7 @@ async fn upstream_refusing_a_recipient_refuses_only_that_one() {
         "gone@example.org=550 5.1.1 mailbox unavailable",
     ]);
     let gw = gateway(&config(&sink.addr)).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     c.cmd("MAIL FROM:<a@example.com>", "250").await;
     c.cmd("RCPT TO:<here@example.org>", "250").await;
     let r = c.cmd("RCPT TO:<gone@example.org>", "550").await;
@@ -87,8 +83,7 @@ async fn upstream_refusing_a_recipient_refuses_only_that_one() {
 async fn upstream_vanishing_after_data_is_not_reported_as_accepted() {
     let sink = Sink::start(&["--drop-after-data"]);
     let gw = gateway(&config(&sink.addr)).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c
         .send_mail(
             "a@example.com",
@@ -130,16 +125,14 @@ async fn client_vanishing_mid_data_sends_nothing_upstream() {
     let sink = Sink::start(&[]);
     let gw = gateway(&config(&sink.addr)).await;
     {
-        let mut c = Client::connect(gw.smtp.unwrap()).await;
-        c.cmd("EHLO client", "250").await;
+        let mut c = Client::greeted(gw.smtp.unwrap()).await;
         c.cmd("MAIL FROM:<a@example.com>", "250").await;
         c.cmd("RCPT TO:<b@example.org>", "250").await;
         c.cmd("DATA", "354").await;
         c.send(b"Subject: half\r\n\r\nhalf a mess").await;
     }
     // A later transaction still works, and only it arrives.
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c
         .send_mail("a@example.com", &["b@example.org"], b"whole\r\n.\r\n")
         .await;

@@ -45,8 +45,7 @@ async fn too_many_recipients_get_452() {
     let mut cfg = config(&sink.addr);
     cfg.limits.max_recipients = 3;
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     c.cmd("MAIL FROM:<a@example.com>", "250").await;
     for i in 0..3 {
         c.cmd(&format!("RCPT TO:<r{i}@example.org>"), "250").await;
@@ -82,8 +81,7 @@ async fn garbage_commands_are_answered_then_the_connection_is_closed() {
 async fn over_long_command_line_is_refused_and_skipped() {
     let sink = Sink::start(&[]);
     let gw = gateway(&config(&sink.addr)).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let mut line = b"MAIL FROM:<".to_vec();
     line.extend(std::iter::repeat_n(b'a', 1 << 20));
     line.extend_from_slice(b"@example.com>\r\n");
@@ -144,8 +142,7 @@ async fn slow_data_is_bounded_by_the_data_timeout() {
     let mut cfg = config(&sink.addr);
     cfg.timeouts.data = Duration::from_secs(2);
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     c.cmd("MAIL FROM:<a@example.com>", "250").await;
     c.cmd("RCPT TO:<b@example.org>", "250").await;
     c.cmd("DATA", "354").await;

@@ -71,8 +71,7 @@ async fn serve(
 
 /// The reply to RCPT for `rcpt` in a fresh transaction.
 async fn rcpt_reply(addr: SocketAddr, rcpt: &str) -> String {
-    let mut c = Client::connect(addr).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(addr).await;
     c.cmd("MAIL FROM:<a@corp.example>", "250").await;
     c.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()).await;
     c.reply().await
@@ -122,8 +121,7 @@ async fn edits_apply_to_the_next_transaction_and_broken_ones_are_refused() {
     );
 
     // A transaction opened now keeps this set through a reload.
-    let mut open = Client::connect(s.smtp).await;
-    open.cmd("EHLO client", "250").await;
+    let mut open = Client::greeted(s.smtp).await;
     open.cmd("MAIL FROM:<a@corp.example>", "250").await;
     open.cmd("RCPT TO:<x@other.example>", "250").await;
     std::fs::write(&file, STRICTER).unwrap();

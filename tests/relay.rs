@@ -232,8 +232,7 @@ async fn smtputf8_and_null_sender_pass_through() {
 async fn pipelined_commands_get_replies_in_order() {
     let sink = Sink::start(&[]);
     let gw = gateway(&config(&sink.addr)).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n").await;
     for code in ["250", "250", "250", "354"] {
         let r = c.reply().await;

@@ -15,8 +15,7 @@ async fn smuggled_messages_never_reach_the_upstream() {
     let sink = Sink::start(&[]);
     let gw = gateway(&config(&sink.addr)).await;
     for (i, end) in VARIANTS.iter().enumerate() {
-        let mut c = Client::connect(gw.smtp.unwrap()).await;
-        c.cmd("EHLO client", "250").await;
+        let mut c = Client::greeted(gw.smtp.unwrap()).await;
         // A clean message first: it must arrive.
         let r = c
             .send_mail(
@@ -70,8 +69,7 @@ async fn smuggled_messages_never_reach_the_upstream() {
 async fn bare_newlines_in_commands_are_refused() {
     let sink = Sink::start(&[]);
     let gw = gateway(&config(&sink.addr)).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     c.send(b"MAIL FROM:<smuggled@evil.example>\nRCPT TO:<victim@example.org>\r\n")
         .await;
     let r = c.reply().await;
@@ -90,8 +88,7 @@ async fn bare_newlines_in_commands_are_refused() {
 async fn bdat_without_chunking_closes_rather_than_reading_chunk_as_commands() {
     let sink = Sink::start(&[]);
     let gw = gateway(&config(&sink.addr)).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     c.cmd("MAIL FROM:<a@example.com>", "250").await;
     c.cmd("RCPT TO:<b@example.org>", "250").await;
     c.send(

@@ -150,8 +150,7 @@ async fn require_tls_refuses_mail_in_clear() {
     cfg.smtp.tls_key = Some(pki.key());
     cfg.smtp.require_tls = true;
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c.cmd("MAIL FROM:<a@example.com>", "530").await;
     assert!(r.contains("STARTTLS"), "{r}");
     let (ok, out) = swaks(
@@ -171,8 +170,7 @@ async fn commands_pipelined_after_starttls_are_discarded() {
     cfg.smtp.tls_cert = Some(pki.cert());
     cfg.smtp.tls_key = Some(pki.key());
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     // Sent in clear together with STARTTLS: must not count as sent over TLS.
     c.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.example>\r\n")
         .await;
@@ -220,8 +218,7 @@ async fn upstream_starttls_with_custom_ca() {
     cfg.upstream.tls_ca = Some(pki.cert());
     cfg.upstream.tls_name = Some("localhost".into());
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c
         .send_mail("a@example.com", &["b@example.org"], b"over tls\r\n.\r\n")
         .await;
@@ -250,8 +247,7 @@ async fn upstream_implicit_tls_with_auth() {
         password: "relay-pass".into(),
     });
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c
         .send_mail(
             "a@example.com",
@@ -269,8 +265,7 @@ async fn upstream_implicit_tls_with_auth() {
         password: "wrong".into(),
     });
     let gw2 = gateway(&cfg).await;
-    let mut c = Client::connect(gw2.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw2.smtp.unwrap()).await;
     let r = c.cmd("MAIL FROM:<a@example.com>", "451").await;
     assert!(r.contains("4.7.0"), "{r}");
     assert_eq!(sink.messages().len(), 1);
@@ -289,8 +284,7 @@ async fn untrusted_or_missing_upstream_tls_is_never_skipped() {
     let mut cfg = config(&sink.addr);
     cfg.upstream.tls = UpstreamTls::Starttls;
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c.cmd("MAIL FROM:<a@example.com>", "451").await;
     assert!(r.contains("4.7.5"), "{r}");
     // The same with implicit TLS.
@@ -304,8 +298,7 @@ async fn untrusted_or_missing_upstream_tls_is_never_skipped() {
     let mut cfg = config(&tls_sink.addr);
     cfg.upstream.tls = UpstreamTls::Tls;
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c.cmd("MAIL FROM:<a@example.com>", "451").await;
     assert!(r.contains("4.7.5"), "{r}");
     assert!(tls_sink.messages().is_empty());
@@ -314,8 +307,7 @@ async fn untrusted_or_missing_upstream_tls_is_never_skipped() {
     let mut cfg = config(&plain.addr);
     cfg.upstream.tls = UpstreamTls::Starttls;
     let gw = gateway(&cfg).await;
-    let mut c = Client::connect(gw.smtp.unwrap()).await;
-    c.cmd("EHLO client", "250").await;
+    let mut c = Client::greeted(gw.smtp.unwrap()).await;
     let r = c.cmd("MAIL FROM:<a@example.com>", "451").await;
     assert!(r.contains("4.7.5"), "{r}");
     assert!(sink.messages().is_empty() && plain.messages().is_empty());

@@ -187,6 +187,13 @@ impl Client {
         c
     }
 
+    /// Connects and says `EHLO client`.
+    pub async fn greeted(addr: std::net::SocketAddr) -> Client {
+        let mut c = Client::connect(addr).await;
+        c.cmd("EHLO client", "250").await;
+        c
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.get_mut().write_all(bytes).await.expect("write");
     }
