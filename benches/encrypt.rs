@@ -66,6 +66,17 @@ fn main() {
             .ok(),
         );
     });
+    time("certificate validation (with_policy, keys)", 2_000, || {
+        let vc = cert.with_policy(&policy, None).expect("valid");
+        black_box(
+            vc.keys()
+                .supported()
+                .alive()
+                .revoked(false)
+                .for_transport_encryption()
+                .count(),
+        );
+    });
     let certs = vec![cert.clone()];
     time("PGP/MIME encryption", 2_000, || {
         let opts = Options {
