@@ -56,6 +56,7 @@ where
 fn init_logs(cfg: &Config) {
     let filter = std::env::var("RUST_LOG")
         .ok()
+        .filter(|f| !f.trim().is_empty())
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&cfg.log.level));
     use std::io::IsTerminal;
