@@ -19,3 +19,4 @@ pub mod serve;
 pub mod smtp;
 pub mod telemetry;
 pub mod transform;
+pub mod xmpp;
