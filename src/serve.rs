@@ -36,6 +36,8 @@ pub enum ServeError {
     Crypt(#[from] crate::transform::SetupError),
     #[error("policy files are invalid:\n{0}")]
     Policy(String),
+    #[error("XMPP: {0}")]
+    Xmpp(String),
 }
 
 /// A running gateway: where it listens, and how to stop it.
@@ -44,6 +46,9 @@ pub struct Running {
     pub lmtp: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub redirect: Option<SocketAddr>,
+    /// The XMPP listeners (STARTTLS, then direct TLS), when enabled.
+    pub xmpp: Option<SocketAddr>,
+    pub xmpp_tls: Option<SocketAddr>,
     shutdown: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -140,6 +145,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let limit = Arc::new(Semaphore::new(cfg.limits.max_connections));
     let sessions = TaskTracker::new();
     let mut listeners = Vec::new();
+    let mut xmpp_addrs: Vec<Option<SocketAddr>> = Vec::new();
     for (socket, protocol) in [(smtp, Protocol::Smtp), (lmtp, Protocol::Lmtp)] {
         if let Some(socket) = socket {
             let l = Listener {
@@ -149,6 +155,49 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             };
             tracing::info!(event = "listening", protocol = protocol.name(), addr = %l.socket.local_addr().map(|a| a.to_string()).unwrap_or_default());
             listeners.push(tokio::spawn(l.run(limit.clone(), sessions.clone())));
+        }
+    }
+    if !cfg.xmpp.listen.is_empty() || !cfg.xmpp.listen_tls.is_empty() {
+        let (cert, key) = match (&cfg.xmpp.tls_cert, &cfg.xmpp.tls_key) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                return Err(ServeError::Xmpp(
+                    "xmpp.tls_cert and xmpp.tls_key are needed".into(),
+                ));
+            }
+        };
+        let shared = Arc::new(crate::xmpp::session::XmppShared {
+            domain: cfg.xmpp.domain.clone(),
+            upstream: cfg.xmpp.upstream.clone(),
+            limits: crate::xmpp::framer::Limits {
+                max_stanza_bytes: cfg.xmpp.max_stanza_bytes,
+                ..Default::default()
+            },
+            tls: crate::smtp::server_tls(cert, key)?,
+            shutdown: shutdown.clone(),
+            handshake_timeout: cfg.timeouts.command,
+        });
+        for (addr, direct) in [(&cfg.xmpp.listen, false), (&cfg.xmpp.listen_tls, true)] {
+            if let Some(socket) = bind(
+                if direct {
+                    "xmpp.listen_tls"
+                } else {
+                    "xmpp.listen"
+                },
+                addr,
+            )
+            .await?
+            {
+                tracing::info!(event = "listening", protocol = if direct { "xmpps" } else { "xmpp" }, addr = %addr);
+                xmpp_addrs.push(socket.local_addr().ok());
+                listeners.push(tokio::spawn(crate::xmpp::listener::run(
+                    socket,
+                    direct,
+                    shared.clone(),
+                    limit.clone(),
+                    sessions.clone(),
+                )));
+            }
         }
     }
     if let Some(redirect) = redirect {
@@ -190,6 +239,16 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         lmtp: lmtp_addr,
         admin: admin_addr,
         redirect: redirect_addr,
+        xmpp: if cfg.xmpp.listen.is_empty() {
+            None
+        } else {
+            xmpp_addrs.first().copied().flatten()
+        },
+        xmpp_tls: if cfg.xmpp.listen_tls.is_empty() {
+            None
+        } else {
+            xmpp_addrs.last().copied().flatten()
+        },
         shutdown,
         done,
     })

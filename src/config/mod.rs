@@ -8,6 +8,7 @@
 mod crypt;
 mod links;
 mod locate;
+mod xmpp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use serde::Deserialize;
 pub use crypt::{CryptConfig, Encrypt, KeySource, KeysConfig, PolicyConfig, SubjectMode};
 pub use links::{LinksConfig, RedirectConfig, TokenKey};
 pub use locate::Problem;
+pub use xmpp::XmppConfig;
 
 /// Prefix of environment variables that override the file; `__` separates
 /// levels: `SOTTO_UPSTREAM__ADDRESS=127.0.0.1:2525`.
@@ -39,6 +41,7 @@ pub struct Config {
     pub crypt: CryptConfig,
     pub links: LinksConfig,
     pub redirect: RedirectConfig,
+    pub xmpp: XmppConfig,
 }
 
 /// The SMTP listener (smarthost or before-queue filter use).
@@ -388,6 +391,32 @@ impl Config {
         addr("lmtp.listen", &self.lmtp.listen, true);
         addr("admin.listen", &self.admin.listen, true);
         addr("redirect.listen", &self.redirect.listen, true);
+        addr("xmpp.listen", &self.xmpp.listen, true);
+        addr("xmpp.listen_tls", &self.xmpp.listen_tls, true);
+        let xmpp_on = !self.xmpp.listen.is_empty() || !self.xmpp.listen_tls.is_empty();
+        if xmpp_on {
+            if split_host_port(&self.xmpp.upstream).is_none() {
+                out.push((
+                    "xmpp.upstream".into(),
+                    format!("`{}` is not host:port", self.xmpp.upstream),
+                ));
+            }
+            for (key, p) in [
+                ("xmpp.tls_cert", &self.xmpp.tls_cert),
+                ("xmpp.tls_key", &self.xmpp.tls_key),
+            ] {
+                match p {
+                    None => out.push((
+                        key.into(),
+                        "is needed when an XMPP listener is on (TLS ends at sotto)".into(),
+                    )),
+                    Some(p) if !p.is_file() => {
+                        out.push((key.into(), format!("cannot read `{}`", p.display())))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         if self.smtp.listen.is_empty() && self.lmtp.listen.is_empty() {
             out.push((
                 "smtp.listen".into(),

@@ -18,4 +18,7 @@
 
 mod element;
 mod error;
+pub mod features;
 pub mod framer;
+pub mod listener;
+pub mod session;

@@ -1,0 +1,38 @@
+//! The XMPP side of the configuration: the client-to-server proxy.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The XMPP c2s proxy in front of the organisation's XMPP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XmppConfig {
+    /// Address for clients with STARTTLS (port 5222); empty disables it.
+    pub listen: String,
+    /// Address for clients with direct TLS (XEP-0368, port 5223); empty disables it.
+    pub listen_tls: String,
+    /// The XMPP server's plain c2s port, on loopback.
+    pub upstream: String,
+    /// The domain served (the `from` of sotto's own stream header before TLS).
+    pub domain: String,
+    /// The domain's certificate chain and key (PEM), presented to clients.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Largest stanza accepted from either side, in bytes.
+    pub max_stanza_bytes: usize,
+}
+
+impl Default for XmppConfig {
+    fn default() -> Self {
+        XmppConfig {
+            listen: String::new(),
+            listen_tls: String::new(),
+            upstream: "127.0.0.1:5322".into(),
+            domain: "localhost".into(),
+            tls_cert: None,
+            tls_key: None,
+            max_stanza_bytes: 256 * 1024,
+        }
+    }
+}

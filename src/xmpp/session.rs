@@ -1,0 +1,266 @@
+//! One client's stream through sotto: sotto's own stream until TLS (it
+//! offers STARTTLS, required), then the client's stream relayed to the
+//! server over loopback, frame by frame — one stanza out for each stanza in,
+//! in order, both ways — with the server's features filtered (no STARTTLS,
+//! no channel binding) and both framers restarted after SASL success.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::element::serialize;
+use super::features::{self, SASL_NS, TLS_NS};
+use super::framer::{
+    Frame, FrameError, Framer, Limits, STREAM_NS, Stanza, parse_stanza_in, stream_error,
+};
+use crate::smtp::Io;
+
+/// What every XMPP session shares.
+pub struct XmppShared {
+    pub domain: String,
+    pub upstream: String,
+    pub limits: Limits,
+    pub tls: tokio_rustls::TlsAcceptor,
+    pub shutdown: CancellationToken,
+    /// Time a client has for each step before TLS.
+    pub handshake_timeout: Duration,
+}
+
+/// How a session ended, for the log.
+#[derive(Debug)]
+enum End {
+    Closed,
+    Client(FrameError),
+    Upstream(String),
+    Shutdown,
+}
+
+/// Serves one client connection; `tls` tells whether TLS is already on
+/// (direct TLS, XEP-0368).
+pub async fn serve(io: Box<dyn Io>, tls: bool, shared: Arc<XmppShared>) {
+    let io = if tls {
+        io
+    } else {
+        match starttls(io, &shared).await {
+            Some(io) => io,
+            None => return,
+        }
+    };
+    let upstream = match tokio::time::timeout(
+        shared.handshake_timeout,
+        TcpStream::connect(&shared.upstream),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        _ => {
+            tracing::warn!(event = "xmpp_upstream_unreachable");
+            let mut io = io;
+            let _ = io.write_all(&stream_error("internal-server-error")).await;
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let end = relay(io, upstream, &shared).await;
+    match end {
+        End::Client(e) => tracing::info!(
+            event = "xmpp_stream_error",
+            side = "client",
+            error = e.kind()
+        ),
+        End::Upstream(why) => {
+            tracing::warn!(event = "xmpp_stream_error", side = "server", error = %why)
+        }
+        End::Closed | End::Shutdown => tracing::debug!(event = "xmpp_session_end"),
+    }
+}
+
+/// Before TLS sotto speaks for the server: its header, STARTTLS required.
+async fn starttls(mut io: Box<dyn Io>, shared: &XmppShared) -> Option<Box<dyn Io>> {
+    let mut framer = Framer::new(shared.limits);
+    let mut buf = vec![0u8; 4096];
+    let mut header_sent = false;
+    loop {
+        let frame = match framer.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let n =
+                    match tokio::time::timeout(shared.handshake_timeout, io.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => n,
+                        _ => return None,
+                    };
+                framer.feed(&buf[..n]);
+                continue;
+            }
+            Err(e) => {
+                let _ = io
+                    .write_all(&own_header_if(!header_sent, &shared.domain))
+                    .await;
+                let _ = io
+                    .write_all(&stream_error(e.stream_error_condition()))
+                    .await;
+                return None;
+            }
+        };
+        match frame {
+            Frame::StreamHeader(_) => {
+                let mut out = own_header_if(true, &shared.domain);
+                out.extend_from_slice(features::before_tls());
+                io.write_all(&out).await.ok()?;
+                header_sent = true;
+            }
+            Frame::Stanza(s) if s.is("starttls", TLS_NS) => {
+                // Bytes sent after <starttls/> in clear must not count as sent over TLS.
+                io.write_all(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                    .await
+                    .ok()?;
+                io.flush().await.ok()?;
+                let tls =
+                    tokio::time::timeout(shared.handshake_timeout, shared.tls.accept(io)).await;
+                return match tls {
+                    Ok(Ok(stream)) => Some(Box::new(stream)),
+                    _ => None,
+                };
+            }
+            Frame::Whitespace(_) => {}
+            Frame::Stanza(_) | Frame::StreamEnd(_) => {
+                let _ = io.write_all(&stream_error("policy-violation")).await;
+                return None;
+            }
+        }
+    }
+}
+
+fn own_header_if(send: bool, domain: &str) -> Vec<u8> {
+    if !send {
+        return Vec::new();
+    }
+    let mut id = [0u8; 12];
+    let _ = sequoia_openpgp::crypto::random(&mut id);
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let domain = domain.replace(['\'', '<', '&', '"'], "");
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='{STREAM_NS}' \
+         from='{domain}' id='{id}' version='1.0' xml:lang='en'>"
+    )
+    .into_bytes()
+}
+
+/// Relays both directions until either side ends the stream.
+async fn relay<C, U>(client: C, upstream: U, shared: &XmppShared) -> End
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut ur, mut uw) = tokio::io::split(upstream);
+    let mut from_client = Framer::new(shared.limits);
+    let mut from_server = Framer::new(shared.limits);
+    let mut cbuf = vec![0u8; 16 * 1024];
+    let mut ubuf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => {
+                let _ = cw.write_all(&stream_error("system-shutdown")).await;
+                let _ = uw.write_all(b"</stream:stream>").await;
+                return End::Shutdown;
+            }
+            r = cr.read(&mut cbuf) => {
+                let n = match r { Ok(n) if n > 0 => n, _ => { let _ = uw.write_all(b"</stream:stream>").await; return End::Closed } };
+                from_client.feed(&cbuf[..n]);
+                loop {
+                    match from_client.next_frame() {
+                        Ok(Some(frame)) => {
+                            if let Frame::Stanza(s) = &frame
+                                && s.is("starttls", TLS_NS)
+                            {
+                                // TLS is sotto's; a second one is not offered.
+                                let _ = cw.write_all(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>").await;
+                                return End::Closed;
+                            }
+                            if uw.write_all(frame.raw()).await.is_err() {
+                                let _ = cw.write_all(&stream_error("internal-server-error")).await;
+                                return End::Upstream("write failed".into());
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = cw.write_all(&stream_error(e.stream_error_condition())).await;
+                            let _ = uw.write_all(b"</stream:stream>").await;
+                            return End::Client(e);
+                        }
+                    }
+                }
+            }
+            r = ur.read(&mut ubuf) => {
+                let n = match r { Ok(n) if n > 0 => n, _ => { let _ = cw.write_all(b"</stream:stream>").await; return End::Closed } };
+                from_server.feed(&ubuf[..n]);
+                loop {
+                    match from_server.next_frame() {
+                        Ok(Some(frame)) => {
+                            let restart = matches!(&frame, Frame::Stanza(s) if s.is("success", SASL_NS));
+                            let out = server_frame(frame, &from_server, shared);
+                            if cw.write_all(&out).await.is_err() {
+                                return End::Closed;
+                            }
+                            if restart {
+                                // Both streams restart after SASL success.
+                                from_client.reset();
+                                from_server.reset();
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = cw.write_all(&stream_error("internal-server-error")).await;
+                            return End::Upstream(e.kind().to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the client gets for a frame from the server.
+fn server_frame(frame: Frame, framer: &Framer, shared: &XmppShared) -> Vec<u8> {
+    match frame {
+        Frame::Stanza(s) if s.is("features", STREAM_NS) => filtered_features(s, framer, shared),
+        other => other.into_raw(),
+    }
+}
+
+fn filtered_features(s: Stanza, framer: &Framer, shared: &XmppShared) -> Vec<u8> {
+    match parse_stanza_in(&s.raw, framer.ns_context(), &shared.limits) {
+        Ok(mut el) => {
+            if features::filter(&mut el) {
+                with_stream_prefix(serialize(&el))
+            } else {
+                s.raw
+            }
+        }
+        Err(_) => s.raw,
+    }
+}
+
+/// `<features xmlns='…streams'>…</features>` as `<stream:features>…`, the
+/// way the stream header declared the prefix (some clients match the name).
+fn with_stream_prefix(xml: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&xml).into_owned();
+    let open = format!("<features xmlns='{STREAM_NS}'");
+    let open2 = format!("<features xmlns=\"{STREAM_NS}\"");
+    let Some(rest) = text
+        .strip_prefix(open.as_str())
+        .or_else(|| text.strip_prefix(open2.as_str()))
+    else {
+        return xml;
+    };
+    let mut out = format!("<stream:features{rest}");
+    if out.ends_with("</features>") {
+        out.truncate(out.len() - "</features>".len());
+        out.push_str("</stream:features>");
+    }
+    out.into_bytes()
+}
