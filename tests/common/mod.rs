@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod pgp;
+pub mod prosody;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
