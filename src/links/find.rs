@@ -19,9 +19,12 @@ pub struct Found {
 const SCHEMES: [&str; 3] = ["http://", "https://", "ftp://"];
 
 fn has_scheme(s: &str) -> bool {
-    SCHEMES
-        .iter()
-        .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
+    // By bytes, never slicing: `s` may hold a multi-byte character there.
+    SCHEMES.iter().any(|p| {
+        s.as_bytes()
+            .get(..p.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(p.as_bytes()))
+    })
 }
 
 /// Beyond ASCII, letters and digits only (IRIs): typographic quotes and
@@ -43,9 +46,9 @@ pub fn may_contain(text: &str) -> bool {
 
 /// Every URL in `text`, in order, not overlapping.
 pub fn find(text: &str) -> Vec<Found> {
-    let mut out: Vec<Found> = Vec::new();
+    let mut out = Spans::default();
     if !may_contain(text) {
-        return out;
+        return Vec::new();
     }
     wrapped_in_brackets(text, &mut out);
     with_scheme(text, &mut out);
@@ -53,10 +56,10 @@ pub fn find(text: &str) -> Vec<Found> {
     finder.kinds(&[LinkKind::Url]).url_must_have_scheme(false);
     for link in finder.links(text) {
         let s = link.as_str();
-        let ok = has_scheme(s) || (s.len() > 4 && s[..4].eq_ignore_ascii_case("www."));
+        let www = s.len() > 4 && s.as_bytes()[..4].eq_ignore_ascii_case(b"www.");
         // linkify also takes `example.com` in `user@example.com`: not a link.
         let after_at = text[..link.start()].ends_with('@');
-        if ok && !after_at {
+        if (has_scheme(s) || www) && !after_at {
             push(
                 &mut out,
                 Found {
@@ -66,23 +69,29 @@ pub fn find(text: &str) -> Vec<Found> {
             );
         }
     }
-    out.sort_by_key(|f| f.span.start);
-    out
+    out.0.into_values().collect()
 }
 
-/// Adds `f` unless it overlaps something found already.
-fn push(out: &mut Vec<Found>, f: Found) {
-    if !out
-        .iter()
-        .any(|o| o.span.start < f.span.end && f.span.start < o.span.end)
-    {
-        out.push(f);
+/// Found URLs by start, never overlapping.
+#[derive(Default)]
+struct Spans(std::collections::BTreeMap<usize, Found>);
+
+/// Adds `f` unless it overlaps something found already. Spans do not
+/// overlap, so only the last one starting before `f` ends can (log n).
+fn push(out: &mut Spans, f: Found) {
+    let overlaps = out
+        .0
+        .range(..f.span.end)
+        .next_back()
+        .is_some_and(|(_, o)| o.span.end > f.span.start);
+    if !overlaps {
+        out.0.insert(f.span.start, f);
     }
 }
 
 /// `<https://example.com/long/\r\n   path>`: a URL in angle brackets may be
 /// wrapped; the wrap's whitespace is not part of it.
-fn wrapped_in_brackets(text: &str, out: &mut Vec<Found>) {
+fn wrapped_in_brackets(text: &str, out: &mut Spans) {
     let mut from = 0;
     while let Some(i) = text[from..].find('<') {
         let start = from + i + 1;
@@ -91,9 +100,14 @@ fn wrapped_in_brackets(text: &str, out: &mut Vec<Found>) {
         if !has_scheme(rest) {
             continue;
         }
-        let Some(close) = rest.find('>') else { break };
+        // Only within 4 KiB: searching further from every `<` would be
+        // quadratic in a hostile text.
+        let window = &rest.as_bytes()[..rest.len().min(4097)];
+        let Some(close) = window.iter().position(|&b| b == b'>') else {
+            continue;
+        };
         let inner = &rest[..close];
-        if !inner.contains(['\r', '\n']) || close > 4096 {
+        if !inner.contains(['\r', '\n']) {
             continue;
         }
         if inner.chars().all(|c| url_char(c) || c.is_whitespace()) {
@@ -112,7 +126,7 @@ fn wrapped_in_brackets(text: &str, out: &mut Vec<Found>) {
 /// Every `http://`, `https://` and `ftp://` URL, including what linkify
 /// does not take whole: bracketed IPv6 hosts (`http://[2001:db8::1]:8080/`)
 /// and userinfo with escapes (`https://user:p%26ss@host/`).
-fn with_scheme(text: &str, out: &mut Vec<Found>) {
+fn with_scheme(text: &str, out: &mut Spans) {
     let mut from = 0;
     while let Some(i) = text[from..].find("://") {
         let sep = from + i;
@@ -145,23 +159,29 @@ fn with_scheme(text: &str, out: &mut Vec<Found>) {
 /// Length of `url` without what belongs to the sentence around it:
 /// trailing punctuation, and closing brackets that were not opened inside.
 fn trim_end(url: &str) -> usize {
+    // Bracket counts kept as characters are dropped: linear, however many.
+    let count = |c: char| url.matches(c).count();
+    let (open_p, mut close_p, open_b, mut close_b) =
+        (count('('), count(')'), count('['), count(']'));
     let mut end = url.len();
-    loop {
-        let s = &url[..end];
-        let Some(last) = s.chars().last() else {
-            return 0;
-        };
+    while let Some(last) = url[..end].chars().next_back() {
         let drop = match last {
             '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '"' | '*' => true,
-            ')' => s.matches('(').count() < s.matches(')').count(),
-            ']' => s.matches('[').count() < s.matches(']').count(),
+            ')' => open_p < close_p,
+            ']' => open_b < close_b,
             _ => false,
         };
         if !drop {
-            return end;
+            break;
+        }
+        match last {
+            ')' => close_p -= 1,
+            ']' => close_b -= 1,
+            _ => {}
         }
         end -= last.len_utf8();
     }
+    end
 }
 
 #[cfg(test)]

@@ -196,11 +196,14 @@ pub fn rewrite(html: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
     let text_buf = RefCell::new(String::new());
     let settings = RewriteStrSettings::new()
         .append_element_content_handler(element!("*", |el| {
-            let names: Vec<String> = el.attributes().iter().map(|a| a.name()).collect();
-            for name in names {
-                let Some(value) = el.get_attribute(&name) else {
-                    continue;
-                };
+            // Names and values in one pass: looking each up again would be
+            // quadratic in the number of attributes.
+            let attrs: Vec<(String, String)> = el
+                .attributes()
+                .iter()
+                .map(|a| (a.name(), a.value()))
+                .collect();
+            for (name, value) in attrs {
                 let result = if name == "ping" {
                     rewrite_url_list(&value, rw)
                 } else if name == "srcset" {

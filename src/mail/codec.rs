@@ -4,6 +4,15 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Base64 as readers decode it: padding optional, trailing bits ignored.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// A part's Content-Transfer-Encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +39,17 @@ pub fn decode_transfer(t: Transfer, raw: &[u8]) -> Option<Vec<u8>> {
         Transfer::Identity => Some(raw.to_vec()),
         Transfer::QuotedPrintable => Some(qp_decode(raw)),
         Transfer::Base64 => {
-            let clean: Vec<u8> = raw
+            // As readers do: characters outside the alphabet are skipped,
+            // and what follows padding is ignored.
+            let mut clean: Vec<u8> = raw
                 .iter()
                 .copied()
-                .filter(|b| !b.is_ascii_whitespace())
+                .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
                 .collect();
-            B64.decode(clean).ok()
+            if clean.len() % 4 == 1 {
+                clean.pop();
+            }
+            LENIENT.decode(clean).ok()
         }
     }
 }

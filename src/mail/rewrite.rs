@@ -57,7 +57,9 @@ fn rewrite_parts(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Report)>
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
     let mut report = Report::default();
     for part in &msg.parts {
-        if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) || part.is_encoding_problem {
+        // (A part with an encoding problem — e.g. no closing boundary — is
+        // still shown by readers: it is rewritten too.)
+        if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
             continue;
         }
         if part
@@ -99,9 +101,10 @@ fn rewrite_parts(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Report)>
             continue;
         };
         let enc = codec::charset(charset.as_deref());
-        let Some(text) = codec::to_text(enc, &bytes) else {
-            continue;
-        };
+        // Bytes invalid in the declared charset: read as the reader would,
+        // with replacement characters, rather than leave the part's URLs.
+        let text = codec::to_text(enc, &bytes)
+            .unwrap_or_else(|| enc.decode_without_bom_handling(&bytes).0.into_owned());
         let (new_text, urls) = if subtype == "html" {
             match html::rewrite(&text, rw) {
                 Some(x) => x,

@@ -29,6 +29,8 @@ pub(super) enum Stop {
     Timeout,
     /// sotto is shutting down and no transaction is open.
     Shutdown,
+    /// The client made more errors than `limits.max_errors`.
+    Errors,
 }
 
 /// The open transaction: the envelope so far and the target's side of it.
@@ -108,6 +110,11 @@ impl<T: Target> Session<T> {
                 Stop::Shutdown => {
                     self.reply(Reply::new(421, "4.3.2", "Shutting down; try again later"))
                 }
+                Stop::Errors => self.reply(Reply::new(
+                    421,
+                    "4.7.0",
+                    "Too many errors; closing connection",
+                )),
                 Stop::Closed => {}
             }
             let _ = self.flush().await;
@@ -140,12 +147,7 @@ impl<T: Target> Session<T> {
                 return Stop::Closed;
             }
             if self.errors >= self.shared.max_errors {
-                self.reply(Reply::new(
-                    421,
-                    "4.7.0",
-                    "Too many errors; closing connection",
-                ));
-                return Stop::Closed;
+                return Stop::Errors;
             }
         }
     }
@@ -276,6 +278,10 @@ impl<T: Target> Session<T> {
                         skipping = true;
                     }
                 }
+            }
+            // Bad lines count against the error budget as bad commands do.
+            if self.errors >= self.shared.max_errors {
+                return Err(Stop::Errors);
             }
             if self.shared.shutdown.is_cancelled() && self.tx.is_none() && self.rbuf.is_empty() {
                 return Err(Stop::Shutdown);
