@@ -13,6 +13,10 @@ use lol_html::{RewriteStrSettings, doc_comments, doc_text, element, rewrite_str}
 
 use super::{LinkRewriter, Rewritten};
 
+/// More attributes than any real element has: such an element is dropped
+/// (keeping its content) rather than rewritten attribute by attribute.
+const MAX_ATTRIBUTES: usize = 256;
+
 /// Decodes HTML character references (the common named ones and numeric).
 pub fn decode_entities(s: &str) -> String {
     if !s.contains('&') {
@@ -203,6 +207,15 @@ pub fn rewrite(html: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
                 .iter()
                 .map(|a| (a.name(), a.value()))
                 .collect();
+            if attrs.len() > MAX_ATTRIBUTES {
+                // Hostile: each change would be a linear search in lol_html.
+                // The element goes, its content stays.
+                if attrs.iter().any(|(_, v)| super::find::may_contain(v)) {
+                    count.set(count.get() + 1);
+                    el.remove_and_keep_content();
+                }
+                return Ok(());
+            }
             for (name, value) in attrs {
                 let result = if name == "ping" {
                     rewrite_url_list(&value, rw)

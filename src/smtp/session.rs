@@ -250,6 +250,10 @@ impl<T: Target> Session<T> {
         let deadline = tokio::time::Instant::now() + self.shared.command_timeout;
         let mut skipping = false;
         loop {
+            // Bad lines count against the error budget as bad commands do.
+            if self.errors >= self.shared.max_errors {
+                return Err(Stop::Errors);
+            }
             if skipping {
                 match self.rbuf.iter().position(|&b| b == b'\n') {
                     Some(i) => {
@@ -278,10 +282,6 @@ impl<T: Target> Session<T> {
                         skipping = true;
                     }
                 }
-            }
-            // Bad lines count against the error budget as bad commands do.
-            if self.errors >= self.shared.max_errors {
-                return Err(Stop::Errors);
             }
             if self.shared.shutdown.is_cancelled() && self.tx.is_none() && self.rbuf.is_empty() {
                 return Err(Stop::Shutdown);
