@@ -26,17 +26,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
-use sequoia_openpgp as openpgp;
-use sequoia_openpgp::Cert;
-use sequoia_openpgp::cert::CertBuilder;
-use sequoia_openpgp::crypto::SessionKey;
-use sequoia_openpgp::packet::{PKESK, SKESK};
-use sequoia_openpgp::parse::Parse;
-use sequoia_openpgp::parse::stream::{
-    DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
-};
-use sequoia_openpgp::policy::{Policy, StandardPolicy};
-use sequoia_openpgp::types::SymmetricAlgorithm;
+use sequoia_openpgp::policy::StandardPolicy;
 use sotto::config::{Config, LinksConfig};
 use sotto::crypt::{Options, encrypt_mail};
 use sotto::links::html::decode_entities;
@@ -46,6 +36,7 @@ use sotto::mail::rewrite::rewrite_links;
 use sotto::mail::split;
 use sotto::policy::LinkMode;
 
+use common::sequoia::{bob, decrypt};
 use common::{Client, Sink, assert_same_bytes, config, gateway};
 
 // ---------------------------------------------------------------------------
@@ -352,77 +343,6 @@ async fn check_strip_gateway(
 
 // ---------------------------------------------------------------------------
 // Encryption, and decryption with Sequoia
-
-fn bob() -> &'static Cert {
-    static CERT: OnceLock<Cert> = OnceLock::new();
-    CERT.get_or_init(|| {
-        CertBuilder::general_purpose(Some("<bob@example.org>"))
-            .generate()
-            .expect("generate key")
-            .0
-    })
-}
-
-struct Helper<'a> {
-    cert: &'a Cert,
-    policy: &'a dyn Policy,
-}
-
-impl VerificationHelper for Helper<'_> {
-    fn get_certs(&mut self, _: &[openpgp::KeyHandle]) -> openpgp::Result<Vec<Cert>> {
-        Ok(Vec::new())
-    }
-    fn check(&mut self, _: MessageStructure) -> openpgp::Result<()> {
-        Ok(())
-    }
-}
-
-impl DecryptionHelper for Helper<'_> {
-    fn decrypt(
-        &mut self,
-        pkesks: &[PKESK],
-        _: &[SKESK],
-        sym_algo: Option<SymmetricAlgorithm>,
-        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
-    ) -> openpgp::Result<Option<Cert>> {
-        for ka in self
-            .cert
-            .keys()
-            .with_policy(self.policy, None)
-            .secret()
-            .for_transport_encryption()
-        {
-            let mut pair = ka.key().clone().into_keypair()?;
-            for p in pkesks {
-                if p.decrypt(&mut pair, sym_algo)
-                    .is_some_and(|(algo, sk)| decrypt(algo, &sk))
-                {
-                    return Ok(Some(self.cert.clone()));
-                }
-            }
-        }
-        Err(anyhow::anyhow!("no key decrypts this message"))
-    }
-}
-
-/// The armoured OpenPGP message of a PGP/MIME message, decrypted.
-fn decrypt(mime: &[u8]) -> Vec<u8> {
-    let text = std::str::from_utf8(mime).expect("PGP/MIME is ASCII");
-    let start = text.find("-----BEGIN PGP MESSAGE-----").expect("armour");
-    let end = text.find("-----END PGP MESSAGE-----").expect("armour end") + 25;
-    let policy = StandardPolicy::new();
-    let helper = Helper {
-        cert: bob(),
-        policy: &policy,
-    };
-    let mut d = DecryptorBuilder::from_bytes(&text.as_bytes()[start..end])
-        .expect("parse")
-        .with_policy(&policy, None, helper)
-        .expect("decrypt");
-    let mut out = Vec::new();
-    std::io::copy(&mut d, &mut out).expect("read plaintext");
-    out
-}
 
 fn encrypt(message: &[u8]) -> Vec<u8> {
     let policy = StandardPolicy::new();

@@ -10,21 +10,13 @@
 //! 4. PGP/MIME: decrypting what `encrypt_mail` made gives the content entity
 //!    with the original body, byte for byte, and the header fields inside.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
 
+use std::path::PathBuf;
+
+use common::sequoia::{bob, decrypt};
 use proptest::prelude::*;
-use sequoia_openpgp as openpgp;
-use sequoia_openpgp::Cert;
-use sequoia_openpgp::cert::CertBuilder;
-use sequoia_openpgp::crypto::SessionKey;
-use sequoia_openpgp::packet::{PKESK, SKESK};
-use sequoia_openpgp::parse::Parse;
-use sequoia_openpgp::parse::stream::{
-    DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
-};
-use sequoia_openpgp::policy::{Policy, StandardPolicy};
-use sequoia_openpgp::types::SymmetricAlgorithm;
+use sequoia_openpgp::policy::StandardPolicy;
 use sotto::config::LinksConfig;
 use sotto::crypt::{Options, encrypt_mail};
 use sotto::links::LinkRewriter;
@@ -655,77 +647,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------
 // 4. PGP/MIME round trip
-
-fn bob() -> &'static Cert {
-    static CERT: OnceLock<Cert> = OnceLock::new();
-    CERT.get_or_init(|| {
-        CertBuilder::general_purpose(Some("<bob@example.org>"))
-            .generate()
-            .expect("generate key")
-            .0
-    })
-}
-
-struct Helper<'a> {
-    cert: &'a Cert,
-    policy: &'a dyn Policy,
-}
-
-impl VerificationHelper for Helper<'_> {
-    fn get_certs(&mut self, _: &[openpgp::KeyHandle]) -> openpgp::Result<Vec<Cert>> {
-        Ok(Vec::new())
-    }
-    fn check(&mut self, _: MessageStructure) -> openpgp::Result<()> {
-        Ok(())
-    }
-}
-
-impl DecryptionHelper for Helper<'_> {
-    fn decrypt(
-        &mut self,
-        pkesks: &[PKESK],
-        _: &[SKESK],
-        sym_algo: Option<SymmetricAlgorithm>,
-        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
-    ) -> openpgp::Result<Option<Cert>> {
-        for ka in self
-            .cert
-            .keys()
-            .with_policy(self.policy, None)
-            .secret()
-            .for_transport_encryption()
-        {
-            let mut pair = ka.key().clone().into_keypair()?;
-            for p in pkesks {
-                if p.decrypt(&mut pair, sym_algo)
-                    .is_some_and(|(algo, sk)| decrypt(algo, &sk))
-                {
-                    return Ok(Some(self.cert.clone()));
-                }
-            }
-        }
-        Err(anyhow::anyhow!("no key decrypts this message"))
-    }
-}
-
-/// The plaintext of the armoured OpenPGP message inside PGP/MIME.
-fn decrypt(mime: &[u8]) -> Vec<u8> {
-    let text = std::str::from_utf8(mime).expect("PGP/MIME is ASCII");
-    let start = text.find("-----BEGIN PGP MESSAGE-----").expect("armour");
-    let end = text.find("-----END PGP MESSAGE-----").expect("armour end") + 25;
-    let policy = StandardPolicy::new();
-    let helper = Helper {
-        cert: bob(),
-        policy: &policy,
-    };
-    let mut d = DecryptorBuilder::from_bytes(&text.as_bytes()[start..end])
-        .expect("parse")
-        .with_policy(&policy, None, helper)
-        .expect("decrypt");
-    let mut out = Vec::new();
-    std::io::copy(&mut d, &mut out).expect("read plaintext");
-    out
-}
 
 /// A header: some fields (folded sometimes), each `Name: value\r\n`.
 fn header() -> impl Strategy<Value = Vec<u8>> {

@@ -7,6 +7,7 @@
 
 pub mod pgp;
 pub mod prosody;
+pub mod sequoia;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
