@@ -21,6 +21,20 @@ pub struct XmppConfig {
     pub tls_key: Option<PathBuf>,
     /// Largest stanza accepted from either side, in bytes.
     pub max_stanza_bytes: usize,
+    /// Directory of the local users' sotto-held chat keys (one file per
+    /// user, user ID `xmpp:user@domain`, secret parts encrypted at rest).
+    pub user_keys: Option<PathBuf>,
+    /// File whose content (first line) is the passphrase the users' secret
+    /// keys are encrypted with on disk.
+    pub user_keys_secret: Option<PathBuf>,
+    /// sotto's own service connection to the server: an XEP-0114 component
+    /// with XEP-0356 privileges, used to publish users' keys to their PEP
+    /// nodes and to fetch recipients' keys. Empty disables PEP.
+    pub component: String,
+    /// The server's component port, on loopback.
+    pub component_upstream: String,
+    /// File holding the component's shared secret (first line).
+    pub component_secret: Option<PathBuf>,
 }
 
 impl Default for XmppConfig {
@@ -33,6 +47,11 @@ impl Default for XmppConfig {
             tls_cert: None,
             tls_key: None,
             max_stanza_bytes: 256 * 1024,
+            user_keys: None,
+            user_keys_secret: None,
+            component: String::new(),
+            component_upstream: "127.0.0.1:5347".into(),
+            component_secret: None,
         }
     }
 }
