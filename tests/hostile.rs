@@ -451,7 +451,6 @@ fn bug_unterminated_boundary() {
 }
 
 #[test]
-#[ignore = "BUG: rewrite_links never looks inside message/rfc822 parts (PartType::Message), so URLs in an inline forwarded message survive strip"]
 fn bug_nested_message() {
     stored_bug("nested-message");
     check_links(
@@ -468,7 +467,6 @@ fn bug_bad_base64() {
 }
 
 #[test]
-#[ignore = "BUG: a text part whose bytes are invalid in its declared charset (utf-8 over Latin-1, utf-16 over ASCII) is skipped, so its URL survives strip"]
 fn bug_charset_lie() {
     stored_bug("charset-lie");
 }

@@ -147,9 +147,36 @@ pub fn to_text(enc: &'static encoding_rs::Encoding, bytes: &[u8]) -> Option<Stri
 }
 
 /// Text back to `enc`; unmappable characters become HTML references.
+/// UTF-16 stays UTF-16 (encoding_rs, made for the web, writes UTF-8 there).
 pub fn from_text(enc: &'static encoding_rs::Encoding, text: &str) -> Vec<u8> {
+    if enc == encoding_rs::UTF_16LE {
+        return text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    }
+    if enc == encoding_rs::UTF_16BE {
+        return text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    }
     let (bytes, _, _) = enc.output_encoding().encode(text);
     bytes.into_owned()
+}
+
+/// Whether `enc` is UTF-16: its text never has a run of ASCII bytes, so
+/// ASCII in its bytes is a lie that only a scanner reads.
+pub fn is_utf16(enc: &'static encoding_rs::Encoding) -> bool {
+    enc == encoding_rs::UTF_16LE || enc == encoding_rs::UTF_16BE
+}
+
+/// Bytes as a scanner that ignores the charset reads them: one character
+/// per byte (Latin-1), so [`from_bytes_view`] gives the same bytes back.
+pub fn bytes_view(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+/// [`bytes_view`] back to bytes; a character beyond Latin-1 (in a marker
+/// or a rewritten URL) becomes `?`.
+pub fn from_bytes_view(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect()
 }
 
 /// format=flowed: joins soft-broken lines of the same quote depth
@@ -310,6 +337,21 @@ mod tests {
         let back = reflow(&long, false);
         assert!(back.split("\r\n").all(|l| l.len() <= 77));
         assert_eq!(unflow(&back, false), long);
+    }
+
+    #[test]
+    fn utf16_stays_utf16_and_bytes_view_round_trips() {
+        let text = "caf\u{e9} https://a.example/";
+        for enc in [encoding_rs::UTF_16LE, encoding_rs::UTF_16BE] {
+            assert!(is_utf16(enc));
+            let bytes = from_text(enc, text);
+            assert_eq!(bytes.len(), 2 * text.chars().count());
+            assert_eq!(to_text(enc, &bytes).as_deref(), Some(text));
+        }
+        assert!(!is_utf16(encoding_rs::UTF_8));
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(from_bytes_view(&bytes_view(&all)), all);
+        assert_eq!(from_bytes_view("a\u{2192}b"), b"a?b");
     }
 
     #[test]

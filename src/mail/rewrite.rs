@@ -1,13 +1,21 @@
 //! Rewriting the links of a message that stays readable: each text/plain
 //! and text/html part (attachments excepted) is decoded as its reader would
 //! see it (transfer encoding, charset, format=flowed), rewritten, and
-//! re-encoded the way it came; the Subject too. Everything else — other
-//! parts, boundaries, headers — stays byte for byte.
+//! re-encoded the way it came; the Subject too. Forwarded messages
+//! (message/rfc822, whatever their disposition: readers show them as
+//! messages) are rewritten the same way, their Subject included, however
+//! deep; a transfer-encoded one is decoded, rewritten and encoded again, up
+//! to [`MAX_ENCODED_DEPTH`] deep. Everything else — other parts,
+//! boundaries, headers — stays byte for byte.
 
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::codec::{self, Transfer};
 use crate::links::{LinkRewriter, html};
+
+/// How many transfer-encoded message/rfc822 levels are decoded and
+/// rewritten (mail-parser itself parses three).
+const MAX_ENCODED_DEPTH: usize = 3;
 
 /// What the rewrite did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,25 +26,72 @@ pub struct Report {
     pub urls: usize,
 }
 
+/// Replaces `start..end` of a message with new bytes.
+type Edit = (usize, usize, Vec<u8>);
+
 /// Rewrites the links in `message`; `None` when nothing changed.
 pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Report)> {
+    rewrite_message(message, rw, 0)
+}
+
+/// [`rewrite_links`] of a message `depth` transfer encodings down.
+fn rewrite_message(message: &[u8], rw: &LinkRewriter, depth: usize) -> Option<(Vec<u8>, Report)> {
     if super::split(message).fields.is_empty() {
         // No header at all: the whole message is what a reader sees.
         return rewrite_headerless(message, rw);
     }
     let msg = MessageParser::default().parse(message)?;
-    // The Subject first: a part's header edit may cover the same bytes.
-    if let Some((start, end, field)) = subject_edit(message, msg.subject(), rw) {
-        let mut changed = Vec::with_capacity(message.len() + 256);
-        changed.extend_from_slice(&message[..start]);
-        changed.extend_from_slice(&field);
-        changed.extend_from_slice(&message[end..]);
-        let (out, mut report) = rewrite_parts(&changed, rw).unwrap_or((changed, Report::default()));
-        report.parts += 1;
-        report.urls += 1;
-        return Some((out, report));
+    // Subjects first: a part's header edit may cover the same bytes.
+    let subjects: Vec<Edit> = messages(&msg)
+        .into_iter()
+        .filter_map(|m| subject_edit(message, m, rw))
+        .collect();
+    drop(msg);
+    if subjects.is_empty() {
+        return rewrite_parts(message, rw, depth);
     }
-    rewrite_parts(message, rw)
+    let n = subjects.len();
+    let changed = apply(message, subjects);
+    let (out, mut report) =
+        rewrite_parts(&changed, rw, depth).unwrap_or((changed, Report::default()));
+    report.parts += n;
+    report.urls += n;
+    Some((out, report))
+}
+
+/// `msg` and every message nested in it without a transfer encoding (whose
+/// parts' offsets are into the same bytes), without recursion.
+fn messages<'a, 'x>(msg: &'a Message<'x>) -> Vec<&'a Message<'x>> {
+    let mut out = vec![msg];
+    let mut i = 0;
+    while let Some(m) = out.get(i).copied() {
+        for part in &m.parts {
+            if let PartType::Message(inner) = &part.body
+                && part.encoding == Encoding::None
+            {
+                out.push(inner);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `message` with `edits` made; an edit overlapping an earlier one is left out.
+fn apply(message: &[u8], mut edits: Vec<Edit>) -> Vec<u8> {
+    edits.sort_by_key(|e| e.0);
+    let mut out = Vec::with_capacity(message.len() + 1024);
+    let mut last = 0;
+    for (start, end, bytes) in edits {
+        if start < last {
+            continue;
+        }
+        out.extend_from_slice(&message[last..start]);
+        out.extend_from_slice(&bytes);
+        last = end;
+    }
+    out.extend_from_slice(&message[last..]);
+    out
 }
 
 /// A message without a header, read as plain text (UTF-8, else Windows-1252).
@@ -52,123 +107,184 @@ fn rewrite_headerless(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Rep
 }
 
 /// Rewrites the readable parts' links; `None` when nothing changed.
-fn rewrite_parts(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Report)> {
+fn rewrite_parts(message: &[u8], rw: &LinkRewriter, depth: usize) -> Option<(Vec<u8>, Report)> {
     let msg = MessageParser::default().parse(message)?;
-    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    let mut edits: Vec<Edit> = Vec::new();
     let mut report = Report::default();
-    for part in &msg.parts {
-        // (A part with an encoding problem — e.g. no closing boundary — is
-        // still shown by readers: it is rewritten too.)
-        if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
-            continue;
-        }
-        if part
-            .content_disposition()
-            .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
-        {
-            continue;
-        }
-        let (subtype, charset, flowed, delsp) = match part.content_type() {
-            Some(ct) if ct.ctype().eq_ignore_ascii_case("text") => {
-                let sub = ct.subtype().unwrap_or("plain").to_ascii_lowercase();
-                let flowed = ct
-                    .attribute("format")
-                    .is_some_and(|f| f.eq_ignore_ascii_case("flowed"));
-                let delsp = ct
-                    .attribute("delsp")
-                    .is_some_and(|d| d.eq_ignore_ascii_case("yes"));
-                (
-                    sub,
-                    ct.attribute("charset").map(str::to_string),
-                    flowed,
-                    delsp,
-                )
+    for part in messages(&msg).into_iter().flat_map(|m| &m.parts) {
+        let done = match &part.body {
+            PartType::Message(_) if part.encoding != Encoding::None => {
+                encoded_message_edit(message, part, rw, depth)
             }
-            Some(_) => continue,
-            None => ("plain".to_string(), None, false, false),
+            // (A part with an encoding problem — e.g. no closing boundary —
+            // is still shown by readers: it is rewritten too.)
+            PartType::Text(_) | PartType::Html(_) => text_part_edit(message, part, rw),
+            _ => None,
         };
-        if subtype != "plain" && subtype != "html" {
-            continue;
-        }
-        let (start, end) = (part.offset_body as usize, part.offset_end as usize);
-        let Some(raw) = message.get(start..end) else {
-            continue;
-        };
-        let Some(transfer) = Transfer::parse(part.content_transfer_encoding()) else {
-            continue;
-        };
-        let Some(bytes) = codec::decode_transfer(transfer, raw) else {
-            continue;
-        };
-        let enc = codec::charset(charset.as_deref());
-        // Bytes invalid in the declared charset: read as the reader would,
-        // with replacement characters, rather than leave the part's URLs.
-        let text = codec::to_text(enc, &bytes)
-            .unwrap_or_else(|| enc.decode_without_bom_handling(&bytes).0.into_owned());
-        let (new_text, urls) = if subtype == "html" {
-            match html::rewrite(&text, rw) {
-                Some(x) => x,
-                None => continue,
-            }
-        } else if flowed {
-            let plain = codec::unflow(&text, delsp);
-            match rw.rewrite_text(&plain) {
-                Some(new) => (codec::reflow(&new, delsp), 1),
-                None => continue,
-            }
-        } else {
-            match rw.rewrite_text(&text) {
-                Some(new) => (new, 1),
-                None => continue,
-            }
-        };
-        let data = codec::from_text(enc, &new_text);
-        // Longer lines than the part may carry as it is (a redirect link
-        // for a long signed URL): it travels quoted-printable instead.
-        let switch = transfer == Transfer::Identity && codec::has_long_line(&data);
-        let transfer = if switch {
-            Transfer::QuotedPrintable
-        } else {
-            transfer
-        };
-        let mut encoded = codec::encode_transfer(transfer, &data);
-        // The part keeps the shape of its ending (the CRLF before a
-        // boundary belongs to the boundary).
-        let ends_crlf = raw.ends_with(b"\r\n");
-        while encoded.ends_with(b"\r\n") && !ends_crlf {
-            encoded.truncate(encoded.len() - 2);
-        }
-        if ends_crlf && !encoded.ends_with(b"\r\n") {
-            encoded.extend_from_slice(b"\r\n");
-        }
-        report.parts += 1;
-        report.urls += urls;
-        if switch {
-            let header_start = part.offset_header as usize;
-            let mut head =
-                with_transfer_encoding(&message[header_start..start], "quoted-printable");
-            head.extend_from_slice(&encoded);
-            edits.push((header_start, end, head));
-        } else {
-            edits.push((start, end, encoded));
+        if let Some((edit, r)) = done {
+            edits.push(edit);
+            report.parts += r.parts;
+            report.urls += r.urls;
         }
     }
     if edits.is_empty() {
         return None;
     }
-    edits.sort_by_key(|e| e.0);
-    let mut out = Vec::with_capacity(message.len() + 1024);
-    let mut last = 0;
-    for (start, end, bytes) in edits {
-        if start < last {
-            continue;
-        }
-        out.extend_from_slice(&message[last..start]);
-        out.extend_from_slice(&bytes);
-        last = end;
+    Some((apply(message, edits), report))
+}
+
+/// A forwarded message in base64 or quoted-printable: decoded, rewritten,
+/// encoded the same way again.
+fn encoded_message_edit(
+    message: &[u8],
+    part: &MessagePart<'_>,
+    rw: &LinkRewriter,
+    depth: usize,
+) -> Option<(Edit, Report)> {
+    if depth >= MAX_ENCODED_DEPTH {
+        return None;
     }
-    out.extend_from_slice(&message[last..]);
-    Some((out, report))
+    let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+    let raw = message.get(start..end)?;
+    let transfer = Transfer::parse(part.content_transfer_encoding())?;
+    let inner = codec::decode_transfer(transfer, raw)?;
+    let (new, report) = rewrite_message(&inner, rw, depth + 1)?;
+    let encoded = same_ending(codec::encode_transfer(transfer, &new), raw);
+    Some(((start, end, encoded), report))
+}
+
+/// `encoded` ending as `raw` did (the CRLF before a boundary belongs to
+/// the boundary).
+fn same_ending(mut encoded: Vec<u8>, raw: &[u8]) -> Vec<u8> {
+    let ends_crlf = raw.ends_with(b"\r\n");
+    while encoded.ends_with(b"\r\n") && !ends_crlf {
+        encoded.truncate(encoded.len() - 2);
+    }
+    if ends_crlf && !encoded.ends_with(b"\r\n") {
+        encoded.extend_from_slice(b"\r\n");
+    }
+    encoded
+}
+
+/// How a text part is written: subtype, charset, format=flowed and delsp.
+struct TextKind {
+    html: bool,
+    charset: Option<String>,
+    flowed: bool,
+    delsp: bool,
+}
+
+impl TextKind {
+    /// `None` for anything but a text/plain or text/html part that is not
+    /// an attachment.
+    fn of(part: &MessagePart<'_>) -> Option<TextKind> {
+        if part
+            .content_disposition()
+            .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
+        {
+            return None;
+        }
+        let Some(ct) = part.content_type() else {
+            return Some(TextKind {
+                html: false,
+                charset: None,
+                flowed: false,
+                delsp: false,
+            });
+        };
+        if !ct.ctype().eq_ignore_ascii_case("text") {
+            return None;
+        }
+        let sub = ct.subtype().unwrap_or("plain").to_ascii_lowercase();
+        if sub != "plain" && sub != "html" {
+            return None;
+        }
+        let is = |name: &str, value: &str| {
+            ct.attribute(name)
+                .is_some_and(|v| v.eq_ignore_ascii_case(value))
+        };
+        Some(TextKind {
+            html: sub == "html",
+            charset: ct.attribute("charset").map(str::to_string),
+            flowed: is("format", "flowed"),
+            delsp: is("delsp", "yes"),
+        })
+    }
+
+    /// The URLs of `text` (decoded) rewritten; `None` when nothing changed.
+    fn rewrite(&self, text: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
+        if self.html {
+            html::rewrite(text, rw)
+        } else if self.flowed {
+            let plain = codec::unflow(text, self.delsp);
+            let new = rw.rewrite_text(&plain)?;
+            Some((codec::reflow(&new, self.delsp), 1))
+        } else {
+            Some((rw.rewrite_text(text)?, 1))
+        }
+    }
+
+    /// The part's content (transfer-decoded) with its URLs rewritten;
+    /// `None` when nothing changed.
+    fn rewrite_bytes(&self, bytes: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, usize)> {
+        let mut enc = codec::charset(self.charset.as_deref());
+        if codec::is_utf16(enc)
+            && let Some((bom, _)) = encoding_rs::Encoding::for_bom(bytes)
+        {
+            // Readers follow the byte order mark of a UTF-16 part.
+            enc = bom;
+        }
+        // Bytes invalid in the declared charset: read as the reader would,
+        // with replacement characters, rather than leave the part's URLs.
+        let text = codec::to_text(enc, bytes)
+            .unwrap_or_else(|| enc.decode_without_bom_handling(bytes).0.into_owned());
+        let declared = self
+            .rewrite(&text, rw)
+            .map(|(new, n)| (codec::from_text(enc, &new), n));
+        if !codec::is_utf16(enc) {
+            return declared;
+        }
+        // ASCII bytes under a UTF-16 label: readers see CJK, a provider's
+        // scanner the URLs. Those go too (rewritten output is UTF-16, so
+        // nothing is rewritten twice).
+        let (data, n) = declared.clone().unwrap_or_else(|| (bytes.to_vec(), 0));
+        match rw.rewrite_text(&codec::bytes_view(&data)) {
+            Some(new) => Some((codec::from_bytes_view(&new), n + 1)),
+            None => declared,
+        }
+    }
+}
+
+/// A readable text part with its URLs rewritten, re-encoded as it came.
+fn text_part_edit(
+    message: &[u8],
+    part: &MessagePart<'_>,
+    rw: &LinkRewriter,
+) -> Option<(Edit, Report)> {
+    let kind = TextKind::of(part)?;
+    let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+    let raw = message.get(start..end)?;
+    let transfer = Transfer::parse(part.content_transfer_encoding())?;
+    let bytes = codec::decode_transfer(transfer, raw)?;
+    let (data, urls) = kind.rewrite_bytes(&bytes, rw)?;
+    // Longer lines than the part may carry as it is (a redirect link for a
+    // long signed URL): it travels quoted-printable instead.
+    let switch = transfer == Transfer::Identity && codec::has_long_line(&data);
+    let transfer = if switch {
+        Transfer::QuotedPrintable
+    } else {
+        transfer
+    };
+    let encoded = same_ending(codec::encode_transfer(transfer, &data), raw);
+    let report = Report { parts: 1, urls };
+    if switch {
+        let header_start = part.offset_header as usize;
+        let mut head = with_transfer_encoding(&message[header_start..start], "quoted-printable");
+        head.extend_from_slice(&encoded);
+        Some(((header_start, end, head), report))
+    } else {
+        Some(((start, end, encoded), report))
+    }
 }
 
 /// A part header (fields and the blank line) with its
@@ -187,14 +303,13 @@ fn with_transfer_encoding(header: &[u8], value: &str) -> Vec<u8> {
     out
 }
 
-/// The new Subject field when the decoded Subject holds a URL.
-fn subject_edit(
-    message: &[u8],
-    subject: Option<&str>,
-    rw: &LinkRewriter,
-) -> Option<(usize, usize, Vec<u8>)> {
-    let new = rw.rewrite_text(subject?)?;
-    let parts = super::split(message);
+/// The new Subject field of `msg` (the message or one nested in it, whose
+/// header is in `message`) when its decoded Subject holds a URL.
+fn subject_edit(message: &[u8], msg: &Message<'_>, rw: &LinkRewriter) -> Option<Edit> {
+    let new = rw.rewrite_text(msg.subject()?)?;
+    let root = msg.parts.first()?;
+    let header = message.get(root.offset_header as usize..root.offset_body as usize)?;
+    let parts = super::split(header);
     let field = parts.fields.iter().find(|f| f.is("subject"))?;
     let start = field.raw.as_ptr() as usize - message.as_ptr() as usize;
     let value = codec::encode_words(&new);
@@ -241,5 +356,29 @@ mod tests {
         assert_eq!(report.parts, 2);
         assert!(out.ends_with(b"Caf\xe9 [link removed] \xfc\r\n"));
         assert!(!String::from_utf8_lossy(&out).contains("s.example"));
+    }
+
+    #[test]
+    fn utf16_parts_stay_utf16() {
+        let mut m = b"Subject: u\r\nContent-Type: text/plain; charset=utf-16\r\n\r\n".to_vec();
+        let text = "\u{feff}Caf\u{e9} https://l.example/p ok";
+        let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        m.extend_from_slice(&be);
+        let (out, _) = rewrite_links(&m, &strip()).unwrap();
+        let body = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+        let (back, bad) = encoding_rs::UTF_16BE.decode_without_bom_handling(body);
+        assert!(!bad);
+        assert_eq!(back, "\u{feff}Caf\u{e9} [link removed] ok");
+    }
+
+    #[test]
+    fn nested_subjects_and_parts() {
+        let m = b"Subject: outer\r\nContent-Type: message/rfc822\r\n\r\nSubject: see https://s.example/inner\r\n\r\nand https://b.example/inner\r\n";
+        let (out, report) = rewrite_links(m, &strip()).unwrap();
+        assert_eq!(
+            out,
+            b"Subject: outer\r\nContent-Type: message/rfc822\r\n\r\nSubject: see [link removed]\r\n\r\nand [link removed]\r\n"
+        );
+        assert_eq!(report.parts, 2);
     }
 }
