@@ -27,12 +27,22 @@ fn has_scheme(s: &str) -> bool {
     })
 }
 
+/// What IDNA (UTS 46) maps to a label separator: ideographic, fullwidth
+/// and halfwidth ideographic full stops. Browsers open `a\u{3002}example`
+/// as `a.example`.
+const DOTS: [char; 3] = ['\u{3002}', '\u{ff0e}', '\u{ff61}'];
+/// What IDNA deletes: a soft hyphen is invisible and leaves the host whole.
+const SOFT_HYPHEN: char = '\u{ad}';
+
 /// Beyond ASCII, letters and digits only (IRIs): typographic quotes and
-/// dashes around a URL are the sentence's.
+/// dashes around a URL are the sentence's. Also what IDNA maps to a dot or
+/// deletes, since a browser reads on past it.
 fn url_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
         || (!c.is_ascii() && c.is_alphanumeric())
+        || DOTS.contains(&c)
+        || c == SOFT_HYPHEN
 }
 
 /// Whether `text` may hold a URL at all (a cheap test before the scan).
@@ -52,6 +62,7 @@ pub fn find(text: &str) -> Vec<Found> {
     }
     wrapped_in_brackets(text, &mut out);
     with_scheme(text, &mut out);
+    www_with_idna_dots(text, &mut out);
     let mut finder = LinkFinder::new();
     finder.kinds(&[LinkKind::Url]).url_must_have_scheme(false);
     for link in finder.links(text) {
@@ -90,7 +101,10 @@ fn push(out: &mut Spans, f: Found) {
 }
 
 /// `<https://example.com/long/\r\n   path>`: a URL in angle brackets may be
-/// wrapped; the wrap's whitespace is not part of it.
+/// wrapped; the wrap's whitespace is not part of it. However long: each
+/// scan ends at the first character that is neither URL nor whitespace (at
+/// the latest the next `<`), so the scans never overlap and the search is
+/// linear.
 fn wrapped_in_brackets(text: &str, out: &mut Spans) {
     let mut from = 0;
     while let Some(i) = text[from..].find('<') {
@@ -100,26 +114,31 @@ fn wrapped_in_brackets(text: &str, out: &mut Spans) {
         if !has_scheme(rest) {
             continue;
         }
-        // Only within 4 KiB: searching further from every `<` would be
-        // quadratic in a hostile text.
-        let window = &rest.as_bytes()[..rest.len().min(4097)];
-        let Some(close) = window.iter().position(|&b| b == b'>') else {
+        let mut wrapped = false;
+        let mut close = None;
+        for (at, c) in rest.char_indices() {
+            if c == '>' {
+                close = Some(at);
+                break;
+            }
+            if !(url_char(c) || c.is_whitespace()) {
+                break;
+            }
+            wrapped |= c == '\r' || c == '\n';
+        }
+        let Some(close) = close.filter(|_| wrapped) else {
             continue;
         };
         let inner = &rest[..close];
-        if !inner.contains(['\r', '\n']) {
-            continue;
-        }
-        if inner.chars().all(|c| url_char(c) || c.is_whitespace()) {
-            let url: String = inner.chars().filter(|c| !c.is_whitespace()).collect();
-            push(
-                out,
-                Found {
-                    span: start..start + close,
-                    url,
-                },
-            );
-        }
+        let url: String = inner.chars().filter(|c| !c.is_whitespace()).collect();
+        push(
+            out,
+            Found {
+                span: start..start + close,
+                url,
+            },
+        );
+        from = start + close;
     }
 }
 
@@ -156,6 +175,40 @@ fn with_scheme(text: &str, out: &mut Spans) {
     }
 }
 
+/// `www.` hosts that hold an IDNA dot or a soft hyphen, which linkify ends
+/// the host at (or does not take at all): the browser opens them whole.
+fn www_with_idna_dots(text: &str, out: &mut Spans) {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = bytes[from..]
+        .windows(4)
+        .position(|w| w.eq_ignore_ascii_case(b"www."))
+    {
+        let start = from + i;
+        from = start + 4;
+        if text[..start].ends_with(|c: char| url_char(c) && !"(['\"".contains(c)) {
+            continue;
+        }
+        let len = text[start..]
+            .find(|c: char| !url_char(c))
+            .unwrap_or(text.len() - start);
+        let end = trim_end(&text[start..start + len]) + start;
+        let host_end = text[start..end]
+            .find(['/', '?', '#'])
+            .map_or(end, |h| start + h);
+        if text[start..host_end].contains(|c| DOTS.contains(&c) || c == SOFT_HYPHEN) {
+            push(
+                out,
+                Found {
+                    span: start..end,
+                    url: text[start..end].to_string(),
+                },
+            );
+            from = end;
+        }
+    }
+}
+
 /// Length of `url` without what belongs to the sentence around it:
 /// trailing punctuation, and closing brackets that were not opened inside.
 fn trim_end(url: &str) -> usize {
@@ -166,7 +219,9 @@ fn trim_end(url: &str) -> usize {
     let mut end = url.len();
     while let Some(last) = url[..end].chars().next_back() {
         let drop = match last {
-            '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '"' | '*' => true,
+            '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '"' | '*' | SOFT_HYPHEN => true,
+            // A sentence in Japanese or Chinese ends with one.
+            c if DOTS.contains(&c) => true,
             ')' => open_p < close_p,
             ']' => open_b < close_b,
             _ => false,
@@ -206,6 +261,25 @@ mod tests {
         );
         assert!(urls("javascript:alert(1) data:text/html,hi mailto:x@y.example").is_empty());
         assert_eq!(urls("(https://x.example/a)."), vec!["https://x.example/a"]);
+    }
+
+    #[test]
+    fn idna_dots_and_soft_hyphen() {
+        assert_eq!(
+            urls("https://a\u{3002}example/r?t=1 and https://b\u{ff0e}ex\u{ad}ample/\u{ff61}"),
+            vec![
+                "https://a\u{3002}example/r?t=1",
+                "https://b\u{ff0e}ex\u{ad}ample/"
+            ]
+        );
+        assert_eq!(
+            urls("\u{898b}\u{3066} https://c.example/x\u{3002}"),
+            vec!["https://c.example/x"]
+        );
+        assert_eq!(
+            urls("www.a\u{3002}example/r?t=1"),
+            vec!["www.a\u{3002}example/r?t=1"]
+        );
     }
 
     #[test]
