@@ -11,6 +11,7 @@ use sotto::keys::KeyStore;
 use sotto::policy::{Channel, Policies, PolicySet};
 use sotto::relay::{Capture, Target, Transaction};
 use sotto::transform::{Crypt, Gateway, Outcome, decide};
+use sotto::xmpp::chat::PreviewKeys;
 
 use crate::{KeysAction, Sources};
 
@@ -131,10 +132,21 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
         Err(code) => return code,
     };
     let keys = KeyStore::from_config(&cfg);
+    let chat_keys = match channel {
+        Channel::Xmpp => match preview_keys(&cfg, keys.clone()) {
+            Ok(k) => Some(k),
+            Err(code) => return code,
+        },
+        Channel::Smtp => None,
+    };
     println!("policies: {}", set.source);
     for rcpt in &to {
         println!("\n{channel} from <{from}> to <{rcpt}>:");
-        let (decision, lookup, verdict) = match decide(&set, &keys, channel, &from, rcpt).await {
+        let outcome = match &chat_keys {
+            Some(k) => decide(&set, k, channel, &from, rcpt).await,
+            None => decide(&set, &keys, channel, &from, rcpt).await,
+        };
+        let (decision, lookup, verdict) = match outcome {
             Outcome::Accept {
                 effective,
                 decision,
@@ -146,10 +158,22 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
                 } else {
                     "relayed readable"
                 };
+                let format = match (channel, effective.encrypt) {
+                    (Channel::Xmpp, true) => format!(
+                        " ({})",
+                        sotto::policy::Value::XmppFormat(effective.xmpp_format)
+                    ),
+                    _ => String::new(),
+                };
+                let store = if effective.store {
+                    ""
+                } else {
+                    "; no-store hints"
+                };
                 (
                     decision,
                     lookup,
-                    format!("{what}; links: {}", effective.links.name()),
+                    format!("{what}{format}; links: {}{store}", effective.links.name()),
                 )
             }
             Outcome::Refuse {
@@ -157,6 +181,24 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
                 decision,
                 lookup,
             } => (decision, lookup, format!("refused: {reply}")),
+        };
+        // A local chat user gets a key on first need: what serve would do.
+        let verdict = match (&lookup, decision.treatment.encrypt) {
+            (Some(l), enc)
+                if enc != sotto::config::Encrypt::Never
+                    && l.found.is_none()
+                    && l.errors.iter().any(|e| {
+                        e.source == sotto::config::KeySource::Sotto
+                            && e.error.contains("first message")
+                    }) =>
+            {
+                format!(
+                    "encrypted ({}) with the key sotto makes for this local user; links: {}",
+                    sotto::policy::Value::XmppFormat(decision.treatment.xmpp_format),
+                    decision.treatment.links_when_encrypted.name()
+                )
+            }
+            _ => verdict,
         };
         print!("{}", set.explain(&decision));
         match lookup {
@@ -169,6 +211,24 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
         println!("result: {verdict}");
     }
     ExitCode::SUCCESS
+}
+
+/// Chat recipients' keys for `explain --channel xmpp`, read-only.
+fn preview_keys(cfg: &Config, keys: KeyStore) -> Result<PreviewKeys, ExitCode> {
+    let users = match (&cfg.xmpp.user_keys, &cfg.xmpp.user_keys_secret) {
+        (Some(dir), Some(secret)) => Some(
+            sotto::xmpp::userkeys::UserKeys::open_with_secret_file(dir, secret).map_err(|e| {
+                eprintln!("xmpp.user_keys: {e}");
+                ExitCode::from(1)
+            })?,
+        ),
+        _ => None,
+    };
+    Ok(PreviewKeys {
+        keys,
+        users,
+        domain: cfg.xmpp.domain.clone(),
+    })
 }
 
 /// `sotto transform`.

@@ -141,6 +141,8 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     // The redirector opens the tokens this process seals (same keys).
     let redirector = crate::redirect::Redirector::new(crypt.redirect.keys.clone(), &cfg.redirect);
     let pipeline = Gateway::new(upstream.clone(), crypt, policies);
+    let chat_crypt = pipeline.crypt();
+    let chat_policies = pipeline.policies();
     let shared = Shared::new(cfg, pipeline, tls, shutdown.clone());
     let limit = Arc::new(Semaphore::new(cfg.limits.max_connections));
     let sessions = TaskTracker::new();
@@ -176,6 +178,13 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             tls: crate::smtp::server_tls(cert, key)?,
             shutdown: shutdown.clone(),
             handshake_timeout: cfg.timeouts.command,
+            chat: Some(Arc::new(crate::xmpp::chat::Chat::new(
+                cfg.xmpp.domain.clone(),
+                chat_policies,
+                chat_crypt,
+                user_keys(cfg)?,
+                cfg.xmpp.max_stanza_bytes,
+            ))),
         });
         for (addr, direct) in [(&cfg.xmpp.listen, false), (&cfg.xmpp.listen_tls, true)] {
             if let Some(socket) = bind(
@@ -252,4 +261,18 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         shutdown,
         done,
     })
+}
+
+/// The local chat users' key store, when configured.
+fn user_keys(cfg: &Config) -> Result<Option<Arc<crate::xmpp::userkeys::UserKeys>>, ServeError> {
+    let x = &cfg.xmpp;
+    match (&x.user_keys, &x.user_keys_secret) {
+        (None, _) => Ok(None),
+        (Some(dir), Some(secret)) => crate::xmpp::userkeys::UserKeys::open_with_secret_file(dir, secret)
+            .map(|k| Some(Arc::new(k)))
+            .map_err(|e| ServeError::Xmpp(format!("xmpp.user_keys: {e}"))),
+        (Some(_), None) => Err(ServeError::Xmpp(
+            "xmpp.user_keys needs xmpp.user_keys_secret (a file whose first line is the passphrase)".into(),
+        )),
+    }
 }

@@ -173,6 +173,75 @@ fn explain_names_the_deciding_rule_and_the_key() {
 }
 
 #[test]
+fn explain_for_chat_names_the_format_and_never_makes_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("00.toml"),
+        "[defaults]\nencrypt = \"if-key\"\n\n[[rule]]\nname = \"partners get legacy\"\n\
+         channel = [\"xmpp\"]\nto = [\"*@partner.example\"]\nencrypt = \"required\"\nxmpp_format = \"legacy\"\nstore = false\n",
+    )
+    .unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "pass\n").unwrap();
+    let user_keys = dir.path().join("user-keys");
+    let out = sotto()
+        .args(["explain", "--channel", "xmpp", "--policies"])
+        .arg(&policies)
+        .args([
+            "--from",
+            "alice@example.org",
+            "--to",
+            "bob@example.org",
+            "--to",
+            "x@partner.example",
+        ])
+        .env("SOTTO_KEYS__SOURCES", "dir")
+        .env("SOTTO_XMPP__DOMAIN", "example.org")
+        .env("SOTTO_XMPP__USER_KEYS", &user_keys)
+        .env("SOTTO_XMPP__USER_KEYS_SECRET", &secret)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("xmpp from <alice@example.org> to <bob@example.org>:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "key: none (no key found (sotto lookup failed: a local user without a key yet"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("result: encrypted (ox) with the key sotto makes for this local user"),
+        "{text}"
+    );
+    assert!(
+        text.contains("xmpp_format           = legacy    (rule \"partners get legacy\""),
+        "{text}"
+    );
+    assert!(text.contains("store                 = false"), "{text}");
+    assert!(
+        text.contains(
+            "result: refused: 550 5.7.1 Encryption required (policy rule \"partners get legacy\")"
+        ),
+        "{text}"
+    );
+    // explain only reads: no key was made for the local user.
+    let made = std::fs::read_dir(&user_keys)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(made, 0, "explain must not create keys");
+}
+
+#[test]
 fn env_override_is_checked_too() {
     let out = sotto()
         .args(["check", "--config", "sotto.example.toml"])

@@ -17,6 +17,12 @@ pub enum KeySource {
     Wkd,
     /// A verifying keyserver (`keys.vks_url`).
     Vks,
+    /// The recipient's XMPP PEP nodes (chat only; needs `xmpp.component`).
+    Pep,
+    /// A local chat user's key, held by sotto (`xmpp.user_keys`); not
+    /// configurable, always asked first for local users.
+    #[serde(skip)]
+    Sotto,
 }
 
 /// The key store.
@@ -48,7 +54,12 @@ impl Default for KeysConfig {
     fn default() -> Self {
         Self {
             dir: None,
-            sources: vec![KeySource::Dir, KeySource::Wkd, KeySource::Vks],
+            sources: vec![
+                KeySource::Dir,
+                KeySource::Wkd,
+                KeySource::Vks,
+                KeySource::Pep,
+            ],
             wkd_url: None,
             vks_url: "https://keys.openpgp.org".into(),
             timeout: Duration::from_secs(5),

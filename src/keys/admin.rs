@@ -191,6 +191,6 @@ pub fn web_sources(sources: &[KeySource]) -> Vec<KeySource> {
     sources
         .iter()
         .copied()
-        .filter(|s| *s != KeySource::Dir)
+        .filter(|s| matches!(s, KeySource::Wkd | KeySource::Vks))
         .collect()
 }

@@ -3,6 +3,11 @@
 //! the web sources said in a bounded cache (hits and misses, each with a
 //! TTL). Concurrent lookups of one address share one fetch.
 //!
+//! Chat recipients are looked up as `xmpp:user@domain`: the same sources
+//! (by the bare address) plus the recipient's PEP nodes, through a fetcher
+//! the XMPP side installs ([`KeyStore::set_pep`]); their certificates must
+//! carry the `xmpp:` user ID (or the address as an e-mail user ID).
+//!
 //! A certificate is used only if it is valid now under sequoia's
 //! StandardPolicy, not revoked or expired, has an encryption-capable key and
 //! a user ID with the address; otherwise the next source is asked. This
@@ -15,14 +20,16 @@ pub mod web;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
 use tokio::sync::OnceCell;
 
-pub use validate::{Rejection, normalize, usable_for};
+pub use validate::{Rejection, XMPP_SCHEME, normalize, usable_for};
 
 use crate::config::{Config, KeySource};
 use dir::DirSource;
@@ -77,8 +84,17 @@ impl fmt::Display for KeySource {
             KeySource::Dir => "dir",
             KeySource::Wkd => "wkd",
             KeySource::Vks => "vks",
+            KeySource::Pep => "pep",
+            KeySource::Sotto => "sotto",
         })
     }
+}
+
+/// Fetches a chat user's certificates from their PEP nodes (installed by
+/// the XMPP side, which owns the service connection).
+pub trait PepFetcher: Send + Sync {
+    fn fetch<'a>(&'a self, bare_jid: &'a str)
+    -> Pin<Box<dyn Future<Output = Fetched> + Send + 'a>>;
 }
 
 struct Cached {
@@ -103,6 +119,7 @@ struct Inner {
     cache_size: usize,
     cache: Mutex<HashMap<String, Arc<OnceCell<Cached>>>>,
     policy: StandardPolicy<'static>,
+    pep: OnceLock<Arc<dyn PepFetcher>>,
 }
 
 impl KeyStore {
@@ -120,8 +137,14 @@ impl KeyStore {
                 cache_size: k.cache_size,
                 cache: Mutex::new(HashMap::new()),
                 policy: StandardPolicy::new(),
+                pep: OnceLock::new(),
             }),
         }
+    }
+
+    /// Installs the PEP fetcher (once; later calls are ignored).
+    pub fn set_pep(&self, fetcher: Arc<dyn PepFetcher>) {
+        let _ = self.inner.pep.set(fetcher);
     }
 
     pub fn policy(&self) -> &StandardPolicy<'static> {
@@ -150,7 +173,11 @@ impl KeyStore {
 
     async fn lookup_uncounted(&self, address: &str) -> Lookup {
         let mut result = Lookup::default();
-        let web_first = self.inner.sources.iter().position(|s| *s != KeySource::Dir);
+        let web_first = self
+            .inner
+            .sources
+            .iter()
+            .position(|s| !matches!(s, KeySource::Dir | KeySource::Sotto));
         for (i, source) in self.inner.sources.iter().enumerate() {
             if *source == KeySource::Dir {
                 self.search_dir(address, &mut result);
@@ -236,8 +263,10 @@ impl KeyStore {
     }
 
     fn urls(&self, source: KeySource, address: &str) -> Vec<String> {
+        // Web sources know chat users by their bare address.
+        let address = address.strip_prefix(XMPP_SCHEME).unwrap_or(address);
         match source {
-            KeySource::Dir => Vec::new(),
+            KeySource::Dir | KeySource::Pep | KeySource::Sotto => Vec::new(),
             KeySource::Wkd => web::wkd_urls(address, self.inner.wkd_url.as_deref())
                 .map(|u| u.to_vec())
                 .unwrap_or_default(),
@@ -261,6 +290,29 @@ impl KeyStore {
     async fn ask_web(&self, address: &str) -> Lookup {
         let mut out = Lookup::default();
         for source in &self.inner.sources {
+            if *source == KeySource::Pep {
+                let (Some(jid), Some(pep)) =
+                    (address.strip_prefix(XMPP_SCHEME), self.inner.pep.get())
+                else {
+                    continue;
+                };
+                match pep.fetch(jid).await {
+                    Fetched::Certs(certs) => {
+                        for cert in certs {
+                            self.consider(Arc::new(cert), address, *source, &mut out);
+                            if out.found.is_some() {
+                                return out;
+                            }
+                        }
+                    }
+                    Fetched::NotFound => {}
+                    Fetched::Failed(error) => out.errors.push(SourceError {
+                        source: *source,
+                        error,
+                    }),
+                }
+                continue;
+            }
             for url in self.urls(*source, address) {
                 match self.inner.web.fetch(&url).await {
                     Fetched::Certs(certs) => {

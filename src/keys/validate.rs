@@ -34,11 +34,18 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// The prefix of a chat address (`xmpp:user@domain`), as XEP-0373 user IDs
+/// carry it.
+pub const XMPP_SCHEME: &str = "xmpp:";
+
 /// Normalises an address for comparison the way user IDs are normalised
 /// (sequoia's rules: case folded, internationalised domains in punycode), so
 /// `Bob@Example.ORG` and `élève@école.example` match their user IDs.
 pub fn normalize(address: &str) -> String {
     let trimmed = address.trim();
+    if let Some(jid) = trimmed.strip_prefix(XMPP_SCHEME) {
+        return format!("{XMPP_SCHEME}{}", normalize(jid));
+    }
     UserID::from(format!("<{trimmed}>"))
         .email_normalized()
         .ok()
@@ -60,11 +67,7 @@ pub fn usable_for(cert: &Cert, address: &str, policy: &dyn Policy) -> Result<(),
     let want = normalize(address);
     let has_uid = vc.userids().any(|u| {
         !matches!(u.revocation_status(), RevocationStatus::Revoked(_))
-            && u.userid()
-                .email_normalized()
-                .ok()
-                .flatten()
-                .is_some_and(|e| e == want)
+            && uid_names(u.userid(), &want)
     });
     if !has_uid {
         return Err(Rejection::WrongUserId);
@@ -87,18 +90,63 @@ pub fn usable_for(cert: &Cert, address: &str, policy: &dyn Policy) -> Result<(),
 /// certificates worth checking for it.
 pub fn names(cert: &Cert, address: &str) -> bool {
     let want = normalize(address);
-    cert.userids().any(|u| {
-        u.userid()
-            .email_normalized()
-            .ok()
-            .flatten()
-            .is_some_and(|e| e == want)
-    })
+    cert.userids().any(|u| uid_names(u.userid(), &want))
+}
+
+/// Whether a user ID names the normalised address `want`: its e-mail
+/// address; for a chat address (`xmpp:…`) also the URI user ID of XEP-0373
+/// (`xmpp:user@domain`, bare or in angle brackets) or the bare address as
+/// an e-mail user ID.
+fn uid_names(uid: &UserID, want: &str) -> bool {
+    let email = uid.email_normalized().ok().flatten();
+    let Some(jid) = want.strip_prefix(XMPP_SCHEME) else {
+        return email.is_some_and(|e| e == want);
+    };
+    if email.is_some_and(|e| e == jid) {
+        return true;
+    }
+    let text = String::from_utf8_lossy(uid.value());
+    let text = text.trim();
+    let inner = match (text.rfind('<'), text.ends_with('>')) {
+        (Some(i), true) => &text[i + 1..text.len() - 1],
+        _ => text,
+    };
+    inner
+        .get(..XMPP_SCHEME.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(XMPP_SCHEME))
+        && normalize(&inner[XMPP_SCHEME.len()..]) == jid
 }
 
 #[cfg(test)]
 mod tests {
     use super::normalize;
+
+    #[test]
+    fn chat_addresses_match_xmpp_uri_user_ids() {
+        use sequoia_openpgp::packet::UserID;
+        let want = normalize("xmpp:Bob@Example.org");
+        assert_eq!(want, "xmpp:bob@example.org");
+        for uid in [
+            "xmpp:bob@example.org",
+            "<xmpp:Bob@example.org>",
+            "Bob <xmpp:bob@example.org>",
+            "Bob <bob@example.org>",
+        ] {
+            assert!(super::uid_names(&UserID::from(uid), &want), "{uid}");
+        }
+        for uid in [
+            "xmpp:eve@example.org",
+            "xmpp:bob@example.org.evil",
+            "mailto:bob@example.org",
+        ] {
+            assert!(!super::uid_names(&UserID::from(uid), &want), "{uid}");
+        }
+        // Mail lookups do not take an xmpp: user ID.
+        assert!(!super::uid_names(
+            &UserID::from("xmpp:bob@example.org"),
+            "bob@example.org"
+        ));
+    }
 
     #[test]
     fn addresses_normalise_like_user_ids() {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-pub use model::{Channel, Field, LinkMode, Loc, MissingKey, Origin, Treatment, Value};
+pub use model::{Channel, Field, LinkMode, Loc, MissingKey, Origin, Treatment, Value, XmppFormat};
 pub use reload::Policies;
 
 use crate::config::{Encrypt, Problem};

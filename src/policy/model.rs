@@ -54,6 +54,16 @@ pub enum LinkMode {
     Redirect,
 }
 
+/// How a chat message is encrypted (channel `xmpp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum XmppFormat {
+    /// OpenPGP for XMPP (XEP-0373/0374): signed and encrypted `<signcrypt/>`.
+    Ox,
+    /// Legacy OpenPGP (XEP-0027, `jabber:x:encrypted`), for clients that
+    /// only speak that: the body only, not signed.
+    Legacy,
+}
+
 /// One treatment field's value as written in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -63,6 +73,7 @@ pub enum Value {
     Subject(SubjectMode),
     Bool(bool),
     Path(PathBuf),
+    XmppFormat(XmppFormat),
 }
 
 /// The treatment fields, in the order `explain` prints them.
@@ -76,10 +87,12 @@ pub enum Field {
     Sign,
     EncryptToSender,
     ArchiveKey,
+    XmppFormat,
+    Store,
 }
 
 impl Field {
-    pub const ALL: [Field; 8] = [
+    pub const ALL: [Field; 10] = [
         Field::Encrypt,
         Field::MissingKey,
         Field::Links,
@@ -88,6 +101,8 @@ impl Field {
         Field::Sign,
         Field::EncryptToSender,
         Field::ArchiveKey,
+        Field::XmppFormat,
+        Field::Store,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +115,8 @@ impl Field {
             Field::Sign => "sign",
             Field::EncryptToSender => "encrypt_to_sender",
             Field::ArchiveKey => "archive_key",
+            Field::XmppFormat => "xmpp_format",
+            Field::Store => "store",
         }
     }
 
@@ -139,12 +156,17 @@ impl Field {
                 Some("keep") => Ok(Value::Subject(SubjectMode::Keep)),
                 _ => Err(choice(&["protect", "keep"])),
             },
-            Field::Sign | Field::EncryptToSender => b
+            Field::Sign | Field::EncryptToSender | Field::Store => b
                 .map(Value::Bool)
                 .ok_or_else(|| "expected true or false".into()),
             Field::ArchiveKey => match s {
                 Some(p) if !p.is_empty() => Ok(Value::Path(PathBuf::from(p))),
                 _ => Err("expected the path of a certificate file".into()),
+            },
+            Field::XmppFormat => match s {
+                Some("ox") => Ok(Value::XmppFormat(XmppFormat::Ox)),
+                Some("legacy") => Ok(Value::XmppFormat(XmppFormat::Legacy)),
+                _ => Err(choice(&["ox", "legacy"])),
             },
         }
     }
@@ -186,6 +208,8 @@ impl fmt::Display for Value {
             Value::Subject(SubjectMode::Keep) => f.write_str("keep"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Path(p) => write!(f, "{}", p.display()),
+            Value::XmppFormat(XmppFormat::Ox) => f.write_str("ox"),
+            Value::XmppFormat(XmppFormat::Legacy) => f.write_str("legacy"),
         }
     }
 }
@@ -236,6 +260,11 @@ pub struct Treatment {
     pub sign: bool,
     pub encrypt_to_sender: bool,
     pub archive_key: Option<PathBuf>,
+    /// Chat only: the encryption format.
+    pub xmpp_format: XmppFormat,
+    /// Chat only: `false` adds XEP-0334 `<no-store/>` and `<no-copy/>`
+    /// hints, asking servers not to archive or copy the message.
+    pub store: bool,
 }
 
 impl Default for Treatment {
@@ -250,6 +279,8 @@ impl Default for Treatment {
             sign: false,
             encrypt_to_sender: false,
             archive_key: None,
+            xmpp_format: XmppFormat::Ox,
+            store: true,
         }
     }
 }
@@ -265,6 +296,8 @@ impl Treatment {
             (Field::Sign, Value::Bool(v)) => self.sign = *v,
             (Field::EncryptToSender, Value::Bool(v)) => self.encrypt_to_sender = *v,
             (Field::ArchiveKey, Value::Path(v)) => self.archive_key = Some(v.clone()),
+            (Field::XmppFormat, Value::XmppFormat(v)) => self.xmpp_format = *v,
+            (Field::Store, Value::Bool(v)) => self.store = *v,
             _ => {}
         }
     }
@@ -282,6 +315,8 @@ impl Treatment {
                 Some(p) => Value::Path(p.clone()),
                 None => Value::Path(PathBuf::from("(none)")),
             },
+            Field::XmppFormat => Value::XmppFormat(self.xmpp_format),
+            Field::Store => Value::Bool(self.store),
         }
     }
 

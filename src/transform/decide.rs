@@ -9,7 +9,7 @@ use sequoia_openpgp::Cert;
 
 use crate::config::{Encrypt, SubjectMode};
 use crate::keys::{KeyStore, Lookup};
-use crate::policy::{Channel, Decision, LinkMode, PolicySet};
+use crate::policy::{Channel, Decision, LinkMode, PolicySet, XmppFormat};
 use crate::reply::Reply;
 
 /// What actually happens to a recipient's copy: recipients of one
@@ -23,6 +23,21 @@ pub struct Effective {
     pub archive_key: Option<PathBuf>,
     /// The link treatment for what is readable (`links_when_encrypted` when encrypted).
     pub links: LinkMode,
+    /// Chat only (the defaults on mail, so they never split a transaction).
+    pub xmpp_format: XmppFormat,
+    pub store: bool,
+}
+
+/// Where a recipient's key is looked up: the key store for mail; the chat
+/// side adds its users' sotto-held keys.
+pub trait RecipientKeys: Sync {
+    fn lookup(&self, rcpt: &str) -> impl Future<Output = Lookup> + Send;
+}
+
+impl RecipientKeys for KeyStore {
+    fn lookup(&self, rcpt: &str) -> impl Future<Output = Lookup> + Send {
+        KeyStore::lookup(self, rcpt)
+    }
 }
 
 /// The result of deciding one recipient.
@@ -43,7 +58,7 @@ pub enum Outcome {
 /// Decides `rcpt`'s treatment for a message from `from` on `channel`.
 pub async fn decide(
     policy: &PolicySet,
-    keys: &KeyStore,
+    keys: &impl RecipientKeys,
     channel: Channel,
     from: &str,
     rcpt: &str,
@@ -108,6 +123,11 @@ pub async fn decide(
         } else {
             t.links
         },
+        xmpp_format: match channel {
+            Channel::Xmpp => t.xmpp_format,
+            Channel::Smtp => XmppFormat::Ox,
+        },
+        store: channel == Channel::Smtp || t.store,
     };
     Outcome::Accept {
         effective,

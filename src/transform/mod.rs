@@ -14,7 +14,7 @@ use std::time::Instant;
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
 
-pub use decide::{Effective, Outcome, decide};
+pub use decide::{Effective, Outcome, RecipientKeys, decide};
 
 use crate::config::LinksConfig;
 use crate::config::{Config, SubjectMode};
@@ -121,6 +121,16 @@ impl<T: Target> Gateway<T> {
             crypt: Arc::new(crypt),
             policies,
         }
+    }
+
+    /// The keys and link rewriters, for the chat side to share.
+    pub fn crypt(&self) -> Arc<Crypt> {
+        self.crypt.clone()
+    }
+
+    /// The policy set (reloaded on change), for the chat side to share.
+    pub fn policies(&self) -> Arc<Policies> {
+        self.policies.clone()
     }
 }
 

@@ -1,24 +1,31 @@
 //! The XMPP side: a client-to-server proxy in front of the organisation's
-//! XMPP server (see DESIGN.md, "XMPP side").
+//! XMPP server (see DESIGN.md, "XMPP side"). The flow, file by file:
 //!
-//! Built bottom-up; what exists so far:
-//!
-//! - [`framer`]: the sans-IO stanza framer. Bytes of one direction of a
-//!   stream go in; the stream header, whole top-level stanzas (with their
-//!   exact raw bytes, so they can be forwarded one out for one in),
-//!   whitespace keepalives and the stream end come out. It refuses DTDs,
-//!   entities, comments and processing instructions, bounds stanza size,
-//!   nesting depth and attribute count, and maps every refusal to the RFC 6120
-//!   stream error the proxy sends. It also parses a stanza into a small owned
-//!   tree and serializes one back, for the stanzas the proxy must change.
-//!
-//! This module must not do I/O, TLS or policy decisions: the listener and the
-//! upstream connection (async edges) and the phases of a stream (TLS,
-//! features, SASL, stanzas) will live in their own files beside it.
+//! - [`listener`] accepts clients (STARTTLS, direct TLS per XEP-0368);
+//!   [`session`] runs one stream: sotto's own until TLS, then the client's
+//!   relayed to the server frame by frame, features filtered ([`features`]);
+//! - [`framer`] (with `element`, `error`) is the sans-IO stanza framer and
+//!   tree: exact raw bytes per stanza, DTDs/entities/comments/PIs refused,
+//!   size, depth and attribute bounds, stream errors;
+//! - [`stanzas`] is what happens to stanzas (no I/O): the user's identity
+//!   ([`identity`]), outgoing messages through [`chat`] (policy channel
+//!   `xmpp`: OpenPGP for XMPP via [`ox`], or links rewritten via [`xhtml`],
+//!   XEP-0334 hints), incoming ciphertext opened by [`inbound`], and refused
+//!   messages kept one-for-one for stream management;
+//! - [`userkeys`] holds each local user's key (encrypted at rest);
+//!   [`service`] is sotto's own component connection, for PEP.
 
+pub mod chat;
 mod element;
 mod error;
 pub mod features;
 pub mod framer;
+pub mod identity;
+pub mod inbound;
 pub mod listener;
+pub mod ox;
+pub mod service;
 pub mod session;
+pub mod stanzas;
+pub mod userkeys;
+pub mod xhtml;

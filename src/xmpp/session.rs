@@ -3,6 +3,7 @@
 //! server over loopback, frame by frame — one stanza out for each stanza in,
 //! in order, both ways — with the server's features filtered (no STARTTLS,
 //! no channel binding) and both framers restarted after SASL success.
+//! What happens to the stanzas themselves is [`super::stanzas`]'s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +12,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::chat::Chat;
 use super::element::serialize;
 use super::features::{self, SASL_NS, TLS_NS};
 use super::framer::{
     Frame, FrameError, Framer, Limits, STREAM_NS, Stanza, parse_stanza_in, stream_error,
 };
+use super::stanzas::Stanzas;
 use crate::smtp::Io;
 
 /// What every XMPP session shares.
@@ -27,6 +30,8 @@ pub struct XmppShared {
     pub shutdown: CancellationToken,
     /// Time a client has for each step before TLS.
     pub handshake_timeout: Duration,
+    /// The chat pipeline (policy, encryption, links); `None` relays as is.
+    pub chat: Option<Arc<Chat>>,
 }
 
 /// How a session ended, for the log.
@@ -159,6 +164,7 @@ where
     let (mut ur, mut uw) = tokio::io::split(upstream);
     let mut from_client = Framer::new(shared.limits);
     let mut from_server = Framer::new(shared.limits);
+    let mut stanzas = Stanzas::new(shared.chat.clone(), &shared.domain);
     let mut cbuf = vec![0u8; 16 * 1024];
     let mut ubuf = vec![0u8; 16 * 1024];
     loop {
@@ -181,7 +187,15 @@ where
                                 let _ = cw.write_all(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>").await;
                                 return End::Closed;
                             }
-                            if uw.write_all(frame.raw()).await.is_err() {
+                            let out = match frame {
+                                Frame::Stanza(s) => stanzas.from_client(s, &from_client).await,
+                                Frame::StreamHeader(h) => {
+                                    stanzas.set_domain(h.to().unwrap_or_default());
+                                    h.raw
+                                }
+                                other => other.into_raw(),
+                            };
+                            if uw.write_all(&out).await.is_err() {
                                 let _ = cw.write_all(&stream_error("internal-server-error")).await;
                                 return End::Upstream("write failed".into());
                             }
@@ -202,7 +216,12 @@ where
                     match from_server.next_frame() {
                         Ok(Some(frame)) => {
                             let restart = matches!(&frame, Frame::Stanza(s) if s.is("success", SASL_NS));
-                            let out = server_frame(frame, &from_server, shared);
+                            let out = match frame {
+                                Frame::Stanza(s) if !s.is("features", STREAM_NS) => {
+                                    stanzas.from_server(s, &from_server).await
+                                }
+                                other => server_frame(other, &from_server, shared),
+                            };
                             if cw.write_all(&out).await.is_err() {
                                 return End::Closed;
                             }

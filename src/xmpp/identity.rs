@@ -1,0 +1,148 @@
+//! Who is on a client's stream: the user name the client authenticated
+//! with (read from its SASL `<auth>`, nothing else of it kept), and the full
+//! JID the server bound. The bound JID wins; the SASL name covers a resumed
+//! stream (XEP-0198), which has no bind.
+
+use base64::Engine;
+
+use super::element::Element;
+
+pub const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+
+/// The stream's user, as far as sotto has seen it.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// The user name from `<auth>`, until the server says `<success>`.
+    pending: Option<String>,
+    /// `user@domain` once SASL succeeded.
+    authenticated: Option<String>,
+    /// The bound full JID.
+    full: Option<String>,
+}
+
+impl Identity {
+    /// A client's `<auth mechanism='…'>` (SASL namespace).
+    pub fn on_auth(&mut self, auth: &Element) {
+        self.pending = sasl_user(auth);
+    }
+
+    /// The server's `<success>`: the user of the last `<auth>`, at `domain`.
+    pub fn on_success(&mut self, domain: &str) {
+        if let Some(user) = self.pending.take() {
+            self.authenticated = Some(format!("{}@{}", user.to_lowercase(), domain));
+        }
+    }
+
+    /// A server `<iq type='result'>`: the bound JID, if it holds one.
+    pub fn on_iq_result(&mut self, iq: &Element) {
+        if let Some(jid) = iq
+            .child("bind", BIND_NS)
+            .and_then(|b| b.child("jid", BIND_NS))
+        {
+            let jid = jid.text().trim().to_string();
+            if jid.contains('@') {
+                self.full = Some(jid);
+            }
+        }
+    }
+
+    /// The user's bare JID, once known.
+    pub fn bare(&self) -> Option<String> {
+        match &self.full {
+            Some(full) => Some(bare_jid(full)),
+            None => self.authenticated.clone(),
+        }
+    }
+
+    /// The full JID when bound, else the bare one.
+    pub fn full(&self) -> Option<String> {
+        self.full.clone().or_else(|| self.authenticated.clone())
+    }
+}
+
+/// `user@domain/resource` → `user@domain`, lowercased (local part and
+/// domain compare case-insensitively for the ASCII JIDs policy matches).
+pub fn bare_jid(jid: &str) -> String {
+    jid.split('/').next().unwrap_or(jid).trim().to_lowercase()
+}
+
+/// The authentication identity of a PLAIN or SCRAM `<auth>`; `None` for
+/// other mechanisms (EXTERNAL, ANONYMOUS…). The password is never kept.
+fn sasl_user(auth: &Element) -> Option<String> {
+    let mechanism = auth.attr("mechanism")?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(auth.text().trim())
+        .ok()?;
+    let user = if mechanism.eq_ignore_ascii_case("PLAIN") {
+        // authzid NUL authcid NUL password
+        let mut parts = data.split(|b| *b == 0);
+        let authzid = parts.next()?;
+        let authcid = parts.next()?;
+        let id = if authzid.is_empty() { authcid } else { authzid };
+        String::from_utf8(id.to_vec()).ok()?
+    } else if mechanism.to_ascii_uppercase().starts_with("SCRAM-") {
+        // gs2-header "n,[a=authzid]," then "n=user,r=nonce"
+        let text = std::str::from_utf8(&data).ok()?;
+        let mut fields = text.splitn(3, ',');
+        let _cb = fields.next()?;
+        let authzid = fields.next()?.strip_prefix("a=").filter(|a| !a.is_empty());
+        let rest = fields.next()?;
+        let user = rest.split(',').find_map(|f| f.strip_prefix("n="))?;
+        let name = authzid.unwrap_or(user);
+        name.replace("=2C", ",").replace("=3D", "=")
+    } else {
+        return None;
+    };
+    // An authzid may be a whole JID; keep its local part.
+    let local = user.split('@').next().unwrap_or(&user).to_string();
+    (!local.is_empty() && !local.contains(['/', '<', '>', '\'', '"', '&'])).then_some(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(mech: &str, data: &[u8]) -> Element {
+        let mut el = Element::new("auth", "urn:ietf:params:xml:ns:xmpp-sasl");
+        el.set_attr("mechanism", mech);
+        el.children.push(super::super::element::Node::Text(
+            base64::engine::general_purpose::STANDARD.encode(data),
+        ));
+        el
+    }
+
+    #[test]
+    fn users_from_plain_and_scram() {
+        assert_eq!(
+            sasl_user(&auth("PLAIN", b"\0Alice\0secret")).as_deref(),
+            Some("Alice")
+        );
+        assert_eq!(
+            sasl_user(&auth("SCRAM-SHA-1", b"n,,n=bob,r=abc")).as_deref(),
+            Some("bob")
+        );
+        assert_eq!(
+            sasl_user(&auth("SCRAM-SHA-256", b"n,a=carol@example.org,n=carol,r=x")).as_deref(),
+            Some("carol")
+        );
+        assert_eq!(sasl_user(&auth("EXTERNAL", b"")), None);
+        assert_eq!(sasl_user(&auth("PLAIN", b"garbage")), None);
+    }
+
+    #[test]
+    fn bound_jid_wins_over_sasl_name() {
+        let mut id = Identity::default();
+        id.on_auth(&auth("PLAIN", b"\0alice\0pw"));
+        assert_eq!(id.bare(), None, "not before success");
+        id.on_success("example.org");
+        assert_eq!(id.bare().as_deref(), Some("alice@example.org"));
+        let iq = super::super::element::parse_stanza(
+            b"<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+              <jid>alice@example.org/phone</jid></bind></iq>",
+        )
+        .unwrap();
+        id.on_iq_result(&iq);
+        assert_eq!(id.full().as_deref(), Some("alice@example.org/phone"));
+        assert_eq!(id.bare().as_deref(), Some("alice@example.org"));
+    }
+}

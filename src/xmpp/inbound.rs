@@ -1,0 +1,212 @@
+//! Incoming encrypted chat, opened for the user behind sotto: an
+//! `<openpgp/>` (XEP-0373) or `jabber:x:encrypted` (XEP-0027) message to a
+//! local user — on its own, inside a carbon (XEP-0280) or a MAM result
+//! (XEP-0313) — is decrypted with the user's sotto-held key, its signature
+//! checked against the sender's key (user ID `xmpp:sender`) and its `<to/>`
+//! against the addressee, and handed to the client as an ordinary message
+//! with the payload, marked with [`TRANSIT_NS`]. Anything that does not
+//! open and verify is delivered exactly as it came.
+
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::policy::StandardPolicy;
+
+use super::chat::Chat;
+use super::element::{Element, Node};
+use super::identity::bare_jid;
+use super::ox::{self, CLIENT_NS, EME_NS, Incoming, LEGACY_NS, OX_NS};
+use crate::keys::XMPP_SCHEME;
+
+/// The hint on a message sotto decrypted: `<encrypted-in-transit
+/// xmlns='urn:x-sotto:transit:0' format='ox|legacy'/>`.
+pub const TRANSIT_NS: &str = "urn:x-sotto:transit:0";
+const CARBONS_NS: &str = "urn:xmpp:carbons:2";
+const FORWARD_NS: &str = "urn:xmpp:forward:0";
+const MAM_NS: &str = "urn:xmpp:mam:2";
+
+/// Whether the raw bytes of a stanza may hold something to open (a cheap
+/// test before parsing).
+pub fn may_hold_ciphertext(raw: &[u8]) -> bool {
+    let has = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    has(OX_NS.as_bytes()) || has(LEGACY_NS.as_bytes())
+}
+
+/// Opens what `msg` (a server-to-client `<message>` for the local user
+/// `me`) holds; `None` when nothing was opened (deliver it as it came).
+pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
+    let users = chat.users()?;
+    let mine = users.get_or_create(me).await.ok()?;
+    let mut opened = false;
+    for path in candidates(&msg) {
+        let Some(inner) = at_path(&mut msg, &path) else {
+            continue;
+        };
+        let from = inner.attr("from").map(bare_jid).unwrap_or_default();
+        // The addressee the <to/> must name: the message's own addressee.
+        let to = inner
+            .attr("to")
+            .map(bare_jid)
+            .unwrap_or_else(|| me.to_string());
+        if from.is_empty() {
+            continue;
+        }
+        let certs = sender_certs(chat, &from).await;
+        match open_one(
+            chat,
+            inner.clone(),
+            &from,
+            &to,
+            mine.secret().clone(),
+            certs,
+        )
+        .await
+        {
+            Ok(new) => {
+                *inner = new;
+                opened = true;
+            }
+            Err(why) => {
+                count("undecryptable");
+                tracing::info!(event = "xmpp_decrypt_failed", reason = %why, from_domain = %domain(&from));
+            }
+        }
+    }
+    opened.then_some(msg)
+}
+
+/// The child paths (indexes) of messages in `msg` that carry ciphertext:
+/// the message itself, a carbon's or MAM result's forwarded message.
+fn candidates(msg: &Element) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    if carries(msg) {
+        out.push(Vec::new());
+    }
+    for (i, child) in msg.children.iter().enumerate() {
+        let Node::Element(wrapper) = child else {
+            continue;
+        };
+        let wraps = (wrapper.ns == CARBONS_NS
+            && (wrapper.name == "received" || wrapper.name == "sent"))
+            || (wrapper.ns == MAM_NS && wrapper.name == "result");
+        if !wraps {
+            continue;
+        }
+        for (j, f) in wrapper.children.iter().enumerate() {
+            let Node::Element(fwd) = f else { continue };
+            if fwd.name != "forwarded" || fwd.ns != FORWARD_NS {
+                continue;
+            }
+            for (k, m) in fwd.children.iter().enumerate() {
+                if let Node::Element(m) = m
+                    && m.name == "message"
+                    && carries(m)
+                {
+                    out.push(vec![i, j, k]);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn carries(m: &Element) -> bool {
+    m.child("openpgp", OX_NS).is_some() || m.child("x", LEGACY_NS).is_some()
+}
+
+fn at_path<'a>(mut el: &'a mut Element, path: &[usize]) -> Option<&'a mut Element> {
+    for i in path {
+        el = match el.children.get_mut(*i)? {
+            Node::Element(e) => e,
+            Node::Text(_) => return None,
+        };
+    }
+    Some(el)
+}
+
+/// The sender's certificates: a local user's sotto-held key, else what the
+/// key store finds for `xmpp:sender`.
+async fn sender_certs(chat: &Chat, from: &str) -> Vec<Cert> {
+    if chat.is_local(from)
+        && let Some(users) = chat.users()
+    {
+        return users
+            .get_or_create(from)
+            .await
+            .map(|k| vec![(**k.cert()).clone()])
+            .unwrap_or_default();
+    }
+    chat.keys()
+        .lookup(&format!("{XMPP_SCHEME}{from}"))
+        .await
+        .found
+        .map(|f| vec![(*f.cert).clone()])
+        .unwrap_or_default()
+}
+
+/// Decrypts one message off the async threads; its replacement.
+async fn open_one(
+    chat: &Chat,
+    msg: Element,
+    from: &str,
+    to: &str,
+    tsk: Cert,
+    certs: Vec<Cert>,
+) -> Result<Element, String> {
+    let (from, to) = (from.to_string(), to.to_string());
+    let max = chat.max_stanza();
+    let done = tokio::task::spawn_blocking(move || {
+        let policy = StandardPolicy::new();
+        let how = Incoming {
+            tsk: &tsk,
+            sender: &from,
+            sender_certs: &certs,
+            recipient: Some(&to),
+            max_bytes: max,
+            policy: &policy,
+        };
+        if let Some(openpgp) = msg.child("openpgp", OX_NS) {
+            let v = ox::decrypt(&openpgp.text(), &how).map_err(|e| e.to_string())?;
+            Ok(plain(msg, v.signcrypt.payload, "ox"))
+        } else if let Some(x) = msg.child("x", LEGACY_NS) {
+            let v = ox::legacy_decrypt(&x.text(), &how).map_err(|e| e.to_string())?;
+            let mut body = Element::new("body", CLIENT_NS);
+            body.children.push(Node::Text(v.body));
+            Ok(plain(msg, vec![body], "legacy"))
+        } else {
+            Err("nothing to open".to_string())
+        }
+    })
+    .await
+    .map_err(|_| "decryption task failed".to_string())?;
+    if done.is_ok() {
+        count("decrypted");
+    }
+    done
+}
+
+/// `msg` with the encryption elements (and the fallback body) replaced by
+/// the payload and the transit hint.
+fn plain(mut msg: Element, payload: Vec<Element>, format: &str) -> Element {
+    msg.children.retain(|n| match n {
+        Node::Element(e) => {
+            !((e.name == "openpgp" && e.ns == OX_NS)
+                || (e.name == "x" && e.ns == LEGACY_NS)
+                || (e.name == "encryption" && e.ns == EME_NS)
+                || (e.name == "body" && e.ns == CLIENT_NS))
+        }
+        Node::Text(_) => true,
+    });
+    msg.children.extend(payload.into_iter().map(Node::Element));
+    let mut hint = Element::new("encrypted-in-transit", TRANSIT_NS);
+    hint.set_attr("format", format);
+    msg.children.push(Node::Element(hint));
+    msg
+}
+
+fn count(action: &'static str) {
+    metrics::counter!("sotto_xmpp_messages_total", "direction" => "in", "action" => action)
+        .increment(1);
+}
+
+fn domain(jid: &str) -> &str {
+    jid.rsplit_once('@').map_or(jid, |(_, d)| d)
+}

@@ -1,0 +1,158 @@
+//! What the proxy does to the stanzas of one stream, both ways, without
+//! I/O: it learns who the user is (SASL `<auth>`, `<success>`, the bind
+//! result), hands outgoing messages to the chat pipeline and incoming
+//! encrypted ones to [`super::inbound`], and keeps the stream one stanza
+//! out for each stanza in.
+//!
+//! A refused message is the one case where the server must not see what
+//! the client sent. So that stream management (XEP-0198) counters on both
+//! sides stay right, it is not dropped: it becomes a ping to the server
+//! (XEP-0199), and the server's answer to that ping becomes the stanza
+//! error for the client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::chat::{Chat, Refusal, Verdict};
+use super::element::{Element, Node, serialize};
+use super::features::SASL_NS;
+use super::framer::{CLIENT_NS, Framer, Stanza, parse_stanza_in};
+use super::identity::Identity;
+use super::inbound;
+
+const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const PING_NS: &str = "urn:xmpp:ping";
+
+/// Per-stream state.
+pub struct Stanzas {
+    chat: Option<Arc<Chat>>,
+    identity: Identity,
+    /// The domain the client's stream is for (its header's `to`).
+    domain: String,
+    /// Pings standing in for refused messages: id → the error for the client.
+    refused: HashMap<String, Vec<u8>>,
+    next_id: u64,
+    tag: String,
+}
+
+impl Stanzas {
+    pub fn new(chat: Option<Arc<Chat>>, domain: &str) -> Self {
+        let mut tag = [0u8; 6];
+        let _ = sequoia_openpgp::crypto::random(&mut tag);
+        Stanzas {
+            chat,
+            identity: Identity::default(),
+            domain: domain.to_string(),
+            refused: HashMap::new(),
+            next_id: 0,
+            tag: tag.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// The client's stream header named this domain.
+    pub fn set_domain(&mut self, domain: &str) {
+        if !domain.is_empty() {
+            self.domain = domain.to_lowercase();
+        }
+    }
+
+    /// What goes to the server for a stanza from the client.
+    pub async fn from_client(&mut self, s: Stanza, framer: &Framer) -> Vec<u8> {
+        if s.is("auth", SASL_NS) {
+            if let Ok(el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits()) {
+                self.identity.on_auth(&el);
+            }
+            return s.raw;
+        }
+        let (Some(chat), Some(me)) = (&self.chat, self.identity.bare()) else {
+            return s.raw;
+        };
+        if !s.is("message", CLIENT_NS) {
+            return s.raw;
+        }
+        let Ok(el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits()) else {
+            return s.raw;
+        };
+        let original = (
+            el.attr("id").map(str::to_string),
+            el.attr("to").map(str::to_string),
+        );
+        match chat.outgoing(el, &me).await {
+            Verdict::Pass => s.raw,
+            Verdict::Replace(el) => serialize(&el),
+            Verdict::Refuse(r) => self.stand_in(r, original.0, original.1),
+        }
+    }
+
+    /// What goes to the client for a stanza from the server.
+    pub async fn from_server(&mut self, s: Stanza, framer: &Framer) -> Vec<u8> {
+        if s.is("success", SASL_NS) {
+            self.identity.on_success(&self.domain);
+            return s.raw;
+        }
+        if s.is("iq", CLIENT_NS) {
+            if self.refused.is_empty() && !contains(&s.raw, b"xmpp-bind") {
+                return s.raw;
+            }
+            let Ok(el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits()) else {
+                return s.raw;
+            };
+            if let Some(error) = el.attr("id").and_then(|id| self.refused.remove(id)) {
+                return error;
+            }
+            if el.attr("type") == Some("result") {
+                self.identity.on_iq_result(&el);
+            }
+            return s.raw;
+        }
+        if s.is("message", CLIENT_NS)
+            && inbound::may_hold_ciphertext(&s.raw)
+            && let (Some(chat), Some(me)) = (&self.chat, self.identity.bare())
+            && let Ok(el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits())
+            && let Some(opened) = inbound::open(chat, el, &me).await
+        {
+            return serialize(&opened);
+        }
+        s.raw
+    }
+
+    /// The ping that stands in for a refused message; remembers the error
+    /// its answer turns into.
+    fn stand_in(&mut self, r: Refusal, id: Option<String>, to: Option<String>) -> Vec<u8> {
+        self.next_id += 1;
+        let ping_id = format!("sotto-{}-{}", self.tag, self.next_id);
+        let mut error = Element::new("message", CLIENT_NS);
+        error.set_attr("type", "error");
+        if let Some(id) = id {
+            error.set_attr("id", id);
+        }
+        if let Some(to) = to {
+            error.set_attr("from", to);
+        }
+        if let Some(me) = self.identity.full() {
+            error.set_attr("to", me);
+        }
+        let mut e = Element::new("error", CLIENT_NS);
+        e.set_attr("type", r.kind);
+        e.children
+            .push(Node::Element(Element::new(r.condition, STANZAS_NS)));
+        let mut text = Element::new("text", STANZAS_NS);
+        text.set_attr("xml:lang", "en");
+        text.children.push(Node::Text(r.text));
+        e.children.push(Node::Element(text));
+        error.children.push(Node::Element(e));
+        self.refused.insert(ping_id.clone(), serialize(&error));
+
+        let mut ping = Element::new("iq", CLIENT_NS);
+        ping.set_attr("type", "get");
+        ping.set_attr("id", ping_id);
+        ping.set_attr("to", self.domain.clone());
+        ping.children
+            .push(Node::Element(Element::new("ping", PING_NS)));
+        serialize(&ping)
+    }
+}
+
+fn contains(raw: &[u8], needle: &[u8]) -> bool {
+    raw.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,388 @@
+//! Chat through sotto with real peers: a real Prosody (two hosts: the
+//! organisation's `example.org` behind sotto, and `outside.example` whose
+//! users connect straight to Prosody), slixmpp clients, and GnuPG reading
+//! what sotto produced.
+//!
+//! - alice → bob, both behind sotto: bob's client gets the plain body;
+//!   Prosody's archive holds only `<openpgp/>`, which GnuPG decrypts with
+//!   bob's sotto-held key (passphrase-protected on disk) to the body;
+//! - alice → carol outside: carol's client gets `<openpgp/>`; GnuPG with
+//!   carol's key decrypts it and verifies alice's signature;
+//! - a pair with encryption off: links in the body stripped per policy;
+//! - encryption required without a key: alice gets a stanza error and the
+//!   message reaches no one; the stream goes on (stream management on).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use common::pgp::Gpg;
+use common::prosody::{Options, Prosody, XmppClient};
+use serde_json::json;
+
+const OUTSIDE: &str = "outside.example";
+const PASSPHRASE: &str = "chat keys passphrase for the tests";
+
+struct Setup {
+    prosody: Prosody,
+    gw: sotto::serve::Running,
+    ca: PathBuf,
+    user_keys: PathBuf,
+    gpg: Gpg,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn setup(policy: &str) -> Setup {
+    let prosody = Prosody::start(Options::default().config(&format!("VirtualHost \"{OUTSIDE}\"")));
+    prosody.register("alice", "alice-secret");
+    prosody.register("bob", "bob-secret");
+    register_outside(&prosody, "carol", "carol-secret");
+    register_outside(&prosody, "dave", "dave-secret");
+
+    let gpg = Gpg::new();
+    gpg.generate(&format!("carol@{OUTSIDE}"), true, "1y", None);
+    gpg.export(&format!("carol@{OUTSIDE}"), "carol.asc");
+
+    let ck = rcgen::generate_simple_self_signed(vec!["example.org".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let secret = dir.path().join("user-keys.secret");
+    std::fs::write(&secret, format!("{PASSPHRASE}\n")).unwrap();
+    let user_keys = dir.path().join("user-keys");
+
+    let mut cfg = common::config("127.0.0.1:1");
+    cfg.xmpp.listen = "127.0.0.1:0".into();
+    cfg.xmpp.upstream = prosody.addr();
+    cfg.xmpp.domain = "example.org".into();
+    cfg.xmpp.tls_cert = Some(cert.clone());
+    cfg.xmpp.tls_key = Some(key);
+    cfg.xmpp.user_keys = Some(user_keys.clone());
+    cfg.xmpp.user_keys_secret = Some(secret);
+    cfg.keys.dir = Some(gpg.keys.clone());
+    let pdir = common::policy(&mut cfg, policy);
+    let gw = common::gateway(&cfg).await;
+    Setup {
+        prosody,
+        gw,
+        ca: cert,
+        user_keys,
+        gpg,
+        _dirs: vec![dir, pdir],
+    }
+}
+
+fn register_outside(prosody: &Prosody, user: &str, password: &str) {
+    let out = Command::new(common::require("prosodyctl"))
+        .arg("--config")
+        .arg(prosody.config_path())
+        .args(["register", user, OUTSIDE, password])
+        .current_dir(prosody.dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Setup {
+    /// A client of the organisation, through sotto (STARTTLS).
+    fn inside(&self, user: &str) -> XmppClient {
+        XmppClient::new(
+            &self.gw.xmpp.unwrap().to_string(),
+            &self.prosody.jid(user),
+            &self.prosody.password(user),
+        )
+        .cafile(&self.ca)
+        .starttls()
+    }
+
+    /// A user of the other host, straight to Prosody.
+    fn outside(&self, user: &str) -> XmppClient {
+        XmppClient::new(
+            &self.prosody.addr(),
+            &format!("{user}@{OUTSIDE}"),
+            &format!("{user}-secret"),
+        )
+    }
+
+    /// The sotto-held key file of `jid` (its secret parts passphrase-protected).
+    fn key_file(&self, jid: &str) -> PathBuf {
+        for entry in std::fs::read_dir(&self.user_keys).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read(&path).unwrap();
+            let listing = gpg_show(&text);
+            // --with-colons escapes the URI's colon.
+            if listing.contains(&format!("xmpp\\x3a{jid}")) {
+                return path;
+            }
+        }
+        panic!("no key file for {jid} in {}", self.user_keys.display());
+    }
+}
+
+/// `gpg --show-keys` of a key file, in a throwaway homedir.
+fn gpg_show(key: &[u8]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("k");
+    std::fs::write(&file, key).unwrap();
+    let out = Command::new("gpg")
+        .env("GNUPGHOME", home.path())
+        .args(["--batch", "--with-colons", "--show-keys"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Decrypts (and verifies, when `verify_with` is given) the binary OpenPGP
+/// message with the secret key `secret` (protected by `passphrase`) in a
+/// fresh GnuPG homedir; returns (plaintext, gpg's status lines).
+fn gpg_decrypt(
+    secret: &Path,
+    passphrase: &str,
+    verify_with: Option<&[u8]>,
+    message: &[u8],
+) -> (String, String) {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let gpg = |args: &[&str]| {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", home.path()).args([
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            passphrase,
+        ]);
+        c.args(args);
+        c
+    };
+    let out = gpg(&["--import", secret.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(public) = verify_with {
+        let f = home.path().join("signer.asc");
+        std::fs::write(&f, public).unwrap();
+        let out = gpg(&["--import", f.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success());
+    }
+    let msg = home.path().join("msg.pgp");
+    std::fs::write(&msg, message).unwrap();
+    let out = gpg(&["--status-fd", "2", "--decrypt", msg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "gpg --decrypt: {status}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), status)
+}
+
+/// The base64 content of the `<openpgp>` element in `xml`, decoded.
+fn openpgp_of(xml: &str) -> Vec<u8> {
+    let start = xml.find("<openpgp").expect("an <openpgp> element");
+    let open_end = start + xml[start..].find('>').unwrap() + 1;
+    let close = open_end + xml[open_end..].find("</openpgp>").unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(xml[open_end..close].trim())
+        .unwrap()
+}
+
+const ENCRYPT_ALL: &str = "[defaults]\nencrypt = \"if-key\"\nlinks = \"keep\"\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_between_users_behind_sotto_is_ciphertext_on_the_server() {
+    let s = setup(ENCRYPT_ALL).await;
+    let mut bob = s
+        .inside("bob")
+        .spawn(&json!([{ "op": "wait", "count": 1 }]))
+        .await;
+    bob.wait_event("ready").await;
+    s.inside("alice")
+        .run(&json!([{ "op": "send", "to": "bob@example.org", "body": "the plan is secret-marker-7731" }]))
+        .await
+        .assert_ok();
+    let bob = bob.finish().await.assert_ok();
+    let got = bob.messages();
+    assert_eq!(got.len(), 1, "{}", bob.transcript());
+    assert_eq!(
+        got[0]["body"],
+        "the plan is secret-marker-7731",
+        "{}",
+        bob.transcript()
+    );
+    let xml = got[0]["xml"].as_str().unwrap();
+    assert!(xml.contains("encrypted-in-transit"), "marked: {xml}");
+    assert!(!xml.contains("<openpgp"), "{xml}");
+
+    // The server's archive, read straight from Prosody: ciphertext only.
+    let archive = s.prosody.archive("bob");
+    assert_eq!(archive.len(), 1, "{archive:?}");
+    let stored = &archive[0];
+    assert!(!stored.contains("secret-marker-7731"), "{stored}");
+    assert!(stored.contains("urn:xmpp:openpgp:0"), "{stored}");
+    assert!(stored.contains("urn:xmpp:eme:0"), "XEP-0380 hint: {stored}");
+    // GnuPG, with bob's key as sotto keeps it on disk, reads the signcrypt.
+    let (plain, status) = gpg_decrypt(
+        &s.key_file("bob@example.org"),
+        PASSPHRASE,
+        Some(&std::fs::read(s.key_file("alice@example.org")).unwrap()),
+        &openpgp_of(stored),
+    );
+    assert!(plain.contains("<signcrypt"), "{plain}");
+    assert!(plain.contains("bob@example.org"), "<to/>: {plain}");
+    assert!(plain.contains("<rpad"), "{plain}");
+    assert!(plain.contains("the plan is secret-marker-7731"), "{plain}");
+    assert!(
+        status.contains("GOODSIG"),
+        "signed by alice's key: {status}"
+    );
+    // On disk, the keys' secret parts are protected by the passphrase.
+    let out = Command::new("gpg")
+        .env("GNUPGHOME", tempfile::tempdir().unwrap().path())
+        .args(["--batch", "--list-packets"])
+        .arg(s.key_file("bob@example.org"))
+        .output()
+        .unwrap();
+    let packets = String::from_utf8_lossy(&out.stdout);
+    assert!(packets.contains("secret key packet"), "{packets}");
+    assert!(
+        packets.contains("protected"),
+        "secret parts protected: {packets}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_to_an_outside_user_is_signed_openpgp_for_xmpp() {
+    let s = setup(ENCRYPT_ALL).await;
+    let carol_jid = format!("carol@{OUTSIDE}");
+    let mut carol = s
+        .outside("carol")
+        .spawn(&json!([{ "op": "wait", "count": 1 }]))
+        .await;
+    carol.wait_event("ready").await;
+    s.inside("alice")
+        .run(&json!([{ "op": "send", "to": carol_jid, "body": "hello carol, marker-4410" }]))
+        .await
+        .assert_ok();
+    let carol = carol.finish().await.assert_ok();
+    let got = carol.messages();
+    assert_eq!(got.len(), 1, "{}", carol.transcript());
+    let xml = got[0]["xml"].as_str().unwrap();
+    assert!(!xml.contains("marker-4410"), "{xml}");
+    let body = got[0]["body"].as_str().unwrap_or_default();
+    assert!(body.contains("encrypted"), "fallback body: {body}");
+    // Carol's own GnuPG decrypts it and verifies alice's signature.
+    let carol_secret = s.gpg.home.path().join("carol-secret.asc");
+    std::fs::write(&carol_secret, s.gpg.secret(&carol_jid)).unwrap();
+    let (plain, status) = gpg_decrypt(
+        &carol_secret,
+        "",
+        Some(&std::fs::read(s.key_file("alice@example.org")).unwrap()),
+        &openpgp_of(xml),
+    );
+    assert!(plain.contains("hello carol, marker-4410"), "{plain}");
+    assert!(
+        plain.contains(&format!("jid='{carol_jid}'"))
+            || plain.contains(&format!("jid=\"{carol_jid}\"")),
+        "{plain}"
+    );
+    assert!(status.contains("GOODSIG"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_are_stripped_where_chat_stays_readable() {
+    let s = setup(&format!(
+        "{ENCRYPT_ALL}\n[[rule]]\nname = \"dave reads plain chat\"\nchannel = [\"xmpp\"]\nto = [\"dave@{OUTSIDE}\"]\nencrypt = \"never\"\nlinks = \"strip\"\n"
+    ))
+    .await;
+    let mut dave = s
+        .outside("dave")
+        .spawn(&json!([{ "op": "wait", "count": 1 }]))
+        .await;
+    dave.wait_event("ready").await;
+    s.inside("alice")
+        .run(&json!([{ "op": "send", "to": format!("dave@{OUTSIDE}"),
+            "body": "look https://files.example/doc?token=SECRET123 now" }]))
+        .await
+        .assert_ok();
+    let dave = dave.finish().await.assert_ok();
+    let got = dave.messages();
+    assert_eq!(got.len(), 1, "{}", dave.transcript());
+    let body = got[0]["body"].as_str().unwrap();
+    assert!(
+        body.starts_with("look ") && body.ends_with(" now"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("files.example") && !body.contains("SECRET123"),
+        "{body}"
+    );
+    assert!(!got[0]["xml"].as_str().unwrap().contains("openpgp"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn required_encryption_without_a_key_is_refused_and_the_stream_goes_on() {
+    let s = setup(&format!(
+        "{ENCRYPT_ALL}\n[[rule]]\nname = \"outside must be encrypted\"\nchannel = [\"xmpp\"]\nto = [\"*@{OUTSIDE}\"]\nencrypt = \"required\"\n"
+    ))
+    .await;
+    let alice = s
+        .inside("alice")
+        .sm()
+        .run(&json!([
+            { "op": "send", "to": format!("dave@{OUTSIDE}"), "id": "m1", "body": "no key for dave marker-5521" },
+            { "op": "wait", "count": 1, "any": true },
+            { "op": "send", "to": "bob@example.org", "id": "m2", "body": "still works" },
+            { "op": "ping" }
+        ]))
+        .await
+        .assert_ok();
+    let errors: Vec<_> = alice
+        .messages()
+        .into_iter()
+        .filter(|m| m["type"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", alice.transcript());
+    let e = errors[0];
+    assert_eq!(e["id"], "m1", "{e}");
+    assert_eq!(e["from"], format!("dave@{OUTSIDE}"), "{e}");
+    let xml = e["xml"].as_str().unwrap();
+    assert!(xml.contains("policy-violation"), "{xml}");
+    assert!(
+        xml.contains("Encryption required") && xml.contains("outside must be encrypted"),
+        "{xml}"
+    );
+    // The ping after the refusal is answered: the stream is in step.
+    let pongs = alice.events("pong");
+    assert_eq!(
+        pongs.last().unwrap()["type"],
+        "result",
+        "{}",
+        alice.transcript()
+    );
+    // Dave's archive (read straight from Prosody) never saw it.
+    let dave = s
+        .outside("dave")
+        .no_presence()
+        .run(&json!([{ "op": "mam" }]))
+        .await
+        .assert_ok();
+    let mam = dave.events("mam");
+    assert_eq!(mam.len(), 1, "{}", dave.transcript());
+    assert_eq!(mam[0]["count"], 0, "{}", dave.transcript());
+}
