@@ -988,7 +988,6 @@ fn bug_idna_separators() {
 }
 
 #[test]
-#[ignore = "BUG: HTML attributes are URLs only when they look like http(s)://…; browsers also open ht<TAB>tps://, https:host, https:\\\\host, //host, a URL with a newline in it, and CSS url(https\\3a //…): strip keeps them"]
 fn bug_html_url_syntax() {
     for t in bug_entries("html", "html-url-syntax") {
         check_html_case(t);
@@ -996,7 +995,6 @@ fn bug_html_url_syntax() {
 }
 
 #[test]
-#[ignore = "BUG: CSS @import \"https://…\" (a string, not url()) in <style> is not rewritten"]
 fn bug_css_import_string() {
     for t in bug_entries("html", "css-import-string") {
         check_html_case(t);
@@ -1004,7 +1002,6 @@ fn bug_css_import_string() {
 }
 
 #[test]
-#[ignore = "BUG: lol_html parses <noscript>, <xmp> and <plaintext> content as raw text, which html::rewrite leaves alone; mail readers (no scripts) show the link in <noscript> and the text of the others"]
 fn bug_html_raw_text() {
     for t in bug_entries("html", "html-raw-text") {
         check_html_case(t);

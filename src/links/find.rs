@@ -175,6 +175,59 @@ fn with_scheme(text: &str, out: &mut Spans) {
     }
 }
 
+/// The URL a browser opens for `value` (entities already decoded) when the
+/// whole of it is one `http`, `https` or `ftp` URL, in the forms the WHATWG
+/// URL parser accepts: surrounding spaces and control characters and any
+/// tab or newline inside are dropped, `\\` counts as `/`, `https:host` and
+/// `https:\\host` mean `https://host`, and `//host` (with a dot in the
+/// host) is scheme-relative, `https` in a webmail page.
+pub fn browser_url(value: &str) -> Option<String> {
+    let v: String = value
+        .trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let whole = |u: &str| find(u).first().is_some_and(|f| f.span == (0..u.len()));
+    if whole(&v) {
+        return Some(v);
+    }
+    let (scheme, rest) = match v.split_once(':') {
+        Some((s, rest))
+            if SCHEMES
+                .iter()
+                .any(|p| p[..p.len() - 3].eq_ignore_ascii_case(s)) =>
+        {
+            (s.to_ascii_lowercase(), rest)
+        }
+        _ if v.starts_with(['/', '\\']) => ("https".to_string(), v.as_str()),
+        _ => return None,
+    };
+    let after = rest.trim_start_matches(['/', '\\']);
+    let relative = rest.len() == v.len();
+    if relative && rest.len() - after.len() < 2 {
+        // `/path` or `\path`: relative to the page, not a host.
+        return None;
+    }
+    let path_end = after.find(['?', '#']).unwrap_or(after.len());
+    let mut url = format!("{scheme}://");
+    for (i, c) in after.char_indices() {
+        match c {
+            '\\' if i < path_end => url.push('/'),
+            // Percent-encoded by the browser, as spaces and quotes are.
+            c if c.is_ascii() && !url_char(c) => url.push_str(&format!("%{:02X}", c as u32)),
+            c => url.push(c),
+        }
+    }
+    let host = url[scheme.len() + 3..]
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if relative && !(host.contains('.') || host.starts_with('[')) {
+        return None;
+    }
+    whole(&url).then_some(url)
+}
+
 /// `www.` hosts that hold an IDNA dot or a soft hyphen, which linkify ends
 /// the host at (or does not take at all): the browser opens them whole.
 fn www_with_idna_dots(text: &str, out: &mut Spans) {
@@ -261,6 +314,35 @@ mod tests {
         );
         assert!(urls("javascript:alert(1) data:text/html,hi mailto:x@y.example").is_empty());
         assert_eq!(urls("(https://x.example/a)."), vec!["https://x.example/a"]);
+    }
+
+    #[test]
+    fn what_browsers_open() {
+        for (value, url) in [
+            (" https://a.example/x ", "https://a.example/x"),
+            ("ht\ttps://a.example/t", "https://a.example/t"),
+            ("https://a.ex\r\nample/n", "https://a.example/n"),
+            ("HTTPS:a.example/s", "https://a.example/s"),
+            (
+                "https:\\\\a.example\\b?c=\\d e",
+                "https://a.example/b?c=%5Cd%20e",
+            ),
+            ("https://a.example/a b", "https://a.example/a%20b"),
+            ("//a.example/rel", "https://a.example/rel"),
+            ("\\\\a.example/rel", "https://a.example/rel"),
+            ("ftp:/f.example/x", "ftp://f.example/x"),
+        ] {
+            assert_eq!(browser_url(value).as_deref(), Some(url), "{value:?}");
+        }
+        for value in [
+            "/path/x.png",
+            "//comment",
+            "x.png",
+            "mailto:a@b.example",
+            "see https://a.example/",
+        ] {
+            assert_eq!(browser_url(value), None, "{value:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use lol_html::html_content::ContentType;
 use lol_html::html_content::TextType;
 use lol_html::{RewriteStrSettings, doc_comments, doc_text, element, rewrite_str};
 
-use super::{LinkRewriter, Rewritten};
+use super::{LinkRewriter, Rewritten, css, find};
 
 /// More attributes than any real element has: such an element is dropped
 /// (keeping its content) rather than rewritten attribute by attribute.
@@ -72,55 +72,11 @@ fn escape_attr(s: &str) -> String {
     s.replace('&', "&amp;")
 }
 
-/// Rewrites `url(...)` values in CSS; `None` when nothing changed.
-fn rewrite_css(css: &str, rw: &LinkRewriter) -> Option<String> {
-    let lower = css.to_ascii_lowercase();
-    let mut out = String::with_capacity(css.len());
-    let mut last = 0;
-    let mut from = 0;
-    let mut changed = false;
-    while let Some(i) = lower[from..].find("url(") {
-        let start = from + i;
-        let inner_start = start + 4;
-        let Some(close) = css[inner_start..].find(')') else {
-            break;
-        };
-        let inner_end = inner_start + close;
-        from = inner_end + 1;
-        let raw = css[inner_start..inner_end].trim().trim_matches(['"', '\'']);
-        let url = decode_entities(raw);
-        if !super::find::find(&url)
-            .first()
-            .is_some_and(|f| f.span == (0..url.len()))
-        {
-            continue;
-        }
-        let new = match rw.rewrite_url(&url) {
-            Rewritten::Kept => continue,
-            Rewritten::Url(u) => format!("url(\"{u}\")"),
-            Rewritten::Removed => "none".to_string(),
-        };
-        out.push_str(&css[last..start]);
-        out.push_str(&new);
-        last = inner_end + 1;
-        changed = true;
-    }
-    if !changed {
-        return None;
-    }
-    out.push_str(&css[last..]);
-    Some(out)
-}
-
 /// Rewrites one attribute's URL; `Some(None)` means remove the attribute.
+/// Any form a browser opens counts ([`find::browser_url`]: tabs or newlines
+/// inside, `https:host`, `//host`), and is rewritten as the URL it opens.
 fn rewrite_attr_url(value: &str, rw: &LinkRewriter) -> Option<Option<String>> {
-    let url = decode_entities(value.trim());
-    let is_url = super::find::find(&url)
-        .first()
-        .is_some_and(|f| f.span == (0..url.len()));
-    if !is_url {
-        return None;
-    }
+    let url = find::browser_url(&decode_entities(value))?;
     match rw.rewrite_url(&url) {
         Rewritten::Kept => None,
         Rewritten::Url(u) => Some(Some(u)),
@@ -193,13 +149,61 @@ fn rewrite_srcset(value: &str, rw: &LinkRewriter) -> Option<Option<String>> {
     Some((!parts.is_empty()).then(|| parts.join(", ")))
 }
 
+/// What the raw text of an element (lol_html's `RawText`) is to a mail
+/// reader, which runs no scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Raw {
+    /// `<style>`: CSS.
+    Css,
+    /// `<xmp>`: text shown as it is (character references too).
+    Text,
+    /// `<noscript>`, `<noembed>`, `<noframes>`, `<iframe>`: HTML, parsed
+    /// and shown by a reader without scripts, frames or plugins.
+    Html,
+}
+
+impl Raw {
+    fn of(tag: &str) -> Option<Raw> {
+        match tag {
+            "style" => Some(Raw::Css),
+            "xmp" => Some(Raw::Text),
+            "noscript" | "noembed" | "noframes" | "iframe" => Some(Raw::Html),
+            _ => None,
+        }
+    }
+}
+
+/// How deep HTML inside raw-text elements is rewritten as HTML; deeper,
+/// its URLs are rewritten as text.
+const MAX_RAW_DEPTH: usize = 4;
+
 /// Rewrites the URLs of an HTML document; `None` when nothing changed.
 /// Also returns how many URLs were rewritten.
 pub fn rewrite(html: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
+    rewrite_at(html, rw, 0)
+}
+
+/// The raw text of an element, rewritten as a reader sees it: CSS, text
+/// (`<xmp>`, `<plaintext>`) or HTML; with how many URLs changed.
+fn rewrite_raw(raw: &str, kind: Raw, rw: &LinkRewriter, depth: usize) -> Option<(String, usize)> {
+    match kind {
+        Raw::Css => css::rewrite(raw, rw).map(|c| (c, 1)),
+        Raw::Html if depth < MAX_RAW_DEPTH => rewrite_at(raw, rw, depth + 1),
+        Raw::Html | Raw::Text => rw.rewrite_text(raw).map(|t| (t, 1)),
+    }
+}
+
+fn rewrite_at(html: &str, rw: &LinkRewriter, depth: usize) -> Option<(String, usize)> {
     let count = Cell::new(0usize);
     let text_buf = RefCell::new(String::new());
+    // The last raw-text element opened: raw text is inside it (it cannot
+    // hold another element).
+    let raw_parent = Cell::new(Raw::Css);
     let settings = RewriteStrSettings::new()
         .append_element_content_handler(element!("*", |el| {
+            if let Some(kind) = Raw::of(&el.tag_name()) {
+                raw_parent.set(kind);
+            }
             // Names and values in one pass: looking each up again would be
             // quadratic in the number of attributes.
             let attrs: Vec<(String, String)> = el
@@ -210,7 +214,7 @@ pub fn rewrite(html: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
             if attrs.len() > MAX_ATTRIBUTES {
                 // Hostile: each change would be a linear search in lol_html.
                 // The element goes, its content stays.
-                if attrs.iter().any(|(_, v)| super::find::may_contain(v)) {
+                if attrs.iter().any(|(_, v)| find::may_contain(v)) {
                     count.set(count.get() + 1);
                     el.remove_and_keep_content();
                 }
@@ -222,12 +226,12 @@ pub fn rewrite(html: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
                 } else if name == "srcset" {
                     rewrite_srcset(&value, rw)
                 } else if name == "style" {
-                    rewrite_css(&decode_entities(&value), rw).map(Some)
+                    css::rewrite(&decode_entities(&value), rw).map(Some)
                 } else if let Some(r) = rewrite_attr_url(&value, rw) {
                     // Any attribute that is a URL (href, src, and the
                     // likes of Outlook's originalsrc) is one to a scanner.
                     Some(r)
-                } else if super::find::may_contain(&value) {
+                } else if find::may_contain(&value) {
                     // URLs inside other values: refresh targets, titles, alt text.
                     rw.rewrite_text(&decode_entities(&value)).map(Some)
                 } else {
@@ -255,11 +259,12 @@ pub fn rewrite(html: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
             }
             Ok(())
         }))
-        // Every text node once, whatever its ancestors: CSS in <style>,
-        // plain text elsewhere (scripts are left alone).
+        // Every text node once, whatever its ancestors: the raw text of
+        // <style>, <noscript>, <xmp> and the likes as what it is to a
+        // reader, plain text elsewhere (scripts are left alone).
         .append_document_content_handler(doc_text!(|t| {
             let kind = t.text_type();
-            if matches!(kind, TextType::ScriptData | TextType::PlainText) {
+            if kind == TextType::ScriptData {
                 return Ok(());
             }
             text_buf.borrow_mut().push_str(t.as_str());
@@ -269,14 +274,17 @@ pub fn rewrite(html: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
             }
             let raw = std::mem::take(&mut *text_buf.borrow_mut());
             let new = match kind {
-                TextType::RawText => rewrite_css(&raw, rw).map(|css| (css, ContentType::Html)),
+                TextType::RawText => rewrite_raw(&raw, raw_parent.get(), rw, depth)
+                    .map(|(new, n)| (new, n, ContentType::Html)),
+                TextType::PlainText => rewrite_raw(&raw, Raw::Text, rw, depth)
+                    .map(|(new, n)| (new, n, ContentType::Html)),
                 _ => rw
                     .rewrite_text(&decode_entities(&raw))
-                    .map(|text| (text, ContentType::Text)),
+                    .map(|text| (text, 1, ContentType::Text)),
             };
             match new {
-                Some((new, ct)) => {
-                    count.set(count.get() + 1);
+                Some((new, n, ct)) => {
+                    count.set(count.get() + n);
                     t.replace(&new, ct);
                 }
                 None => t.replace(&raw, ContentType::Html),
@@ -336,6 +344,21 @@ mod tests {
         assert!(out.contains(">click</a>"), "{out}");
         assert!(out.contains("or [link removed]"), "{out}");
         assert_eq!(n, 6);
+    }
+
+    #[test]
+    fn raw_text_as_readers_see_it() {
+        let html = "<noscript><a href=\"https://n.example/\">x</a></noscript><xmp>https://x.example/ &amp;</xmp><plaintext>https://p.example/";
+        let (out, n) = rewrite(html, &rw(LinkMode::Strip)).unwrap();
+        assert_eq!(
+            out,
+            "<noscript><a>x</a></noscript><xmp>[link removed] &amp;</xmp><plaintext>[link removed]"
+        );
+        assert_eq!(n, 3);
+        // Nested without end: bounded depth, then text; the URL goes.
+        let deep = format!("{}https://d.example/", "<noscript>".repeat(10_000));
+        let (out, _) = rewrite(&deep, &rw(LinkMode::Strip)).unwrap();
+        assert!(out.ends_with("<noscript>[link removed]"), "{}", &out[out.len() - 40..]);
     }
 
     #[test]

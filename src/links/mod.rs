@@ -7,6 +7,7 @@
 //! Plain functions over text; the MIME walk is in `crate::mail::rewrite`.
 //! Nothing here logs a URL.
 
+pub mod css;
 pub mod find;
 pub mod html;
 pub mod token;
