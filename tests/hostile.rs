@@ -1080,20 +1080,54 @@ fn bug_wrapped_long_url() {
     );
 }
 
+/// A redirect link always opens: a URL up to MAX_URL_LEN is sealed and its
+/// token opens; a longer one (its token would be refused) is removed.
 #[test]
-#[ignore = "BUG: redirect mode seals a URL of any length, but TokenKeys::open refuses tokens over 16 KB (MAX_TOKEN_CHARS, a URL of about 12 KB): a longer URL becomes a redirect link that never opens"]
 fn bug_redirect_long_url() {
-    let url = long_url(64 << 10);
-    let redirected = rewrite(LinkMode::Redirect, &format!("see {url} end"));
-    assert!(!redirected.contains("leak.example"));
-    if redirected == "see [link removed] end" {
-        return;
+    use sotto::links::token::MAX_URL_LEN;
+    for len in [MAX_URL_LEN - 1, MAX_URL_LEN] {
+        let url = long_url(len);
+        let redirected = rewrite(LinkMode::Redirect, &format!("see {url} end"));
+        let token = redirected
+            .strip_prefix("see https://links.example.org/l/")
+            .and_then(|r| r.strip_suffix(" end"))
+            .unwrap_or_else(|| panic!("{len} bytes: not a redirect link"));
+        assert_eq!(token_keys().open(token).as_deref(), Ok(url.as_str()));
     }
-    let token = redirected
-        .strip_prefix("see https://links.example.org/l/")
-        .and_then(|r| r.strip_suffix(" end"))
-        .expect("a redirect link");
-    assert_eq!(token_keys().open(token).as_deref(), Ok(url.as_str()));
+    for len in [MAX_URL_LEN + 1, 64 << 10] {
+        let url = long_url(len);
+        let redirected = rewrite(LinkMode::Redirect, &format!("see {url} end"));
+        assert_eq!(redirected, "see [link removed] end", "{len} bytes");
+        let html = format!("<a href=\"{url}\">x</a>");
+        let (out, _) = sotto::links::html::rewrite(&html, &rewriter(LinkMode::Redirect)).unwrap();
+        assert_eq!(out, "<a>x</a>", "{len} bytes in HTML");
+    }
+}
+
+/// The longest token also opens over HTTP (no URI limit in the way).
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_longest_token_over_http() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let cfg = sotto::config::RedirectConfig::default();
+    let server = tokio::spawn(sotto::redirect::run(
+        listener,
+        sotto::redirect::Redirector::new(token_keys(), &cfg),
+        shutdown.clone(),
+    ));
+    let url = long_url(sotto::links::token::MAX_URL_LEN);
+    let token = token_keys().seal(&url, Duration::from_secs(60)).unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = client
+        .get(format!("http://{addr}/l/{token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("leak.example"));
+    shutdown.cancel();
+    let _ = server.await;
 }
 
 // ---------------------------------------------------------------------------

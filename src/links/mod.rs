@@ -95,7 +95,8 @@ impl LinkRewriter {
                 let target = absolute(url);
                 match r.keys.seal(&target, r.ttl) {
                     Ok(token) => Rewritten::Url(format!("{}/l/{token}", r.public_url)),
-                    // Not http(s) (ftp): no redirect exists for it.
+                    // Not http(s) (ftp), or too long for a token that
+                    // opens: no redirect exists for it.
                     Err(_) => Rewritten::Removed,
                 }
             }
