@@ -1,0 +1,172 @@
+//! OpenPGP for XMPP: the building blocks the proxy calls to encrypt a chat
+//! message on its way out and to open one on its way in.
+//!
+//! - [`signcrypt`]: XEP-0373 / XEP-0374. A `<signcrypt>` element (`<to/>`,
+//!   `<time/>`, random `<rpad/>`, `<payload>`) as a binary OpenPGP message,
+//!   signed and encrypted, base64 in `<openpgp xmlns='urn:xmpp:openpgp:0'>`.
+//! - [`legacy`]: XEP-0027. The body alone, encrypted, as ASCII armour without
+//!   its header and footer lines, in `<x xmlns='jabber:x:encrypted'>`.
+//!
+//! Plain functions over elements and bytes: no sockets, no key lookups, no
+//! policy. Public-key operations are CPU work: the caller runs them off the
+//! async threads (`spawn_blocking`). Certificates come in already chosen
+//! (recipients' from the key store, the user's own from [`super::userkeys`]).
+
+mod legacy;
+mod pgp;
+mod signcrypt;
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, SystemTime};
+
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::policy::Policy;
+
+use crate::crypt::CryptError;
+
+pub use legacy::{LegacyOpened, legacy_decrypt, legacy_encrypt, legacy_message_children};
+pub use signcrypt::{Signcrypt, Verified, decrypt, encrypt, message_children, rpad};
+
+/// Namespace of XEP-0373 (`<openpgp/>`, `<signcrypt/>` and its children).
+pub const OX_NS: &str = "urn:xmpp:openpgp:0";
+/// Namespace of XEP-0027's `<x/>` holding the encrypted body.
+pub const LEGACY_NS: &str = "jabber:x:encrypted";
+/// Namespace of XEP-0380's `<encryption/>` hint.
+pub const EME_NS: &str = "urn:xmpp:eme:0";
+/// Namespace of XEP-0334's processing hints (`<store/>`, `<no-store/>`).
+pub const HINTS_NS: &str = "urn:xmpp:hints";
+/// Namespace of message bodies on a client-to-server stream.
+pub const CLIENT_NS: &str = super::framer::CLIENT_NS;
+
+/// Why a message could not be encrypted, or why an incoming one was not
+/// accepted. Anything but [`OxError::NoRecipients`] and
+/// [`OxError::OpenPgp`] on the way out means "deliver the stanza as it came".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OxError {
+    /// No certificate given has a valid transport-encryption key.
+    #[error("no recipient has a usable encryption key")]
+    NoRecipients,
+    /// The text is not base64 (or not the XEP-0027 armour body).
+    #[error("not valid base64")]
+    Base64,
+    /// The decoded bytes are not an OpenPGP message, or it is corrupt
+    /// (e.g. the integrity check failed), or encrypting failed.
+    #[error("OpenPGP: {0}")]
+    OpenPgp(String),
+    /// The message is not encrypted at all.
+    #[error("the message is not encrypted")]
+    NotEncrypted,
+    /// None of the user's keys can decrypt the message.
+    #[error("the message is not encrypted to this user's key")]
+    NotForUs,
+    /// The decrypted content is larger than allowed.
+    #[error("the decrypted content is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The message carries no signature.
+    #[error("the message is not signed")]
+    NoSignature,
+    /// The signature was made by a key none of the sender's certificates has.
+    #[error("the message is signed by an unknown key")]
+    UnknownSigner,
+    /// The signature does not verify (or the signing key is not valid).
+    #[error("the signature does not verify")]
+    BadSignature,
+    /// The signature verifies, but the signer's certificate has no valid
+    /// user ID `xmpp:<sender>`.
+    #[error("the signer's certificate is not {expected}'s")]
+    SignerMismatch { expected: String },
+    /// The decrypted content is not a well-formed `<signcrypt>` element.
+    #[error("malformed signcrypt element: {0}")]
+    MalformedSigncrypt(String),
+    /// No `<to/>` of the signcrypt element names the expected recipient.
+    #[error("the signcrypt element is not addressed to {expected}")]
+    RecipientMismatch { expected: String },
+}
+
+impl From<CryptError> for OxError {
+    fn from(e: CryptError) -> Self {
+        match e {
+            CryptError::NoRecipients => OxError::NoRecipients,
+            other => OxError::OpenPgp(other.to_string()),
+        }
+    }
+}
+
+/// What the proxy knows about an incoming encrypted message: whose key opens
+/// it and who is supposed to have sent it.
+pub struct Incoming<'a> {
+    /// The local user's key, secret parts usable ([`super::userkeys::UserKey::secret`]).
+    pub tsk: &'a Cert,
+    /// The sender's bare JID (the stanza's `from`, resource removed).
+    pub sender: &'a str,
+    /// Certificates the sender may have signed with (e.g. from PEP).
+    pub sender_certs: &'a [Cert],
+    /// The local user's bare JID, checked against the `<to/>` elements; `None`
+    /// leaves that check to the caller.
+    pub recipient: Option<&'a str>,
+    /// Largest decrypted content accepted, in bytes (e.g. the stanza limit).
+    pub max_bytes: usize,
+    pub policy: &'a dyn Policy,
+}
+
+/// Formats `time` as an XEP-0082 DateTime in UTC, whole seconds
+/// (`2026-11-23T14:00:00Z`).
+pub fn format_datetime(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Parses an XEP-0082 DateTime (`CCYY-MM-DDThh:mm:ss[.sss]TZD`, the zone
+/// `Z` or `±hh:mm`).
+pub fn parse_datetime(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    let has_offset = n > 6
+        && matches!(bytes[n - 6], b'+' | b'-')
+        && bytes[n - 3] == b':'
+        && bytes[n - 6..]
+            .iter()
+            .skip(1)
+            .all(|b| b.is_ascii_digit() || *b == b':');
+    if !has_offset {
+        if !text.ends_with('Z') {
+            return None;
+        }
+        return humantime::parse_rfc3339_weak(text).ok();
+    }
+    let (local, zone) = text.split_at(n - 6);
+    let hours: u64 = zone.get(1..3)?.parse().ok()?;
+    let minutes: u64 = zone.get(4..6)?.parse().ok()?;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let offset = Duration::from_secs(hours * 3600 + minutes * 60);
+    let local = humantime::parse_rfc3339_weak(local).ok()?;
+    // Local time is UTC plus the offset: east of UTC is ahead.
+    if zone.starts_with('+') {
+        local.checked_sub(offset)
+    } else {
+        local.checked_add(offset)
+    }
+}
+
+/// The fallback `<body>` of an encrypted message, for clients that cannot
+/// read it.
+fn fallback_body(text: &str) -> super::framer::Element {
+    let mut body = super::framer::Element::new("body", CLIENT_NS);
+    body.children
+        .push(super::framer::Node::Text(text.to_owned()));
+    body
+}
+
+/// XEP-0380's `<encryption namespace='…'/>` hint.
+fn eme_hint(namespace: &str, name: Option<&str>) -> super::framer::Element {
+    let mut hint = super::framer::Element::new("encryption", EME_NS);
+    hint.set_attr("namespace", namespace);
+    if let Some(name) = name {
+        hint.set_attr("name", name);
+    }
+    hint
+}

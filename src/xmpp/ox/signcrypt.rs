@@ -1,0 +1,257 @@
+//! XEP-0373 / XEP-0374: the `<signcrypt>` element, sealed into the base64
+//! text of `<openpgp xmlns='urn:xmpp:openpgp:0'>`, and opened again.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::{DecodePaddingMode, general_purpose};
+use sequoia_openpgp::policy::Policy;
+use sequoia_openpgp::{Cert, Fingerprint};
+
+use super::pgp::{Verdict, open, seal_to};
+use super::{
+    HINTS_NS, Incoming, OX_NS, OxError, eme_hint, fallback_body, format_datetime, parse_datetime,
+};
+use crate::xmpp::framer::{Element, Limits, Node, NsContext, parse_stanza_in, serialize};
+
+/// The fallback `<body>` of an OX message.
+pub const FALLBACK_BODY: &str = "This message is encrypted with OpenPGP for XMPP \
+(XEP-0373), and your client cannot decrypt it. Use a client that supports \
+OpenPGP for XMPP to read it.";
+
+/// Longest random padding, in characters.
+const MAX_RPAD: usize = 200;
+
+/// The content of a `<signcrypt>` element, less its random padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signcrypt {
+    /// Bare JIDs of the intended recipients (`<to jid='…'/>`).
+    pub to: Vec<String>,
+    /// When the message was written (`<time stamp='…'/>`, whole seconds).
+    pub time: SystemTime,
+    /// The `<payload>` children: `<body xmlns='jabber:client'>`, XHTML-IM
+    /// `<html/>`, `<x xmlns='jabber:x:oob'>`…
+    pub payload: Vec<Element>,
+}
+
+/// An opened `<openpgp/>` whose signature verified by the sender's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub signcrypt: Signcrypt,
+    /// Fingerprint of the sender certificate that made the signature.
+    pub signer: Fingerprint,
+}
+
+impl Signcrypt {
+    /// A signcrypt for `to` written now (truncated to the second).
+    pub fn new(to: Vec<String>, payload: Vec<Element>) -> Self {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Signcrypt {
+            to,
+            time: UNIX_EPOCH + Duration::from_secs(secs),
+            payload,
+        }
+    }
+
+    /// The `<signcrypt xmlns='urn:xmpp:openpgp:0'>` element, with a fresh
+    /// random `<rpad/>` (see [`rpad`]).
+    pub fn to_element(&self) -> Element {
+        let mut sc = Element::new("signcrypt", OX_NS);
+        for jid in &self.to {
+            let mut to = Element::new("to", OX_NS);
+            to.set_attr("jid", jid.as_str());
+            sc.children.push(Node::Element(to));
+        }
+        let mut time = Element::new("time", OX_NS);
+        time.set_attr("stamp", format_datetime(self.time));
+        sc.children.push(Node::Element(time));
+        let mut pad = Element::new("rpad", OX_NS);
+        let text = rpad();
+        if !text.is_empty() {
+            pad.children.push(Node::Text(text));
+        }
+        sc.children.push(Node::Element(pad));
+        let mut payload = Element::new("payload", OX_NS);
+        payload
+            .children
+            .extend(self.payload.iter().cloned().map(Node::Element));
+        sc.children.push(Node::Element(payload));
+        sc
+    }
+
+    /// Reads a `<signcrypt>` element: at least one `<to jid/>`, exactly one
+    /// `<time stamp/>` and one `<payload>`; `<rpad>` ignored.
+    pub fn from_element(sc: &Element) -> Result<Self, OxError> {
+        let bad = |why: &str| OxError::MalformedSigncrypt(why.to_owned());
+        if sc.name != "signcrypt" || sc.ns != OX_NS {
+            return Err(bad(
+                "the root is not <signcrypt xmlns='urn:xmpp:openpgp:0'>",
+            ));
+        }
+        let mut to = Vec::new();
+        let mut time = None;
+        let mut payload = None;
+        for child in sc.elements().filter(|e| e.ns == OX_NS) {
+            match child.name.as_str() {
+                "to" => match child.attr("jid") {
+                    Some(jid) if !jid.trim().is_empty() => to.push(jid.trim().to_owned()),
+                    _ => return Err(bad("<to/> without jid")),
+                },
+                "time" => {
+                    let stamp = child
+                        .attr("stamp")
+                        .ok_or_else(|| bad("<time/> without stamp"))?;
+                    let parsed = parse_datetime(stamp).ok_or_else(|| bad("bad <time/> stamp"))?;
+                    if time.replace(parsed).is_some() {
+                        return Err(bad("more than one <time/>"));
+                    }
+                }
+                "payload" => {
+                    let children: Vec<Element> = child.elements().cloned().collect();
+                    if payload.replace(children).is_some() {
+                        return Err(bad("more than one <payload/>"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if to.is_empty() {
+            return Err(bad("no <to/>"));
+        }
+        Ok(Signcrypt {
+            to,
+            time: time.ok_or_else(|| bad("no <time/>"))?,
+            payload: payload.ok_or_else(|| bad("no <payload/>"))?,
+        })
+    }
+}
+
+/// Random padding text: a random length from 0 to 200 characters of random
+/// base64 characters, so the ciphertext's length says less about the body's.
+pub fn rpad() -> String {
+    let mut raw = [0u8; MAX_RPAD * 3 / 4 + 3];
+    if sequoia_openpgp::crypto::random(&mut raw).is_err() {
+        return String::new();
+    }
+    let len = usize::from(u16::from_le_bytes([raw[0], raw[1]])) % (MAX_RPAD + 1);
+    let mut text = general_purpose::STANDARD_NO_PAD.encode(&raw[2..]);
+    text.truncate(len);
+    text
+}
+
+/// Serializes `signcrypt` (fresh `<rpad/>`), signs it with `sender`'s key (a
+/// certificate with usable secret signing key) and encrypts it to every valid
+/// transport-encryption key of `recipients`; returns the base64 text of the
+/// binary OpenPGP message, for `<openpgp xmlns='urn:xmpp:openpgp:0'>`.
+///
+/// # Security
+/// Include the sender's own certificate in `recipients` (XEP-0373 wants the
+/// sender able to read their own messages, e.g. from the archive). Key IDs
+/// of recipients are visible in the message, as clients expect.
+pub fn encrypt(
+    signcrypt: &Signcrypt,
+    recipients: &[Cert],
+    sender: &Cert,
+    policy: &dyn Policy,
+) -> Result<String, OxError> {
+    let xml = serialize(&signcrypt.to_element());
+    let binary = seal_to(&xml, recipients, Some(sender), policy, false)?;
+    Ok(STANDARD.encode(binary))
+}
+
+/// The elements of an outgoing OX message, after its addressing: the
+/// `<openpgp/>` holding `base64`, a fallback `<body>`, the XEP-0380 hint and
+/// the `<store/>` hint XEP-0373 asks for (so the server archives it).
+pub fn message_children(base64: String) -> Vec<Element> {
+    let mut openpgp = Element::new("openpgp", OX_NS);
+    openpgp.children.push(Node::Text(base64));
+    vec![
+        openpgp,
+        fallback_body(FALLBACK_BODY),
+        eme_hint(OX_NS, Some("OpenPGP for XMPP")),
+        Element::new("store", HINTS_NS),
+    ]
+}
+
+/// Opens the base64 text of an `<openpgp/>` element: decrypts it with the
+/// user's key, requires a good signature by one of `how.sender_certs` that
+/// carries the user ID `xmpp:<how.sender>`, parses the `<signcrypt>` and,
+/// if `how.recipient` is given, requires a `<to/>` naming it.
+///
+/// # Security
+/// Hostile input is expected: every failure is an [`OxError`], never a
+/// panic, and at most `how.max_bytes` are decrypted. The time stamp is
+/// returned, not judged: replay windows are the caller's decision.
+pub fn decrypt(base64: &str, how: &Incoming<'_>) -> Result<Verified, OxError> {
+    let binary = decode_base64(base64, how.max_bytes)?;
+    let opened = open(&binary, how)?;
+    let signer = match opened.verdict {
+        Verdict::Good(fpr) => fpr,
+        Verdict::Mismatch => {
+            return Err(OxError::SignerMismatch {
+                expected: how.sender.to_owned(),
+            });
+        }
+        Verdict::Bad => return Err(OxError::BadSignature),
+        Verdict::UnknownSigner => return Err(OxError::UnknownSigner),
+        Verdict::Unsigned => return Err(OxError::NoSignature),
+    };
+    let signcrypt = parse_signcrypt(&opened.plaintext, how.max_bytes)?;
+    if let Some(me) = how.recipient {
+        let me = me.trim();
+        if !signcrypt.to.iter().any(|to| to.eq_ignore_ascii_case(me)) {
+            return Err(OxError::RecipientMismatch {
+                expected: me.to_owned(),
+            });
+        }
+    }
+    Ok(Verified { signcrypt, signer })
+}
+
+/// Decodes base64 that may be split across lines, padded or not, refusing
+/// text that would decode to more than `max_bytes`.
+pub(super) fn decode_base64(text: &str, max_bytes: usize) -> Result<Vec<u8>, OxError> {
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if compact.len() / 4 * 3 > max_bytes.saturating_add(3) {
+        return Err(OxError::TooLarge { limit: max_bytes });
+    }
+    let bytes = LENIENT.decode(&compact).map_err(|_| OxError::Base64)?;
+    if bytes.is_empty() {
+        return Err(OxError::Base64);
+    }
+    Ok(bytes)
+}
+
+fn parse_signcrypt(plaintext: &[u8], max_bytes: usize) -> Result<Signcrypt, OxError> {
+    let mut xml = plaintext;
+    // Tolerate a byte order mark and an XML declaration before the element.
+    if let Some(rest) = xml.strip_prefix("\u{FEFF}".as_bytes()) {
+        xml = rest;
+    }
+    let start = xml
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    if xml[start..].starts_with(b"<?xml") {
+        let end = xml
+            .windows(2)
+            .position(|w| w == b"?>")
+            .ok_or_else(|| OxError::MalformedSigncrypt("unterminated XML declaration".into()))?;
+        xml = &xml[end + 2..];
+    }
+    let limits = Limits {
+        max_stanza_bytes: max_bytes,
+        ..Limits::default()
+    };
+    let element = parse_stanza_in(xml, &NsContext::c2s(), &limits)
+        .map_err(|e| OxError::MalformedSigncrypt(e.to_string()))?;
+    Signcrypt::from_element(&element)
+}
