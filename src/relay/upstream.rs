@@ -350,7 +350,14 @@ impl UpstreamTx {
         let body = message.strip_suffix(b"\r\n").unwrap_or(&message);
         let send = async {
             conn.command("DATA\r\n").await?;
-            conn.message(body).await
+            if message.is_empty() {
+                // An empty message: lettre would send one empty line. The
+                // DATA line's CRLF is the one that "<CRLF>.<CRLF>" starts
+                // with (RFC 5321 4.1.1.4), so "." alone ends empty data.
+                conn.command(".\r\n").await
+            } else {
+                conn.message(body).await
+            }
         };
         match timeout(self.upstream.settings.data_timeout, send).await {
             Ok(Ok(resp)) => {
