@@ -35,15 +35,33 @@ struct Setup {
 }
 
 async fn setup(policy: &str) -> Setup {
+    setup_with(policy, |_| {}).await
+}
+
+async fn setup_with(policy: &str, tune: impl FnOnce(&mut sotto::config::Config)) -> Setup {
     let prosody = Prosody::start(Options::default().config(&format!("VirtualHost \"{OUTSIDE}\"")));
     prosody.register("alice", "alice-secret");
     prosody.register("bob", "bob-secret");
     register_outside(&prosody, "carol", "carol-secret");
     register_outside(&prosody, "dave", "dave-secret");
 
+    // Outside users' keys, with the XEP-0373 user ID, known to sotto.
     let gpg = Gpg::new();
-    gpg.generate(&format!("carol@{OUTSIDE}"), true, "1y", None);
-    gpg.export(&format!("carol@{OUTSIDE}"), "carol.asc");
+    for user in ["carol", "dave"] {
+        let email = format!("{user}@{OUTSIDE}");
+        let fpr = gpg.generate(&email, true, "1y", None);
+        let out = gpg
+            .cmd()
+            .args(["--quick-add-uid", &fpr, &format!("xmpp:{email}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        gpg.export(&email, &format!("{user}.asc"));
+    }
 
     let ck = rcgen::generate_simple_self_signed(vec!["example.org".to_string()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -64,6 +82,7 @@ async fn setup(policy: &str) -> Setup {
     cfg.xmpp.user_keys_secret = Some(secret);
     cfg.keys.dir = Some(gpg.keys.clone());
     let pdir = common::policy(&mut cfg, policy);
+    tune(&mut cfg);
     let gw = common::gateway(&cfg).await;
     Setup {
         prosody,
@@ -268,7 +287,7 @@ async fn chat_between_users_behind_sotto_is_ciphertext_on_the_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chat_to_an_outside_user_is_signed_openpgp_for_xmpp() {
-    let s = setup(ENCRYPT_ALL).await;
+    let s = setup(&format!("{ENCRYPT_ALL}\n[[rule]]\nname = \"dave\"\nchannel = [\"xmpp\"]\nto = [\"dave@{OUTSIDE}\"]\nencrypt = \"never\"\n")).await;
     let carol_jid = format!("carol@{OUTSIDE}");
     let mut carol = s
         .outside("carol")
@@ -345,7 +364,7 @@ async fn required_encryption_without_a_key_is_refused_and_the_stream_goes_on() {
         .inside("alice")
         .sm()
         .run(&json!([
-            { "op": "send", "to": format!("dave@{OUTSIDE}"), "id": "m1", "body": "no key for dave marker-5521" },
+            { "op": "send", "to": format!("erin@{OUTSIDE}"), "id": "m1", "body": "no key for erin marker-5521" },
             { "op": "wait", "count": 1, "any": true },
             { "op": "send", "to": "bob@example.org", "id": "m2", "body": "still works" },
             { "op": "ping" }
@@ -360,7 +379,7 @@ async fn required_encryption_without_a_key_is_refused_and_the_stream_goes_on() {
     assert_eq!(errors.len(), 1, "{}", alice.transcript());
     let e = errors[0];
     assert_eq!(e["id"], "m1", "{e}");
-    assert_eq!(e["from"], format!("dave@{OUTSIDE}"), "{e}");
+    assert_eq!(e["from"], format!("erin@{OUTSIDE}"), "{e}");
     let xml = e["xml"].as_str().unwrap();
     assert!(xml.contains("policy-violation"), "{xml}");
     assert!(
@@ -375,14 +394,263 @@ async fn required_encryption_without_a_key_is_refused_and_the_stream_goes_on() {
         "{}",
         alice.transcript()
     );
-    // Dave's archive (read straight from Prosody) never saw it.
-    let dave = s
-        .outside("dave")
+    // The server never saw it: not in alice's archive (read straight from
+    // Prosody), where her sent messages are kept; the next one is.
+    let archive = s.prosody.archive("alice");
+    assert_eq!(archive.len(), 1, "{archive:?}");
+    assert!(archive.iter().all(|m| !m.contains("marker-5521")));
+}
+
+/// Signs with carol's key and encrypts to `to_cert` (a key file) with
+/// GnuPG; the base64 of the binary message.
+fn carol_seals(s: &Setup, to_cert: &Path, plaintext: &str, sign: bool) -> String {
+    s.gpg.import(&public_part(to_cert));
+    let input = s.gpg.home.path().join("signcrypt.xml");
+    std::fs::write(&input, plaintext).unwrap();
+    let output = s.gpg.home.path().join("signcrypt.pgp");
+    let _ = std::fs::remove_file(&output);
+    let mut c = s.gpg.cmd();
+    c.args([
+        "--trust-model",
+        "always",
+        "--encrypt",
+        "-r",
+        "xmpp:alice@example.org",
+    ]);
+    if sign {
+        c.args(["--sign", "--local-user", &format!("carol@{OUTSIDE}")]);
+    }
+    let out = c
+        .args([
+            "--output",
+            output.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(&output).unwrap())
+}
+
+fn signcrypt(to: &str, body: &str) -> String {
+    format!(
+        "<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='{to}'/><time stamp='2026-11-23T10:00:00Z'/>\
+         <rpad>abc</rpad><payload><body xmlns='jabber:client'>{body}</body></payload></signcrypt>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incoming_openpgp_is_opened_for_the_user_only_when_it_verifies() {
+    let s = setup(ENCRYPT_ALL).await;
+    // alice's key exists once she has written (sotto makes it on first need).
+    s.inside("alice")
+        .run(&json!([{ "op": "send", "to": "bob@example.org", "body": "first" }]))
+        .await
+        .assert_ok();
+    let alice_key = s.key_file("alice@example.org");
+    let good = carol_seals(
+        &s,
+        &alice_key,
+        &signcrypt("alice@example.org", "from carol, marker-9911"),
+        true,
+    );
+    let unsigned = carol_seals(
+        &s,
+        &alice_key,
+        &signcrypt("alice@example.org", "unsigned marker-9912"),
+        false,
+    );
+    let misaddressed = carol_seals(
+        &s,
+        &alice_key,
+        &signcrypt("eve@example.org", "for eve marker-9913"),
+        true,
+    );
+
+    let mut alice = s
+        .inside("alice")
+        .spawn(&json!([{ "op": "wait", "count": 3 }]))
+        .await;
+    alice.wait_event("ready").await;
+    let stanza = |id: &str, b64: &str| {
+        format!(
+            "<message to='alice@example.org' type='chat' id='{id}'><openpgp xmlns='urn:xmpp:openpgp:0'>{b64}</openpgp>\
+             <body>This message is encrypted.</body></message>"
+        )
+    };
+    s.outside("carol")
+        .run(&json!([
+            { "op": "raw", "xml": stanza("good", &good) },
+            { "op": "raw", "xml": stanza("unsigned", &unsigned) },
+            { "op": "raw", "xml": stanza("misaddressed", &misaddressed) }
+        ]))
+        .await
+        .assert_ok();
+    let alice = alice.finish().await.assert_ok();
+    let by_id = |id: &str| {
+        alice
+            .messages()
+            .into_iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("no message {id}: {}", alice.transcript()))
+            .clone()
+    };
+    let good = by_id("good");
+    assert_eq!(
+        good["body"],
+        "from carol, marker-9911",
+        "{}",
+        alice.transcript()
+    );
+    assert!(
+        good["xml"]
+            .as_str()
+            .unwrap()
+            .contains("encrypted-in-transit")
+    );
+    // Not signed, or not addressed to alice: delivered as it came.
+    for id in ["unsigned", "misaddressed"] {
+        let m = by_id(id);
+        assert_eq!(m["body"], "This message is encrypted.", "{m}");
+        assert!(m["xml"].as_str().unwrap().contains("<openpgp"), "{m}");
+        assert!(
+            !m["xml"].as_str().unwrap().contains("encrypted-in-transit"),
+            "{m}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn carbons_and_the_archive_read_through_sotto_are_plain_for_the_user() {
+    let s = setup(ENCRYPT_ALL).await;
+    let mut laptop = s
+        .inside("alice")
+        .resource("laptop")
+        .carbons()
+        .spawn(&json!([{ "op": "wait", "count": 1, "any": true }]))
+        .await;
+    laptop.wait_event("carbons_enabled").await;
+    laptop.wait_event("ready").await;
+    s.inside("alice")
+        .resource("phone")
+        .carbons()
+        .run(&json!([{ "op": "send", "to": "bob@example.org", "body": "sent from the phone marker-3131" }]))
+        .await
+        .assert_ok();
+    let laptop = laptop.finish().await.assert_ok();
+    let carbon = laptop
+        .messages()
+        .into_iter()
+        .find(|m| m["carbon"] == "sent")
+        .unwrap_or_else(|| panic!("a sent carbon: {}", laptop.transcript()))
+        .clone();
+    assert_eq!(
+        carbon["body"], "sent from the phone marker-3131",
+        "{carbon}"
+    );
+
+    // alice's archive through sotto: plain; straight from Prosody: ciphertext.
+    let through = s
+        .inside("alice")
+        .resource("archive")
         .no_presence()
         .run(&json!([{ "op": "mam" }]))
         .await
         .assert_ok();
-    let mam = dave.events("mam");
-    assert_eq!(mam.len(), 1, "{}", dave.transcript());
-    assert_eq!(mam[0]["count"], 0, "{}", dave.transcript());
+    let results = through.events("mam")[0]["results"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(results.len(), 1, "{}", through.transcript());
+    let xml = results[0]["xml"].as_str().unwrap();
+    assert!(xml.contains("sent from the phone marker-3131"), "{xml}");
+    let direct = s.prosody.archive("alice");
+    assert_eq!(direct.len(), 1);
+    assert!(
+        !direct[0].contains("marker-3131") && direct[0].contains("openpgp"),
+        "{}",
+        direct[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_format_and_no_store_hints_per_policy() {
+    let s = setup(&format!(
+        "{ENCRYPT_ALL}\n[[rule]]\nname = \"dave's old client\"\nchannel = [\"xmpp\"]\nto = [\"dave@{OUTSIDE}\"]\nxmpp_format = \"legacy\"\nstore = false\n"
+    ))
+    .await;
+    let dave_jid = format!("dave@{OUTSIDE}");
+    let mut dave = s
+        .outside("dave")
+        .spawn(&json!([{ "op": "wait", "count": 1 }]))
+        .await;
+    dave.wait_event("ready").await;
+    s.inside("alice")
+        .run(&json!([{ "op": "send", "to": dave_jid, "body": "old school marker-6060" }]))
+        .await
+        .assert_ok();
+    let dave = dave.finish().await.assert_ok();
+    let m = dave.messages()[0].clone();
+    let xml = m["xml"].as_str().unwrap();
+    assert!(!xml.contains("marker-6060"), "{xml}");
+    assert!(xml.contains("jabber:x:encrypted"), "{xml}");
+    assert!(xml.contains("no-store") && xml.contains("no-copy"), "{xml}");
+    // XEP-0027's text is the armour's body: GnuPG reads it re-armoured.
+    let start = xml.find("jabber:x:encrypted").unwrap();
+    let open_end = start + xml[start..].find('>').unwrap() + 1;
+    let close = open_end + xml[open_end..].find("</").unwrap();
+    let armored = format!(
+        "-----BEGIN PGP MESSAGE-----\n\n{}\n-----END PGP MESSAGE-----\n",
+        xml[open_end..close].trim()
+    );
+    s.gpg.import(&public_part(&s.key_file("alice@example.org")));
+    let plain = s.gpg.decrypt(armored.as_bytes());
+    assert_eq!(String::from_utf8_lossy(&plain), "old school marker-6060");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_too_large_once_encrypted_gets_a_stanza_error() {
+    let s = setup_with(ENCRYPT_ALL, |cfg| cfg.xmpp.max_stanza_bytes = 8192).await;
+    let big = "x".repeat(6000);
+    let alice = s
+        .inside("alice")
+        .run(&json!([
+            { "op": "send", "to": "bob@example.org", "id": "big", "body": big },
+            { "op": "wait", "count": 1, "any": true },
+            { "op": "send", "to": "bob@example.org", "id": "small", "body": "short one" },
+            { "op": "ping" }
+        ]))
+        .await
+        .assert_ok();
+    let err = alice
+        .messages()
+        .into_iter()
+        .find(|m| m["type"] == "error")
+        .unwrap_or_else(|| panic!("{}", alice.transcript()))
+        .clone();
+    assert_eq!(err["id"], "big");
+    let xml = err["xml"].as_str().unwrap();
+    assert!(
+        xml.contains("not-acceptable") && xml.contains("too large once encrypted"),
+        "{xml}"
+    );
+    assert_eq!(alice.events("pong").last().unwrap()["type"], "result");
+    let archive = s.prosody.archive("bob");
+    assert_eq!(archive.len(), 1, "only the short one: {archive:?}");
+}
+
+/// The public certificate of a stored key file, armoured.
+fn public_part(key_file: &Path) -> Vec<u8> {
+    use sequoia_openpgp::parse::Parse;
+    use sequoia_openpgp::serialize::SerializeInto;
+    sequoia_openpgp::Cert::from_file(key_file)
+        .unwrap()
+        .strip_secret_key_material()
+        .armored()
+        .to_vec()
+        .unwrap()
 }
