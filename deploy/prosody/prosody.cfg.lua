@@ -3,6 +3,9 @@
 -- Clients never reach Prosody directly. They connect to sotto on 5222
 -- (STARTTLS) and 5223 (direct TLS, XEP-0368); sotto ends TLS and talks to
 -- Prosody's client port below in plain TCP on loopback, passing SASL through.
+-- sotto also has a connection of its own, as the component
+-- sotto.example.org, to publish and fetch OpenPGP keys on PEP (see the end
+-- of this file; needs `apt-get install prosody-modules` for mod_privilege).
 -- See deploy/prosody/README.md. Replace example.org with your domain.
 
 admins = { }
@@ -40,6 +43,11 @@ allow_registration = false
 c2s_interfaces = { "127.0.0.1" }
 c2s_ports = { 5322 }
 c2s_direct_tls_ports = { }
+
+-- sotto's service connection (XEP-0114 component), loopback only: sotto's
+-- [xmpp] component_upstream = "127.0.0.1:5347".
+component_interfaces = { "127.0.0.1" }
+component_ports = { 5347 }
 
 -- TLS ends at sotto, so to Prosody every client stream looks unencrypted.
 -- Without these two it would offer no SASL at all (c2s_require_encryption
@@ -85,3 +93,24 @@ log = {
 certificates = "certs"
 
 VirtualHost "example.org"
+    -- XEP-0356 (mod_privilege, Debian package prosody-modules): sotto's
+    -- component may send pubsub requests of type "set" as any user of this
+    -- host. That is how it publishes each user's OpenPGP key to the user's
+    -- own PEP nodes (only an account's owner may publish there). Fetching
+    -- keys needs no privilege: the key nodes are open.
+    modules_enabled = { "privilege" }
+    privileged_entities = {
+        ["sotto.example.org"] = {
+            iq = { ["http://jabber.org/protocol/pubsub"] = "set" };
+        };
+    }
+
+-- sotto itself, as an external component (XEP-0114) on component_ports
+-- above. The secret is the first line of sotto's [xmpp] component_secret
+-- file: generate one (e.g. `openssl rand -hex 32`) and put it in both
+-- places; keep this file readable by root and prosody only. Whoever has it
+-- can publish to every user's PEP. mod_privilege must be loaded here too,
+-- so that it tells sotto what it may do when it connects.
+Component "sotto.example.org"
+    component_secret = "REPLACE-with-sotto's-component-secret"
+    modules_enabled = { "privilege" }

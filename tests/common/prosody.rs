@@ -9,6 +9,13 @@
 //! client (async, so that a gateway in the same process keeps running) and
 //! hands back the JSON events it printed.
 //!
+//! With [`Options::component`] Prosody also accepts sotto's service
+//! connection: an XEP-0114 component `sotto.<domain>` on its own free
+//! 127.0.0.1 port ([`Prosody::component_addr`]), with the XEP-0356
+//! privilege (`mod_privilege`, Debian package `prosody-modules`) to send
+//! pubsub `set`s as the VirtualHost's users, so that it can publish to their
+//! PEP nodes.
+//!
 //! `Prosody::start`, `register` and `archive` block the calling thread (a
 //! second or so, at most their bounds); they talk to Prosody directly, so a
 //! gateway in the same runtime need not make progress meanwhile.
@@ -60,6 +67,21 @@ pub struct Options {
     /// files go to the tempdir, the c2s port is the harness's, s2s and HTTP
     /// are off. Its VirtualHost must be `domain`.
     pub base_config: Option<PathBuf>,
+    /// sotto's service connection (see [`Options::component`]).
+    pub component: Option<ComponentOptions>,
+}
+
+/// An XEP-0114 component for sotto's service connection.
+#[derive(Debug, Clone)]
+pub struct ComponentOptions {
+    /// Its JID; `sotto.<domain>` from [`Options::component`].
+    pub jid: String,
+    pub secret: String,
+    /// The XEP-0356 `iq` permission for the pubsub namespace granted on the
+    /// VirtualHost (`"set"` from [`Options::component`]); `None` grants
+    /// nothing. Ignored with [`Options::base_config`], whose own
+    /// `privileged_entities` apply.
+    pub pubsub_privilege: Option<String>,
 }
 
 impl Default for Options {
@@ -70,6 +92,7 @@ impl Default for Options {
             host_config: Vec::new(),
             tls: None,
             base_config: None,
+            component: None,
         }
     }
 }
@@ -87,6 +110,30 @@ impl Options {
         self
     }
 
+    /// Adds sotto's service connection: Prosody listens for the component
+    /// `sotto.<domain>` with `secret` on a free 127.0.0.1 port, loads
+    /// `mod_privilege` on the VirtualHost and the component, and grants the
+    /// component `iq = { pubsub = "set" }` there, so that it may publish to
+    /// users' PEP nodes. Set the domain first.
+    pub fn component(mut self, secret: &str) -> Options {
+        self.component = Some(ComponentOptions {
+            jid: format!("sotto.{}", self.domain),
+            secret: secret.into(),
+            pubsub_privilege: Some("set".into()),
+        });
+        self
+    }
+
+    /// Like [`Options::component`], with no privilege granted: the
+    /// component connects, but may not publish as users.
+    pub fn component_without_privilege(self, secret: &str) -> Options {
+        let mut opts = self.component(secret);
+        if let Some(c) = &mut opts.component {
+            c.pubsub_privilege = None;
+        }
+        opts
+    }
+
     /// Gives Prosody a certificate and key for the domain.
     pub fn tls(mut self, cert: &Path, key: &Path) -> Options {
         self.tls = Some((cert.into(), key.into()));
@@ -100,6 +147,10 @@ pub struct Prosody {
     pub c2s_port: u16,
     /// Direct-TLS (XEP-0368) client port on 127.0.0.1, with `Options::tls`.
     pub direct_tls_port: Option<u16>,
+    /// Component port on 127.0.0.1, with `Options::component`.
+    pub component_port: Option<u16>,
+    /// The component's JID and secret, with `Options::component`.
+    pub component: Option<ComponentOptions>,
     pub domain: String,
     dir: TempDir,
     child: Child,
@@ -113,6 +164,9 @@ impl Prosody {
     pub fn start(opts: Options) -> Prosody {
         let prosody = super::require("prosody");
         super::require("prosodyctl");
+        if opts.component.is_some() {
+            require_mod_privilege();
+        }
         let mut last_log = String::new();
         // A port picked free may be taken again before Prosody binds it
         // (Prosody then just logs and carries on): try a few.
@@ -120,12 +174,15 @@ impl Prosody {
             let dir = tempfile::tempdir().expect("tempdir");
             let c2s_port = free_port();
             let direct_tls_port = opts.tls.as_ref().map(|_| free_port());
+            let component_port = opts.component.as_ref().map(|_| free_port());
             let config = dir.path().join("prosody.cfg.lua");
-            std::fs::write(
-                &config,
-                config_text(&opts, dir.path(), c2s_port, direct_tls_port),
-            )
-            .expect("write prosody config");
+            let ports = Ports {
+                c2s: c2s_port,
+                direct_tls: direct_tls_port,
+                component: component_port,
+            };
+            std::fs::write(&config, config_text(&opts, dir.path(), &ports))
+                .expect("write prosody config");
             std::fs::create_dir(dir.path().join("data")).expect("mkdir data");
             std::fs::create_dir(dir.path().join("certs")).expect("mkdir certs");
             if let Some((cert, key)) = &opts.tls {
@@ -149,6 +206,8 @@ impl Prosody {
             let mut p = Prosody {
                 c2s_port,
                 direct_tls_port,
+                component_port,
+                component: opts.component.clone(),
                 domain: opts.domain.clone(),
                 dir,
                 child,
@@ -173,6 +232,7 @@ impl Prosody {
         let end = Instant::now() + START_TIMEOUT;
         let mut ports = vec![self.c2s_port];
         ports.extend(self.direct_tls_port);
+        ports.extend(self.component_port);
         let want: Vec<String> = ports
             .iter()
             .map(|p| format!("on [127.0.0.1]:{p}"))
@@ -230,6 +290,34 @@ impl Prosody {
     /// `127.0.0.1:<c2s_port>`, for sotto's `[xmpp] upstream`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.c2s_port)
+    }
+
+    /// `127.0.0.1:<component_port>`, for sotto's `[xmpp] component_upstream`.
+    /// Panics without `Options::component`.
+    pub fn component_addr(&self) -> String {
+        let port = self
+            .component_port
+            .expect("Prosody was started without Options::component");
+        format!("127.0.0.1:{port}")
+    }
+
+    /// The component's JID (`sotto.<domain>`). Panics without
+    /// `Options::component`.
+    pub fn component_jid(&self) -> String {
+        self.component
+            .as_ref()
+            .expect("Prosody was started without Options::component")
+            .jid
+            .clone()
+    }
+
+    /// The component's secret. Panics without `Options::component`.
+    pub fn component_secret(&self) -> String {
+        self.component
+            .as_ref()
+            .expect("Prosody was started without Options::component")
+            .secret
+            .clone()
     }
 
     /// `user@domain`.
@@ -356,7 +444,60 @@ fn lua_string(s: &Path) -> String {
     format!("{:?}", s.to_str().expect("utf-8 path"))
 }
 
-fn config_text(opts: &Options, dir: &Path, c2s: u16, direct_tls: Option<u16>) -> String {
+/// The ports Prosody listens on, all on 127.0.0.1.
+struct Ports {
+    c2s: u16,
+    direct_tls: Option<u16>,
+    component: Option<u16>,
+}
+
+/// A Lua string literal.
+fn lua_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The Component section for sotto's service connection. mod_privilege must
+/// be loaded on the component too: it hooks the component's authentication
+/// to tell it, and to remember, what it may do.
+fn component_section(c: &ComponentOptions, with_modules: bool) -> String {
+    let mut out = format!(
+        "\n-- sotto's service connection (XEP-0114 component, tests/common/prosody.rs)\nComponent {}\n    component_secret = {}\n",
+        lua_str(&c.jid),
+        lua_str(&c.secret)
+    );
+    if with_modules {
+        out.push_str("    modules_enabled = { \"privilege\" }\n");
+    }
+    out
+}
+
+/// VirtualHost lines granting the component its XEP-0356 privilege.
+fn privilege_lines(c: &ComponentOptions) -> String {
+    let mut out = String::from("    modules_enabled = { \"privilege\" }\n");
+    if let Some(perm) = &c.pubsub_privilege {
+        out.push_str(&format!(
+            "    privileged_entities = {{\n        [{}] = {{ iq = {{ [\"http://jabber.org/protocol/pubsub\"] = {} }} }};\n    }}\n",
+            lua_str(&c.jid),
+            lua_str(perm)
+        ));
+    }
+    out
+}
+
+fn config_text(opts: &Options, dir: &Path, ports: &Ports) -> String {
+    let (c2s, direct_tls) = (ports.c2s, ports.direct_tls);
     // Where the files go and which ports are open: always the harness's.
     let places = format!(
         r#"-- tests/common/prosody.rs: files in the tempdir, only c2s on 127.0.0.1
@@ -375,7 +516,8 @@ s2s_ports = {{ }}
 s2s_direct_tls_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
-component_ports = {{ }}
+component_interfaces = {{ "127.0.0.1" }}
+component_ports = {{ {component} }}
 modules_disabled = {{ "s2s"; "s2s_auth_certs" }}
 "#,
         pid = lua_string(&dir.join("prosody.pid")),
@@ -383,6 +525,7 @@ modules_disabled = {{ "s2s"; "s2s_auth_certs" }}
         certs = lua_string(&dir.join("certs")),
         log = lua_string(&dir.join("prosody.log")),
         direct = direct_tls.map(|p| p.to_string()).unwrap_or_default(),
+        component = ports.component.map(|p| p.to_string()).unwrap_or_default(),
     );
     let extra: String = opts.extra_config.iter().map(|l| format!("{l}\n")).collect();
     let host: String = opts
@@ -392,14 +535,29 @@ modules_disabled = {{ "s2s"; "s2s_auth_certs" }}
         .collect();
     if let Some(base) = &opts.base_config {
         // A shipped config (deploy/prosody/prosody.cfg.lua): its global
-        // section, then the harness's places (which win), then its hosts.
+        // section, then the harness's places (which win), then its hosts,
+        // the harness's host lines right under the VirtualHost line (a
+        // Component section may follow it). With a component, its own
+        // secret is set last; the rest (privileges, modules) is the file's.
         let text = std::fs::read_to_string(base)
             .unwrap_or_else(|e| panic!("read {}: {e}", base.display()));
         let at = text
             .find("\nVirtualHost ")
             .unwrap_or_else(|| panic!("{} has no VirtualHost", base.display()));
-        return format!("{}\n{places}{extra}{}\n{host}", &text[..at], &text[at..]);
+        let (globals, hosts) = text.split_at(at);
+        let line_end = hosts[1..].find('\n').map_or(hosts.len(), |i| i + 1);
+        let (vhost_line, rest) = hosts.split_at(line_end);
+        let component = opts
+            .component
+            .as_ref()
+            .map(|c| component_section(c, false))
+            .unwrap_or_default();
+        return format!("{globals}\n{places}{extra}{vhost_line}\n{host}{rest}\n{component}");
     }
+    let (privileges, component) = match &opts.component {
+        Some(c) => (privilege_lines(c), component_section(c, true)),
+        None => (String::new(), String::new()),
+    };
     format!(
         r#"{places}modules_enabled = {{
     "roster"; "saslauth"; "tls"; "disco"; "carbons"; "mam"; "pep"; "smacks"; "ping";
@@ -414,9 +572,21 @@ archive_expires_after = "never"
 default_archive_policy = true
 {extra}
 VirtualHost {domain:?}
-{host}"#,
+{host}{privileges}{component}"#,
         domain = opts.domain
     )
+}
+
+/// Where Debian's prosody-modules puts mod_privilege: a directory per
+/// module under Prosody's own plugin path, which Prosody 0.12 searches
+/// (`mod_NAME/mod_NAME.lua`), so no `plugin_paths` is needed.
+const MOD_PRIVILEGE: &str = "/usr/lib/prosody/modules/mod_privilege/mod_privilege.lua";
+
+fn require_mod_privilege() {
+    assert!(
+        Path::new(MOD_PRIVILEGE).exists(),
+        "Prosody's mod_privilege ({MOD_PRIVILEGE}) is missing (Debian package `prosody-modules`): run tests/run, which installs it"
+    );
 }
 
 fn require_slixmpp() {
@@ -724,9 +894,16 @@ impl ClientRun {
         self.events.iter().filter(|e| e["event"] == name).collect()
     }
 
-    /// Received messages (`"message"` events).
+    /// Received messages (`"message"` events), except the empty XEP-0356
+    /// `<privilege/>` advert that Prosody's mod_privilege (loaded by
+    /// [`Options::component`] and by the deploy recipe) sends every client
+    /// from the server after its initial presence: server noise, not a
+    /// message under test. [`ClientRun::events`] still has it.
     pub fn messages(&self) -> Vec<&Value> {
         self.events("message")
+            .into_iter()
+            .filter(|m| !is_privilege_advert(m))
+            .collect()
     }
 
     /// The `"error"` event, if the run failed.
@@ -751,6 +928,20 @@ impl ClientRun {
         assert!(self.ok(), "xmpp client failed: {}", self.transcript());
         self
     }
+}
+
+/// Whether a `"message"` event is mod_privilege's advert to a client that
+/// has no privilege: from a bare domain, no body, only an empty
+/// `<privilege xmlns='urn:xmpp:privilege:2'/>` inside.
+fn is_privilege_advert(m: &Value) -> bool {
+    let from = m["from"].as_str().unwrap_or_default();
+    let xml = m["xml"].as_str().unwrap_or_default();
+    m["body"].is_null()
+        && !from.is_empty()
+        && !from.contains(['@', '/'])
+        && (xml.contains("<privilege xmlns=\"urn:xmpp:privilege:2\" />")
+            || xml.contains("<privilege xmlns=\"urn:xmpp:privilege:2\"/>"))
+        && !xml.contains("<perm")
 }
 
 fn parse_event(line: &str) -> Value {

@@ -1,0 +1,636 @@
+//! sotto's own service connection to the XMPP server, for PEP: an XEP-0114
+//! component with XEP-0356 privileges (Prosody's `mod_privilege`).
+//!
+//! Only an account's owner may publish to its PEP nodes, so sotto publishes
+//! each local user's public key (XEP-0373 §4: the key node
+//! `urn:xmpp:openpgp:0:public-keys:<FPR>` and the metadata node
+//! `urn:xmpp:openpgp:0:public-keys`, both access model `open`) in a
+//! `<privileged_iq>` sent as that user. Fetching other users' keys is an
+//! ordinary pubsub `items` get from the component's JID, which the `open`
+//! access model allows.
+//!
+//! [`Service`] is a cheap handle; a background task ([`stream`]) keeps the
+//! connection, reconnects with backoff, answers the server's disco#info and
+//! pings, and matches iq answers to requests by id. A request made while
+//! the connection is down fails at once with [`ServiceError::NotConnected`];
+//! every request is bounded by [`ServiceSettings::request_timeout`].
+//!
+//! This module must never touch a user's own stream (one stanza out for one
+//! in stays true there), and never logs keys or users' JIDs.
+//!
+//! # Security
+//!
+//! The component secret proves to the server that this is sotto; with the
+//! privilege it carries, whoever holds it can publish to every local user's
+//! PEP. It is read from a file, sent only as the XEP-0114 SHA-1 digest, and
+//! the connection is meant for loopback.
+
+mod pep;
+mod stream;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::serialize::SerializeInto as _;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::framer::{Element, FrameError, Limits};
+use crate::config::XmppConfig;
+
+pub use pep::{KeyMetadata, METADATA_NODE, Malformed, key_node};
+
+/// How to reach the server as a component.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// The component's JID (a domain, e.g. `sotto.example.org`).
+    pub jid: String,
+    /// The server's component port, `host:port`.
+    pub upstream: String,
+    /// The shared secret (`component_secret` in Prosody).
+    pub secret: String,
+    /// Bound on each request's answer. Default 10 s.
+    pub request_timeout: Duration,
+    /// Bound on connecting and the handshake. Default 10 s.
+    pub connect_timeout: Duration,
+    /// First wait before reconnecting; doubled after each failure up to
+    /// `backoff_max`. Defaults 1 s and 60 s.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Limits on what the server sends (keys are tens of KiB). Default
+    /// 1 MiB per stanza.
+    pub limits: Limits,
+}
+
+impl ServiceSettings {
+    /// Settings for `jid` at `upstream` with `secret`, defaults otherwise.
+    pub fn new(jid: &str, upstream: &str, secret: &str) -> ServiceSettings {
+        ServiceSettings {
+            jid: jid.to_owned(),
+            upstream: upstream.to_owned(),
+            secret: secret.to_owned(),
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            limits: Limits {
+                max_stanza_bytes: 1024 * 1024,
+                ..Limits::default()
+            },
+        }
+    }
+
+    /// The settings `[xmpp]` asks for: `None` when `component` is empty
+    /// (PEP off); the secret is the first line of `component_secret`.
+    pub fn from_config(cfg: &XmppConfig) -> Result<Option<ServiceSettings>, SettingsError> {
+        if cfg.component.is_empty() {
+            return Ok(None);
+        }
+        let path = cfg
+            .component_secret
+            .clone()
+            .ok_or(SettingsError::NoSecret)?;
+        let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::ReadSecret {
+            path: path.clone(),
+            source,
+        })?;
+        let secret = text.lines().next().unwrap_or_default().trim();
+        if secret.is_empty() {
+            return Err(SettingsError::EmptySecret { path });
+        }
+        Ok(Some(ServiceSettings::new(
+            &cfg.component,
+            &cfg.component_upstream,
+            secret,
+        )))
+    }
+}
+
+/// Why [`ServiceSettings::from_config`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    #[error("xmpp.component is set but xmpp.component_secret is not")]
+    NoSecret,
+    #[error("xmpp.component_secret {}: {source}", path.display())]
+    ReadSecret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("xmpp.component_secret {}: the first line is empty", path.display())]
+    EmptySecret { path: PathBuf },
+}
+
+/// Why the connection is down (or could not be made).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// TCP connect, read or write failed.
+    #[error("i/o: {0}")]
+    Io(String),
+    /// The server refused the handshake: wrong secret, or a component name
+    /// the server does not know with that secret.
+    #[error("the server refused the component handshake (not-authorized{})", text_suffix(.text))]
+    NotAuthorized { text: String },
+    /// The server ended the stream with this error (e.g. `host-unknown`
+    /// for a component name it does not serve, `conflict` when another
+    /// connection holds the name).
+    #[error("stream error {condition}{}", text_suffix(.text))]
+    StreamError { condition: String, text: String },
+    /// The server closed the stream.
+    #[error("the server closed the stream")]
+    Closed,
+    /// The server's stream could not be framed or parsed.
+    #[error("bad stream from the server: {0}")]
+    Frame(FrameError),
+    /// No stream header or handshake answer in time.
+    #[error("no handshake answer in time")]
+    Timeout,
+}
+
+fn text_suffix(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The connection is down (or went down before the answer came);
+    /// `last` says why, if known.
+    #[error("the service connection is down{}", .last.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    NotConnected { last: Option<ConnectError> },
+    /// No answer within the request timeout.
+    #[error("no answer in time")]
+    Timeout,
+    /// From [`Service::fetch_keys`]: the user publishes no OpenPGP key
+    /// sotto may read — no metadata node, no item, an empty list, or a node
+    /// that is not open. (Prosody answers anyone but the owner `forbidden`
+    /// for a PEP node that does not exist, so a user who never published and
+    /// one whose list is not open look the same from outside.)
+    #[error("no published OpenPGP key")]
+    NoKeys,
+    /// The node or item does not exist.
+    #[error("item-not-found")]
+    ItemNotFound,
+    /// The server refused: `forbidden`, `not-authorized`, `not-allowed`
+    /// (e.g. no privilege for the component, or a node that is not open).
+    #[error("refused ({condition})")]
+    Forbidden { condition: String },
+    /// Another stanza error, e.g. `internal-server-error` (what
+    /// mod_privilege answers whenever the wrapped request failed).
+    #[error("stanza error {condition}")]
+    Stanza { condition: String },
+    /// The server granted the component no XEP-0356 privilege to publish
+    /// for users of that domain (`privileged_entities` with
+    /// `iq = { ["http://jabber.org/protocol/pubsub"] = "set" }` on the
+    /// VirtualHost, mod_privilege on the host and the component). Nothing
+    /// was sent.
+    #[error("no pubsub privilege for that domain")]
+    NotPrivileged,
+    /// The answer could not be used.
+    #[error("malformed answer: {0}")]
+    Malformed(#[from] Malformed),
+    /// A JID or certificate the caller gave cannot be used.
+    #[error("invalid request: {0}")]
+    Invalid(&'static str),
+}
+
+impl ServiceError {
+    /// Whether trying again later may succeed (connection, timeout, server
+    /// trouble), as opposed to an answer that will not change by itself.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::NotConnected { .. } | Self::Timeout | Self::Stanza { .. }
+        )
+    }
+
+    fn from_condition(condition: String) -> ServiceError {
+        match condition.as_str() {
+            "item-not-found" => Self::ItemNotFound,
+            "forbidden" | "not-authorized" | "not-allowed" | "registration-required" => {
+                Self::Forbidden { condition }
+            }
+            _ => Self::Stanza { condition },
+        }
+    }
+}
+
+/// The connection's state, as the task publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Status {
+    Starting,
+    Connected,
+    Down(ConnectError),
+}
+
+/// What the server granted on the current connection: XEP-0356 §4.2
+/// `<privilege/>` messages, one from each host that has mod_privilege and
+/// lists the component, sent right after the handshake.
+#[derive(Debug, Clone, Default)]
+struct Grants {
+    /// When the current connection was authenticated; `None` while down.
+    since: Option<tokio::time::Instant>,
+    /// Hosts (lower-case) whose users the component may send pubsub `set`s
+    /// for.
+    pubsub_set: BTreeSet<String>,
+}
+
+/// How long after connecting a missing grant may still be on its way.
+const GRANT_GRACE: Duration = Duration::from_secs(2);
+
+/// What the connection task reports to the handles.
+struct Reports {
+    status: watch::Sender<Status>,
+    grants: watch::Sender<Grants>,
+}
+
+/// A request for the connection task: an iq (id set) and where its answer
+/// goes.
+struct Request {
+    iq: Element,
+    id: String,
+    reply: oneshot::Sender<Element>,
+}
+
+/// Handle on sotto's service connection; clone freely. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jid: String,
+    requests: mpsc::Sender<Request>,
+    status: watch::Receiver<Status>,
+    grants: watch::Receiver<Grants>,
+    request_timeout: Duration,
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("jid", &self.inner.jid)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl Service {
+    /// Starts the connection task (on the current Tokio runtime) and
+    /// returns at once; the task connects, and reconnects with backoff,
+    /// until `shutdown` is cancelled or every handle is dropped.
+    pub fn start(settings: ServiceSettings, shutdown: CancellationToken) -> Service {
+        let (requests, rx) = mpsc::channel(64);
+        let (status_tx, status) = watch::channel(Status::Starting);
+        let (grants_tx, grants) = watch::channel(Grants::default());
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let inner = Inner {
+            jid: settings.jid.clone(),
+            requests,
+            status,
+            grants,
+            request_timeout: settings.request_timeout,
+            id_prefix: format!("sotto-{:x}", nanos & 0xffff_ffff_ffff),
+            next_id: AtomicU64::new(1),
+        };
+        let reports = Reports {
+            status: status_tx,
+            grants: grants_tx,
+        };
+        tokio::spawn(stream::run(settings, rx, reports, shutdown));
+        Service {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The component's JID.
+    pub fn jid(&self) -> &str {
+        &self.inner.jid
+    }
+
+    /// Whether the connection is up and authenticated.
+    pub fn is_connected(&self) -> bool {
+        *self.inner.status.borrow() == Status::Connected
+    }
+
+    /// Waits up to `within` for the connection to be up. Fails with
+    /// [`ServiceError::NotConnected`] carrying the last reason it is down
+    /// (e.g. [`ConnectError::NotAuthorized`] for a wrong secret).
+    pub async fn wait_connected(&self, within: Duration) -> Result<(), ServiceError> {
+        let mut status = self.inner.status.clone();
+        let up = tokio::time::timeout(within, status.wait_for(|s| *s == Status::Connected)).await;
+        match up {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(self.not_connected()),
+        }
+    }
+
+    fn not_connected(&self) -> ServiceError {
+        let last = match &*self.inner.status.borrow() {
+            Status::Down(e) => Some(e.clone()),
+            Status::Starting | Status::Connected => None,
+        };
+        ServiceError::NotConnected { last }
+    }
+
+    fn new_id(&self) -> String {
+        let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.inner.id_prefix)
+    }
+
+    /// Sends `iq` (its `id` is set here) and returns the answer, a result
+    /// or an error iq; fails fast when the connection is down.
+    async fn request(&self, mut iq: Element) -> Result<Element, ServiceError> {
+        if !self.is_connected() {
+            return Err(self.not_connected());
+        }
+        let id = self.new_id();
+        iq.set_attr("id", id.clone());
+        let (reply, answer) = oneshot::channel();
+        let request = Request { iq, id, reply };
+        let exchange = async {
+            if self.inner.requests.send(request).await.is_err() {
+                return None;
+            }
+            answer.await.ok()
+        };
+        match tokio::time::timeout(self.inner.request_timeout, exchange).await {
+            Err(_) => Err(ServiceError::Timeout),
+            Ok(None) => Err(self.not_connected()),
+            Ok(Some(answer)) => Ok(answer),
+        }
+    }
+
+    /// Whether the server granted pubsub `set` for users of `host` on this
+    /// connection, waiting for the grant while it may still be on its way.
+    /// Checked before sending, also because mod_privilege (2023-02) writes
+    /// stray text on the stream when it refuses an iq for lack of a
+    /// permission, which breaks the connection.
+    async fn check_privilege(&self, host: &str) -> Result<(), ServiceError> {
+        let host = host.to_ascii_lowercase();
+        let mut grants = self.inner.grants.clone();
+        let Some(since) = grants.borrow().since else {
+            return Err(self.not_connected());
+        };
+        let granted = tokio::time::timeout_at(
+            since + GRANT_GRACE,
+            grants.wait_for(|g| g.pubsub_set.contains(&host)),
+        )
+        .await;
+        match granted {
+            Ok(Ok(_)) => Ok(()),
+            _ if self.is_connected() => Err(ServiceError::NotPrivileged),
+            _ => Err(self.not_connected()),
+        }
+    }
+
+    /// An ordinary iq from the component: the answer if it is a result.
+    async fn get(&self, to: &str, payload: Element) -> Result<Element, ServiceError> {
+        let iq = pep::iq("get", &self.inner.jid, to, "", payload);
+        let answer = self.request(iq).await?;
+        match pep::error_condition(&answer) {
+            Some(condition) => Err(ServiceError::from_condition(condition)),
+            None => Ok(answer),
+        }
+    }
+
+    /// A pubsub `set` sent as `user_bare` through the privilege: the
+    /// forwarded answer if it is a result.
+    async fn set_as(&self, user_bare: &str, pubsub: Element) -> Result<(), ServiceError> {
+        let inner_id = self.new_id();
+        let iq = pep::privileged_set(&self.inner.jid, user_bare, "", &inner_id, pubsub);
+        let answer = self.request(iq).await?;
+        if let Some(condition) = pep::error_condition(&answer) {
+            return Err(ServiceError::from_condition(condition));
+        }
+        let forwarded = pep::unwrap_privileged(&answer)?;
+        match pep::error_condition(forwarded) {
+            Some(condition) => Err(ServiceError::from_condition(condition)),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes `cert` (its public parts only) as `user_bare`'s OpenPGP key
+    /// (XEP-0373 §4.1): first the key node `…:public-keys:<FPR>` (item id
+    /// the key's date), then the metadata node (item `current`) listing its
+    /// fingerprint, both with access model `open`.
+    ///
+    /// Other fingerprints the user already lists are kept: a key the user
+    /// published from a client of their own stays discoverable, and senders
+    /// who encrypt to every listed key still reach sotto's. Publishing the
+    /// same cert again only refreshes its date. The existing list is read
+    /// first (as the component: the node is open); if that fails for
+    /// another reason than not existing or not being readable, nothing is
+    /// changed and that error is returned. A list that exists but is not
+    /// open is never overwritten: the publication then fails (Prosody's
+    /// `precondition-not-met`, which mod_privilege reports as
+    /// `internal-server-error`).
+    pub async fn publish_key(&self, user_bare: &str, cert: &Cert) -> Result<(), ServiceError> {
+        check_bare(user_bare)?;
+        if !self.is_connected() {
+            return Err(self.not_connected());
+        }
+        let domain = user_bare.split_once('@').map_or("", |(_, d)| d);
+        self.check_privilege(domain).await?;
+        let fpr = cert.fingerprint().to_hex();
+        if fpr.len() != 40 {
+            return Err(ServiceError::Invalid("XEP-0373 lists only v4 keys"));
+        }
+        // A Cert serializes without secret key material (that needs a TSK).
+        let bytes = cert
+            .to_vec()
+            .map_err(|_| ServiceError::Invalid("the certificate does not serialize"))?;
+        let date = pep::cert_date(cert);
+        let key = pep::publish_open(&key_node(&fpr), &date, pep::pubkey(&bytes, &date));
+        self.set_as(user_bare, key).await?;
+
+        // Prosody answers `forbidden` to non-owners for a node that does not
+        // exist; a node that exists but is not open cannot be read either,
+        // and then the publish below fails its `open` precondition, so
+        // nothing the user listed is ever overwritten unseen.
+        let listed = match self.listed_keys(user_bare).await {
+            Ok(listed) => listed,
+            Err(ServiceError::ItemNotFound | ServiceError::Forbidden { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let list = pep::merge(
+            listed,
+            KeyMetadata {
+                fingerprint: fpr,
+                date,
+            },
+        );
+        let metadata = pep::publish_open(
+            METADATA_NODE,
+            pep::METADATA_ITEM,
+            pep::public_keys_list(&list),
+        );
+        self.set_as(user_bare, metadata).await
+    }
+
+    /// The keys `bare` lists in its metadata node (latest item), as listed.
+    /// [`ServiceError::ItemNotFound`] when there is no node or no item;
+    /// Prosody answers [`ServiceError::Forbidden`] for a node that does not
+    /// exist (or is not open).
+    pub async fn listed_keys(&self, bare: &str) -> Result<Vec<KeyMetadata>, ServiceError> {
+        check_bare(bare)?;
+        let answer = self.get(bare, pep::items_query(METADATA_NODE)).await?;
+        let item = pep::latest_item(&answer)?.ok_or(ServiceError::ItemNotFound)?;
+        Ok(pep::parse_public_keys_list(item)?)
+    }
+
+    /// The OpenPGP certificates `bare` publishes (XEP-0373 §4.3): the
+    /// metadata node, then each listed key node's latest item, each checked
+    /// to hold the listed fingerprint. Not checked here: validity under a
+    /// policy, user IDs (the key store's job).
+    ///
+    /// `Ok` always holds at least one certificate. A user who publishes no
+    /// key sotto may read is [`ServiceError::NoKeys`]. Listed keys that
+    /// cannot be fetched or parsed are skipped; if none is left, the first
+    /// such error is returned.
+    pub async fn fetch_keys(&self, bare: &str) -> Result<Vec<Cert>, ServiceError> {
+        let listed = match self.listed_keys(bare).await {
+            Ok(listed) if !listed.is_empty() => listed,
+            Ok(_) | Err(ServiceError::ItemNotFound | ServiceError::Forbidden { .. }) => {
+                return Err(ServiceError::NoKeys);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut certs = Vec::new();
+        let mut first_error = None;
+        for key in &listed {
+            let fetched = async {
+                let answer = self
+                    .get(bare, pep::items_query(&key_node(&key.fingerprint)))
+                    .await?;
+                let item = pep::latest_item(&answer)?.ok_or(ServiceError::ItemNotFound)?;
+                Ok::<_, ServiceError>(pep::parse_pubkey(item, &key.fingerprint)?)
+            };
+            match fetched.await {
+                Ok(cert) => certs.push(cert),
+                Err(e) => {
+                    tracing::debug!(event = "xmpp_service_key_skipped", error = %e);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (certs.is_empty(), first_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(certs),
+        }
+    }
+}
+
+/// A bare JID sotto may address: `local@domain`, no resource.
+fn check_bare(jid: &str) -> Result<(), ServiceError> {
+    match jid.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains(['@', '/'])
+                && !jid.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(())
+        }
+        _ => Err(ServiceError::Invalid("not a bare JID (local@domain)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_jids() {
+        assert!(check_bare("alice@example.org").is_ok());
+        for bad in [
+            "example.org",
+            "@example.org",
+            "alice@",
+            "a@b/c",
+            "a b@c",
+            "a@b@c",
+        ] {
+            assert!(check_bare(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn conditions_map_to_kinds() {
+        let e = |c: &str| ServiceError::from_condition(c.to_owned());
+        assert_eq!(e("item-not-found"), ServiceError::ItemNotFound);
+        assert!(matches!(e("forbidden"), ServiceError::Forbidden { .. }));
+        assert!(matches!(e("not-allowed"), ServiceError::Forbidden { .. }));
+        assert!(e("internal-server-error").is_transient());
+        assert!(!e("item-not-found").is_transient());
+    }
+
+    #[test]
+    fn settings_from_config() {
+        let mut cfg = XmppConfig::default();
+        assert!(ServiceSettings::from_config(&cfg).unwrap().is_none());
+        cfg.component = "sotto.example.org".into();
+        assert!(matches!(
+            ServiceSettings::from_config(&cfg),
+            Err(SettingsError::NoSecret)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "\n").unwrap();
+        cfg.component_secret = Some(path.clone());
+        assert!(matches!(
+            ServiceSettings::from_config(&cfg),
+            Err(SettingsError::EmptySecret { .. })
+        ));
+        std::fs::write(&path, "s3cret \nignored\n").unwrap();
+        let s = ServiceSettings::from_config(&cfg).unwrap().unwrap();
+        assert_eq!(s.secret, "s3cret");
+        assert_eq!(s.jid, "sotto.example.org");
+        assert_eq!(s.upstream, "127.0.0.1:5347");
+    }
+
+    #[tokio::test]
+    async fn requests_fail_fast_while_down() {
+        // Nothing listens on the port of a listener just dropped.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let shutdown = CancellationToken::new();
+        let service = Service::start(
+            ServiceSettings::new("sotto.example.org", &format!("127.0.0.1:{port}"), "x"),
+            shutdown.clone(),
+        );
+        let err = service.wait_connected(Duration::from_secs(2)).await;
+        assert!(
+            matches!(
+                err,
+                Err(ServiceError::NotConnected {
+                    last: Some(ConnectError::Io(_))
+                })
+            ),
+            "{err:?}"
+        );
+        let started = std::time::Instant::now();
+        let err = service.fetch_keys("bob@example.org").await.unwrap_err();
+        assert!(matches!(err, ServiceError::NotConnected { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_millis(100));
+        shutdown.cancel();
+    }
+}
