@@ -358,7 +358,11 @@ mod tests {
         // Nested without end: bounded depth, then text; the URL goes.
         let deep = format!("{}https://d.example/", "<noscript>".repeat(10_000));
         let (out, _) = rewrite(&deep, &rw(LinkMode::Strip)).unwrap();
-        assert!(out.ends_with("<noscript>[link removed]"), "{}", &out[out.len() - 40..]);
+        assert!(
+            out.ends_with("<noscript>[link removed]"),
+            "{}",
+            &out[out.len() - 40..]
+        );
     }
 
     #[test]
