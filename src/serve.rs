@@ -183,6 +183,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
                 chat_policies,
                 chat_crypt,
                 user_keys(cfg)?,
+                service(cfg, &shutdown)?,
                 cfg.xmpp.max_stanza_bytes,
             ))),
         });
@@ -275,4 +276,15 @@ fn user_keys(cfg: &Config) -> Result<Option<Arc<crate::xmpp::userkeys::UserKeys>
             "xmpp.user_keys needs xmpp.user_keys_secret (a file whose first line is the passphrase)".into(),
         )),
     }
+}
+
+/// sotto's service connection to the XMPP server (PEP), when configured.
+fn service(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<crate::xmpp::service::Service>, ServeError> {
+    use crate::xmpp::service::{Service, ServiceSettings};
+    let settings =
+        ServiceSettings::from_config(&cfg.xmpp).map_err(|e| ServeError::Xmpp(e.to_string()))?;
+    Ok(settings.map(|s| Service::start(s, shutdown.clone())))
 }

@@ -39,11 +39,26 @@ async fn setup(policy: &str) -> Setup {
 }
 
 async fn setup_with(policy: &str, tune: impl FnOnce(&mut sotto::config::Config)) -> Setup {
-    let prosody = Prosody::start(Options::default().config(&format!("VirtualHost \"{OUTSIDE}\"")));
+    setup_full(policy, false, tune).await
+}
+
+/// With `pep`, Prosody runs sotto's component (mod_privilege) and sotto
+/// connects to it, publishing and fetching keys over PEP.
+async fn setup_full(
+    policy: &str,
+    pep: bool,
+    tune: impl FnOnce(&mut sotto::config::Config),
+) -> Setup {
+    let mut opts = Options::default().config(&format!("VirtualHost \"{OUTSIDE}\""));
+    if pep {
+        opts = opts.component("component secret for the tests");
+    }
+    let prosody = Prosody::start(opts);
     prosody.register("alice", "alice-secret");
     prosody.register("bob", "bob-secret");
     register_outside(&prosody, "carol", "carol-secret");
     register_outside(&prosody, "dave", "dave-secret");
+    register_outside(&prosody, "frank", "frank-secret");
 
     // Outside users' keys, with the XEP-0373 user ID, known to sotto.
     let gpg = Gpg::new();
@@ -81,6 +96,14 @@ async fn setup_with(policy: &str, tune: impl FnOnce(&mut sotto::config::Config))
     cfg.xmpp.user_keys = Some(user_keys.clone());
     cfg.xmpp.user_keys_secret = Some(secret);
     cfg.keys.dir = Some(gpg.keys.clone());
+    if pep {
+        let secret = dir.path().join("component.secret");
+        std::fs::write(&secret, format!("{}\n", prosody.component_secret())).unwrap();
+        cfg.xmpp.component = prosody.component_jid();
+        cfg.xmpp.component_upstream = prosody.component_addr();
+        cfg.xmpp.component_secret = Some(secret);
+        cfg.keys.sources = vec![sotto::config::KeySource::Dir, sotto::config::KeySource::Pep];
+    }
     let pdir = common::policy(&mut cfg, policy);
     tune(&mut cfg);
     let gw = common::gateway(&cfg).await;
@@ -653,4 +676,105 @@ fn public_part(key_file: &Path) -> Vec<u8> {
         .armored()
         .to_vec()
         .unwrap()
+}
+
+const OX_META: &str = "urn:xmpp:openpgp:0:public-keys";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_travel_over_pep_both_ways() {
+    let s = setup_full(ENCRYPT_ALL, true, |_| {}).await;
+    // frank (outside, not in sotto's key directory) publishes his own key
+    // from his client, as XEP-0373 says.
+    let frank = format!("frank@{OUTSIDE}");
+    let fpr = s.gpg.generate(&frank, true, "1y", None);
+    let out = s
+        .gpg
+        .cmd()
+        .args(["--quick-add-uid", &fpr, &format!("xmpp:{frank}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let public = s
+        .gpg
+        .cmd()
+        .args(["--export", &fpr])
+        .output()
+        .unwrap()
+        .stdout;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&public);
+    let date = "2026-11-01T10:00:00Z";
+    s.outside("frank")
+        .no_presence()
+        .run(&json!([
+            { "op": "publish", "node": format!("{OX_META}:{fpr}"), "id": date, "access_model": "open",
+              "xml": format!("<pubkey xmlns='urn:xmpp:openpgp:0' date='{date}'><data>{b64}</data></pubkey>") },
+            { "op": "publish", "node": OX_META, "access_model": "open",
+              "xml": format!("<public-keys-list xmlns='urn:xmpp:openpgp:0'><pubkey-metadata v4-fingerprint='{fpr}' date='{date}'/></public-keys-list>") }
+        ]))
+        .await
+        .assert_ok();
+
+    let mut inbox = s
+        .outside("frank")
+        .resource("inbox")
+        .spawn(&json!([{ "op": "wait", "count": 1 }]))
+        .await;
+    inbox.wait_event("ready").await;
+    // alice logs in through sotto and writes to frank: sotto finds frank's
+    // key on his PEP node, and publishes alice's on hers.
+    s.inside("alice")
+        .run(&json!([{ "op": "send", "to": frank, "body": "over pep marker-7070" }]))
+        .await
+        .assert_ok();
+    let inbox = inbox.finish().await.assert_ok();
+    let xml = inbox.messages()[0]["xml"].as_str().unwrap().to_string();
+    assert!(
+        xml.contains("<openpgp") && !xml.contains("marker-7070"),
+        "{xml}"
+    );
+
+    // frank's client finds alice's key where XEP-0373 says, published by
+    // sotto's component (not over alice's stream), and it verifies the message.
+    let mut alice_fpr = None;
+    for _ in 0..50 {
+        let run = s
+            .outside("frank")
+            .no_presence()
+            .run(&json!([{ "op": "fetch", "jid": "alice@example.org", "node": OX_META }]))
+            .await;
+        let text = run
+            .events("items")
+            .first()
+            .map(|i| i["items"].to_string())
+            .unwrap_or_default();
+        if let Some(i) = text.find("v4-fingerprint=") {
+            let rest = &text[i + "v4-fingerprint=".len()..];
+            let rest = rest.trim_start_matches(['\\', '"', '\'']);
+            alice_fpr = Some(rest[..40].to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let alice_fpr = alice_fpr.expect("alice's key listed on her PEP node");
+    let key_items = s
+        .outside("frank")
+        .no_presence()
+        .run(&json!([{ "op": "fetch", "jid": "alice@example.org", "node": format!("{OX_META}:{alice_fpr}") }]))
+        .await
+        .assert_ok();
+    let items = key_items.events("items")[0]["items"].to_string();
+    let data_at = items.find("<data>").expect("a <data> element") + "<data>".len();
+    let data_end = data_at + items[data_at..].find("</data>").unwrap();
+    let alice_public = base64::engine::general_purpose::STANDARD
+        .decode(items[data_at..data_end].trim())
+        .unwrap();
+    let frank_secret = s.gpg.home.path().join("frank-secret.asc");
+    std::fs::write(&frank_secret, s.gpg.secret(&frank)).unwrap();
+    let (plain, status) = gpg_decrypt(&frank_secret, "", Some(&alice_public), &openpgp_of(&xml));
+    assert!(plain.contains("over pep marker-7070"), "{plain}");
+    assert!(status.contains("GOODSIG"), "{status}");
+    assert!(
+        status.contains(&alice_fpr.to_uppercase()),
+        "signed by the published key: {status}"
+    );
 }

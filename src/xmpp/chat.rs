@@ -9,7 +9,8 @@
 //! Groupchat, headline and error messages, and everything else, pass as
 //! they came.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
@@ -17,10 +18,12 @@ use sequoia_openpgp::policy::StandardPolicy;
 use super::element::{Element, Node, serialize};
 use super::identity::bare_jid;
 use super::ox::{self, CLIENT_NS, HINTS_NS, LEGACY_NS, OX_NS};
+use super::service::{Service, ServiceError};
 use super::userkeys::UserKeys;
 use super::xhtml;
 use crate::config::KeySource;
-use crate::keys::{Found, Lookup, SourceError, XMPP_SCHEME};
+use crate::keys::web::Fetched;
+use crate::keys::{Found, Lookup, PepFetcher, SourceError, XMPP_SCHEME};
 use crate::policy::{Channel, LinkMode, Policies, XmppFormat};
 use crate::transform::{Crypt, Effective, Outcome, RecipientKeys, decide};
 
@@ -59,6 +62,10 @@ pub struct Chat {
     policies: Arc<Policies>,
     crypt: Arc<Crypt>,
     users: Option<Arc<UserKeys>>,
+    /// sotto's own connection to the server, for PEP.
+    service: Option<Service>,
+    /// Users whose key this process has published to their PEP nodes.
+    published: Mutex<HashSet<String>>,
     /// Largest stanza the server takes: an encrypted message must fit.
     max_stanza: usize,
     policy: StandardPolicy<'static>,
@@ -70,13 +77,19 @@ impl Chat {
         policies: Arc<Policies>,
         crypt: Arc<Crypt>,
         users: Option<Arc<UserKeys>>,
+        service: Option<Service>,
         max_stanza: usize,
     ) -> Self {
+        if let Some(service) = &service {
+            crypt.keys.set_pep(Arc::new(PepKeys(service.clone())));
+        }
         Chat {
             domain: domain.to_lowercase(),
             policies,
             crypt,
             users,
+            service,
+            published: Mutex::new(HashSet::new()),
             max_stanza,
             policy: StandardPolicy::new(),
         }
@@ -92,6 +105,52 @@ impl Chat {
 
     pub fn max_stanza(&self) -> usize {
         self.max_stanza
+    }
+
+    /// A local user is on a stream: make their key if they have none and
+    /// publish it to their PEP nodes (once per process, in the background,
+    /// over sotto's service connection — never the user's stream).
+    pub fn on_login(self: &Arc<Self>, bare: &str) {
+        let (Some(users), Some(service)) = (self.users.clone(), self.service.clone()) else {
+            return;
+        };
+        if !self.is_local(bare) {
+            return;
+        }
+        {
+            let mut done = self.published.lock().unwrap_or_else(|p| p.into_inner());
+            if !done.insert(bare.to_string()) {
+                return;
+            }
+        }
+        let chat = self.clone();
+        let bare = bare.to_string();
+        tokio::spawn(async move {
+            let result = match users.get_or_create(&bare).await {
+                Ok(key) => service
+                    .publish_key(&bare, key.cert())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(()) => {
+                    metrics::counter!("sotto_xmpp_key_publications_total", "result" => "ok")
+                        .increment(1);
+                    tracing::info!(event = "xmpp_key_published", domain = %domain(&bare));
+                }
+                Err(why) => {
+                    metrics::counter!("sotto_xmpp_key_publications_total", "result" => "failed")
+                        .increment(1);
+                    tracing::warn!(event = "xmpp_key_publish_failed", error = %why);
+                    // Try again at the user's next login.
+                    chat.published
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&bare);
+                }
+            }
+        });
     }
 
     /// Whether `jid` (bare) is a user of the served domain.
@@ -397,5 +456,24 @@ async fn chat_lookup(
             failed("a local user without a key yet: sotto makes one on their first message".into())
         }
         Err(e) => failed(e.to_string()),
+    }
+}
+
+/// The key store's PEP source: recipients' keys fetched over the service
+/// connection.
+struct PepKeys(Service);
+
+impl PepFetcher for PepKeys {
+    fn fetch<'a>(
+        &'a self,
+        bare_jid: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Fetched> + Send + 'a>> {
+        Box::pin(async move {
+            match self.0.fetch_keys(bare_jid).await {
+                Ok(certs) => Fetched::Certs(certs),
+                Err(ServiceError::NoKeys) => Fetched::NotFound,
+                Err(e) => Fetched::Failed(e.to_string()),
+            }
+        })
     }
 }

@@ -88,6 +88,7 @@ impl Stanzas {
     pub async fn from_server(&mut self, s: Stanza, framer: &Framer) -> Vec<u8> {
         if s.is("success", SASL_NS) {
             self.identity.on_success(&self.domain);
+            self.logged_in();
             return s.raw;
         }
         if s.is("iq", CLIENT_NS) {
@@ -102,6 +103,7 @@ impl Stanzas {
             }
             if el.attr("type") == Some("result") {
                 self.identity.on_iq_result(&el);
+                self.logged_in();
             }
             return s.raw;
         }
@@ -114,6 +116,12 @@ impl Stanzas {
             return serialize(&opened);
         }
         s.raw
+    }
+
+    fn logged_in(&self) {
+        if let (Some(chat), Some(me)) = (&self.chat, self.identity.bare()) {
+            chat.on_login(&me);
+        }
     }
 
     /// The ping that stands in for a refused message; remembers the error
