@@ -73,6 +73,18 @@ fn describe() {
         "sotto_policy_reloads_total",
         "Policy reloads by result (ok, refused)"
     );
+    describe_counter!(
+        "sotto_xmpp_messages_total",
+        "Chat messages treated, by direction (out, in) and action (encrypted, encrypted_legacy, rewritten, unchanged, refused; decrypted, undecryptable)"
+    );
+    describe_histogram!(
+        "sotto_xmpp_message_duration_seconds",
+        "Time to treat one outgoing chat message (policy, key lookup, encryption)"
+    );
+    describe_counter!(
+        "sotto_xmpp_key_publications_total",
+        "Local users' keys published to PEP, by result (ok, failed)"
+    );
 }
 
 /// The reply class of an SMTP code: `2xx`, `4xx`, `5xx`.

@@ -306,6 +306,20 @@ async fn chat_between_users_behind_sotto_is_ciphertext_on_the_server() {
         packets.contains("protected"),
         "secret parts protected: {packets}"
     );
+    // And the counters say so.
+    let metrics = reqwest::get(format!("http://{}/metrics", s.gw.admin.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "sotto_xmpp_messages_total{direction=\"out\",action=\"encrypted\"}",
+        "sotto_xmpp_messages_total{direction=\"in\",action=\"decrypted\"}",
+        "sotto_xmpp_message_duration_seconds_count",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

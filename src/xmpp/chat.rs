@@ -168,6 +168,15 @@ impl Chat {
         let Some(to) = msg.attr("to").map(bare_jid).filter(|t| t.contains('@')) else {
             return Verdict::Pass;
         };
+        let started = std::time::Instant::now();
+        let verdict = self.treat(msg, from, &to).await;
+        metrics::histogram!("sotto_xmpp_message_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        verdict
+    }
+
+    async fn treat(&self, msg: Element, from: &str, to: &str) -> Verdict {
+        let to = to.to_string();
         let policy = self.policies.current();
         let keys = ChatKeys { chat: self };
         let (effective, cert) = match decide(&policy, &keys, Channel::Xmpp, from, &to).await {
