@@ -178,6 +178,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             tls: crate::smtp::server_tls(cert, key)?,
             shutdown: shutdown.clone(),
             handshake_timeout: cfg.timeouts.command,
+            upstream_tls: xmpp_upstream_tls(cfg)?,
             chat: Some(Arc::new(crate::xmpp::chat::Chat::new(
                 cfg.xmpp.domain.clone(),
                 chat_policies,
@@ -287,4 +288,26 @@ fn service(
     let settings =
         ServiceSettings::from_config(&cfg.xmpp).map_err(|e| ServeError::Xmpp(e.to_string()))?;
     Ok(settings.map(|s| Service::start(s, shutdown.clone())))
+}
+
+/// The TLS settings for the XMPP upstream, when `xmpp.upstream_tls` is on.
+fn xmpp_upstream_tls(cfg: &Config) -> Result<Option<crate::relay::stream::Implicit>, ServeError> {
+    let x = &cfg.xmpp;
+    if !x.upstream_tls {
+        return Ok(None);
+    }
+    let ca = match &x.upstream_tls_ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| {
+            ServeError::Xmpp(format!("xmpp.upstream_tls_ca `{}`: {e}", p.display()))
+        })?),
+        None => None,
+    };
+    let name = if x.upstream_tls_name.is_empty() {
+        &x.domain
+    } else {
+        &x.upstream_tls_name
+    };
+    crate::relay::stream::Implicit::new(name, ca.as_deref())
+        .map(Some)
+        .map_err(|e| ServeError::Xmpp(format!("xmpp.upstream_tls: {e}")))
 }

@@ -127,3 +127,62 @@ async fn hostile_xml_ends_that_stream_only() {
         .assert_ok();
     assert_eq!(alice.events("sent").len(), 1, "{}", alice.transcript());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_over_verified_tls() {
+    use common::prosody::Options;
+    let ck = rcgen::generate_simple_self_signed(vec!["example.org".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let prosody = Prosody::start(Options::default().tls(&cert, &key));
+    prosody.register("alice", "alice-secret");
+    prosody.register("bob", "bob-secret");
+    let gateway = |trust: bool| {
+        let mut cfg = common::config("127.0.0.1:1");
+        cfg.xmpp.listen = "127.0.0.1:0".into();
+        cfg.xmpp.upstream = format!("127.0.0.1:{}", prosody.direct_tls_port.unwrap());
+        cfg.xmpp.upstream_tls = true;
+        cfg.xmpp.upstream_tls_ca = trust.then(|| cert.clone());
+        cfg.xmpp.domain = "example.org".into();
+        cfg.xmpp.tls_cert = Some(cert.clone());
+        cfg.xmpp.tls_key = Some(key.clone());
+        cfg
+    };
+    let client = |gw: &sotto::serve::Running, user: &str| {
+        XmppClient::new(
+            &gw.xmpp.unwrap().to_string(),
+            &prosody.jid(user),
+            &prosody.password(user),
+        )
+        .cafile(&cert)
+        .starttls()
+    };
+
+    // Trusting the server's CA: chat flows over TLS on both legs.
+    let gw = common::gateway(&gateway(true)).await;
+    let mut bob = client(&gw, "bob")
+        .spawn(&json!([{ "op": "wait", "count": 1 }]))
+        .await;
+    bob.wait_event("ready").await;
+    client(&gw, "alice")
+        .run(&json!([{ "op": "send", "to": "bob@example.org", "body": "over TLS both ways" }]))
+        .await
+        .assert_ok();
+    let bob = bob.finish().await.assert_ok();
+    assert_eq!(bob.messages()[0]["body"], "over TLS both ways");
+
+    // Not trusting it: the client is told, nothing reaches the server.
+    let untrusting = common::gateway(&gateway(false)).await;
+    let run = client(&untrusting, "alice")
+        .run(&json!([{ "op": "send", "to": "bob@example.org", "body": "must not pass" }]))
+        .await;
+    assert!(!run.ok(), "{}", run.transcript());
+    assert!(
+        run.transcript().contains("remote-connection-failed"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(prosody.archive("bob").len(), 1, "only the first message");
+}

@@ -14,6 +14,15 @@ pub struct XmppConfig {
     pub listen_tls: String,
     /// The XMPP server's plain c2s port, on loopback.
     pub upstream: String,
+    /// How sotto connects to `upstream`: `false`, plain TCP on loopback
+    /// (recommended, as TLS-terminating proxies do); `true`, TLS from the
+    /// first byte (the server's direct-TLS port, XEP-0368), verified.
+    pub upstream_tls: bool,
+    /// Extra CA certificates (PEM) trusted for the upstream, beside the
+    /// system's.
+    pub upstream_tls_ca: Option<PathBuf>,
+    /// Name verified in the upstream's certificate (default: `domain`).
+    pub upstream_tls_name: String,
     /// The domain served (the `from` of sotto's own stream header before TLS).
     pub domain: String,
     /// The domain's certificate chain and key (PEM), presented to clients.
@@ -43,6 +52,9 @@ impl Default for XmppConfig {
             listen: String::new(),
             listen_tls: String::new(),
             upstream: "127.0.0.1:5322".into(),
+            upstream_tls: false,
+            upstream_tls_ca: None,
+            upstream_tls_name: String::new(),
             domain: "localhost".into(),
             tls_cert: None,
             tls_key: None,

@@ -10,7 +10,7 @@
 //! This module knows nothing of the client side's sockets or parsing.
 
 mod capture;
-mod stream;
+pub(crate) mod stream;
 pub mod upstream;
 
 use std::future::Future;

@@ -87,6 +87,16 @@ impl Implicit {
     }
 }
 
+impl Implicit {
+    /// The TLS handshake over an open connection (the XMPP side's upstream).
+    pub(crate) async fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        self.connector.connect(self.name.clone(), tcp).await
+    }
+}
+
 /// Why connecting failed: the TCP connection, or the TLS handshake.
 #[derive(Debug)]
 pub enum ConnectError {

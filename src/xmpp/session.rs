@@ -32,6 +32,8 @@ pub struct XmppShared {
     pub handshake_timeout: Duration,
     /// The chat pipeline (policy, encryption, links); `None` relays as is.
     pub chat: Option<Arc<Chat>>,
+    /// TLS to the upstream (`xmpp.upstream_tls`); `None` for plain TCP.
+    pub upstream_tls: Option<crate::relay::stream::Implicit>,
 }
 
 /// How a session ended, for the log.
@@ -63,13 +65,28 @@ pub async fn serve(io: Box<dyn Io>, tls: bool, shared: Arc<XmppShared>) {
         Ok(Ok(s)) => s,
         _ => {
             tracing::warn!(event = "xmpp_upstream_unreachable");
-            let mut io = io;
-            let _ = io.write_all(&stream_error("internal-server-error")).await;
+            refuse(io, "remote-connection-failed", &shared).await;
             return;
         }
     };
     let _ = upstream.set_nodelay(true);
-    let end = relay(io, upstream, &shared).await;
+    let end = match &shared.upstream_tls {
+        None => relay(io, upstream, &shared).await,
+        Some(tls) => {
+            match tokio::time::timeout(shared.handshake_timeout, tls.handshake(upstream)).await {
+                Ok(Ok(upstream)) => relay(io, upstream, &shared).await,
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timeout".to_string(),
+                    };
+                    tracing::warn!(event = "xmpp_upstream_tls_failed", error = %why);
+                    refuse(io, "remote-connection-failed", &shared).await;
+                    return;
+                }
+            }
+        }
+    };
     match end {
         End::Client(e) => tracing::info!(
             event = "xmpp_stream_error",
@@ -81,6 +98,34 @@ pub async fn serve(io: Box<dyn Io>, tls: bool, shared: Arc<XmppShared>) {
         }
         End::Closed | End::Shutdown => tracing::debug!(event = "xmpp_session_end"),
     }
+}
+
+/// Ends a client's stream with a stream error: after its stream header
+/// (an error belongs inside a stream), with sotto's own header, flushed and
+/// closed (TLS included) so the client reads it rather than a reset.
+async fn refuse(mut io: Box<dyn Io>, condition: &str, shared: &XmppShared) {
+    let mut framer = Framer::new(shared.limits);
+    let mut buf = vec![0u8; 4096];
+    let header = async {
+        loop {
+            match framer.next_frame() {
+                Ok(Some(Frame::StreamHeader(_))) => return true,
+                Ok(Some(_)) | Err(_) => return false,
+                Ok(None) => match io.read(&mut buf).await {
+                    Ok(n) if n > 0 => framer.feed(&buf[..n]),
+                    _ => return false,
+                },
+            }
+        }
+    };
+    let got_header = tokio::time::timeout(shared.handshake_timeout, header)
+        .await
+        .unwrap_or(false);
+    let mut out = own_header_if(got_header, &shared.domain);
+    out.extend_from_slice(&stream_error(condition));
+    let _ = io.write_all(&out).await;
+    let _ = io.flush().await;
+    let _ = io.shutdown().await;
 }
 
 /// Before TLS sotto speaks for the server: its header, STARTTLS required.
