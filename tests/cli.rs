@@ -7,17 +7,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Client, Sink};
+use common::{Client, Sink, free_port};
 
+/// `sotto` in the repository (the tests' own SOTTO_* settings must not leak
+/// in).
 fn sotto() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sotto"));
+    let mut c = common::sotto();
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    // The tests' own environment must not leak settings in.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SOTTO_") {
-            c.env_remove(k);
-        }
-    }
     c
 }
 
@@ -254,14 +250,6 @@ fn env_override_is_checked_too() {
         err.contains("upstream.address (from SOTTO_UPSTREAM__ADDRESS)"),
         "{err}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -26,7 +26,7 @@ use sequoia_openpgp::serialize::SerializeInto;
 use sotto::links::token::TokenKeys;
 
 use common::sequoia::bob;
-use common::{Client, Sink};
+use common::{Client, Sink, free_port};
 
 // ---------------------------------------------------------------------------
 // Markers
@@ -230,23 +230,10 @@ format = "{format}"
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `sotto` with RUST_LOG=trace, no SOTTO_* from the test's environment, and
 /// stdout and stderr into files.
 fn sotto(out: &Path, err: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sotto"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SOTTO_") {
-            c.env_remove(k);
-        }
-    }
+    let mut c = common::sotto();
     c.env("RUST_LOG", "trace")
         .stdout(std::fs::File::create(out).unwrap())
         .stderr(std::fs::File::create(err).unwrap());

@@ -5,7 +5,10 @@
 //! A missing peer fails the test loudly; `tests/run` installs them.
 #![allow(dead_code)]
 
+pub mod deploy;
+pub mod hostile;
 pub mod pgp;
+pub mod postfix;
 pub mod prosody;
 pub mod sequoia;
 
@@ -39,16 +42,75 @@ pub fn require(tool: &str) -> PathBuf {
     );
 }
 
-fn require_python_module(module: &str) {
+/// Fails loudly unless python3 can import `module` (from the PyPI package
+/// `package`).
+pub fn require_python_module(module: &str, package: &str) {
     let ok = Command::new("python3")
         .args(["-c", &format!("import {module}")])
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+        .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "python module `{module}` is missing: run tests/run, which installs it with pip"
+        "python module `{module}` is missing: it comes with the PyPI package `{package}`; run tests/run, which installs it with pip"
     );
+}
+
+/// The built `sotto` binary, with none of the test's own SOTTO_* variables.
+pub fn sotto() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sotto"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SOTTO_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// What a finished process printed: stdout, then stderr.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A port on 127.0.0.1 that nothing listened on a moment ago, for a peer
+/// (or `sotto` itself) that must be told its port before it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Dot-stuffs a CRLF message for DATA: a dot at the start of a line gets
+/// another (no end-of-data line is added).
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 8);
+    let mut line_start = true;
+    for (i, &b) in message.iter().enumerate() {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n' && i > 0 && message[i - 1] == b'\r';
+    }
+    out
+}
+
+/// Proptest settings for the property tests: `cases` cases
+/// (`PROPTEST_CASES` overrides), and no regression file: a failure prints its
+/// minimal input.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::Config {
+        failure_persistence: None,
+        ..proptest::test_runner::Config::with_cases(cases)
+    }
 }
 
 /// One message as the sink stored it.
@@ -69,7 +131,7 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(args: &[&str]) -> Sink {
-        require_python_module("aiosmtpd");
+        require_python_module("aiosmtpd", "aiosmtpd");
         let dir = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sink.py");
         let mut child = Command::new("python3")

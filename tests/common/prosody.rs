@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::free_port;
 
 /// How long Prosody may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -431,13 +433,6 @@ impl Drop for Prosody {
 enum Retry {
     PortTaken,
     Fatal(String),
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 fn lua_string(s: &Path) -> String {
