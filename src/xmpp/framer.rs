@@ -18,6 +18,11 @@
 //! For the stanzas the proxy must look into or change, [`parse_stanza`] builds
 //! a small owned tree ([`Element`]) and [`serialize`] writes one back.
 //!
+//! This file holds the [`Framer`] itself (its state machine over rxml's
+//! events) and its [`Limits`]; the frame types are in `frame`, the rxml glue
+//! shared with the element parser (parser options, error mapping, start-tag
+//! scanning) in `scan`.
+//!
 //! This module must not do I/O, keep per-user state or decide policy.
 //!
 //! # Security
@@ -32,8 +37,15 @@
 //! - No panics on input: every malformed input is a [`FrameError`], and an
 //!   error is final: the framer returns it again on every later call.
 
+mod frame;
+mod scan;
+
 use rxml::error::EndOrError;
-use rxml::{Event, Options, Parse, Parser, WithOptions};
+use rxml::{Event, Parse, Parser, WithOptions};
+
+pub use frame::{Frame, NsContext, Stanza, StreamHeader};
+use scan::unescape_attr;
+pub(super) use scan::{is_xml_space, lossy, map_rxml_error, parser_options, scan_start_tag};
 
 /// Namespace of the stream element (`<stream:stream>`, `<stream:features>`,
 /// `<stream:error>`).
@@ -49,6 +61,7 @@ pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 /// buffer of this size per parser, so it stays small; longer text is split by
 /// rxml and is fine.
 const TOKEN_LIMIT: usize = 8192;
+
 /// Hard ceiling on the depth of an [`Element`] tree, whatever
 /// [`Limits::max_depth`] says: the tree is dropped and serialized recursively.
 pub(super) const MAX_TREE_DEPTH: usize = 1024;
@@ -81,153 +94,6 @@ impl Default for Limits {
 
 pub use super::element::{Element, Node, parse_stanza, parse_stanza_in, serialize};
 pub use super::error::{FrameError, stream_error};
-
-/// Namespace bindings in scope at stanza level: the default namespace and the
-/// prefixes declared on the stream header. Needed to parse a stanza on its
-/// own, since `<message>` takes its namespace from the header.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NsContext {
-    /// The default namespace (`xmlns='...'`); empty for none.
-    pub default_ns: String,
-    /// Prefix bindings (`xmlns:stream='...'`), as (prefix, namespace).
-    pub prefixes: Vec<(String, String)>,
-}
-
-impl NsContext {
-    /// The context of a client-to-server stream: default namespace
-    /// `jabber:client`, `stream:` bound to the stream namespace.
-    pub fn c2s() -> Self {
-        Self {
-            default_ns: CLIENT_NS.to_owned(),
-            prefixes: vec![("stream".to_owned(), STREAM_NS.to_owned())],
-        }
-    }
-}
-
-/// The opening `<stream:stream ...>` of a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamHeader {
-    /// The exact bytes: the XML declaration if there was one, the whitespace
-    /// after it, and the start tag.
-    pub raw: Vec<u8>,
-    /// The qualified name as written, normally `stream:stream`.
-    pub name: String,
-    /// The attributes as written, namespace declarations (`xmlns`,
-    /// `xmlns:stream`) included, values unescaped, in document order.
-    pub attrs: Vec<(String, String)>,
-}
-
-impl StreamHeader {
-    /// The value of the attribute written as `name` (e.g. `to`, `xml:lang`,
-    /// `xmlns`).
-    pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The `to` attribute.
-    pub fn to(&self) -> Option<&str> {
-        self.attr("to")
-    }
-
-    /// The `from` attribute.
-    pub fn from(&self) -> Option<&str> {
-        self.attr("from")
-    }
-
-    /// The `id` attribute.
-    pub fn id(&self) -> Option<&str> {
-        self.attr("id")
-    }
-
-    /// The `version` attribute.
-    pub fn version(&self) -> Option<&str> {
-        self.attr("version")
-    }
-
-    /// The `xml:lang` attribute.
-    pub fn lang(&self) -> Option<&str> {
-        self.attr("xml:lang")
-    }
-
-    /// The namespace bindings this header puts in scope for stanzas.
-    pub fn ns_context(&self) -> NsContext {
-        let mut ctx = NsContext::default();
-        for (k, v) in &self.attrs {
-            if k == "xmlns" {
-                ctx.default_ns = v.clone();
-            } else if let Some(prefix) = k.strip_prefix("xmlns:") {
-                ctx.prefixes.push((prefix.to_owned(), v.clone()));
-            }
-        }
-        ctx
-    }
-}
-
-/// One complete top-level element of a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stanza {
-    /// The exact bytes, from `<` to the end of its end tag.
-    pub raw: Vec<u8>,
-    /// The qualified name as written: `message`, `iq`, `presence`,
-    /// `stream:features`, `auth`, `success`, `starttls`, `proceed`, ...
-    /// Match on [`Stanza::local_name`] and [`Stanza::ns`], not on the prefix.
-    pub name: String,
-    /// The namespace of the element (e.g. `jabber:client`,
-    /// `urn:ietf:params:xml:ns:xmpp-sasl`).
-    pub ns: String,
-}
-
-impl Stanza {
-    /// The name without its prefix (`features` for `stream:features`).
-    pub fn local_name(&self) -> &str {
-        self.name
-            .split_once(':')
-            .map_or(self.name.as_str(), |(_, local)| local)
-    }
-
-    /// Whether this is the element `local` in namespace `ns`.
-    pub fn is(&self, local: &str, ns: &str) -> bool {
-        self.local_name() == local && self.ns == ns
-    }
-}
-
-/// What the framer emits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    /// The stream header; after a [`Framer::reset`], the new one.
-    StreamHeader(StreamHeader),
-    /// A complete top-level element.
-    Stanza(Stanza),
-    /// Whitespace between stanzas (keepalives), as it came. A run of
-    /// whitespace may come as several frames, depending on how it arrived.
-    Whitespace(Vec<u8>),
-    /// `</stream:stream>`, as it came (empty if the header was self-closing).
-    /// Nothing but whitespace may follow; it is discarded.
-    StreamEnd(Vec<u8>),
-}
-
-impl Frame {
-    /// The exact bytes of this frame.
-    pub fn raw(&self) -> &[u8] {
-        match self {
-            Self::StreamHeader(h) => &h.raw,
-            Self::Stanza(s) => &s.raw,
-            Self::Whitespace(raw) | Self::StreamEnd(raw) => raw,
-        }
-    }
-
-    /// The exact bytes of this frame, by value.
-    pub fn into_raw(self) -> Vec<u8> {
-        match self {
-            Self::StreamHeader(h) => h.raw,
-            Self::Stanza(s) => s.raw,
-            Self::Whitespace(raw) | Self::StreamEnd(raw) => raw,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -262,13 +128,6 @@ pub struct Framer {
 impl Default for Framer {
     fn default() -> Self {
         Self::new(Limits::default())
-    }
-}
-
-pub(super) fn parser_options() -> Options {
-    Options {
-        max_token_length: TOKEN_LIMIT,
-        ..Options::default()
     }
 }
 
@@ -524,144 +383,6 @@ impl Framer {
             }
         }
     }
-}
-
-/// Maps an rxml error to ours; `consumed` is what the parser read since the
-/// last frame, up to and including the offending byte.
-pub(super) fn map_rxml_error(e: rxml::Error, consumed: &[u8]) -> FrameError {
-    use rxml::Error as E;
-    match e {
-        E::RestrictedXml("comments") => FrameError::Comment,
-        E::RestrictedXml("processing instructions") => FrameError::ProcessingInstruction,
-        E::RestrictedXml("only utf-8 encoding is allowed") => FrameError::UnsupportedEncoding,
-        E::RestrictedXml("long name or reference") => {
-            FrameError::TokenTooLong { limit: TOKEN_LIMIT }
-        }
-        E::RestrictedXml(what) => FrameError::RestrictedXml(what),
-        E::UndeclaredEntity => FrameError::EntityReference,
-        E::InvalidUtf8Byte(_) => FrameError::InvalidUtf8,
-        E::InvalidEof(_) => FrameError::UnexpectedEof,
-        // rxml stops right at the byte after `<!` that is neither `-` nor
-        // `[`: `<!DOCTYPE`, `<!ENTITY` and the like.
-        E::InvalidSyntax(_) => match consumed {
-            [.., b'<', b'!', b'D'] => FrameError::Doctype,
-            [.., b'<', b'!', b] if b.is_ascii_uppercase() => FrameError::MarkupDeclaration,
-            _ => FrameError::NotWellFormed(e.to_string()),
-        },
-        other => FrameError::NotWellFormed(other.to_string()),
-    }
-}
-
-pub(super) fn is_xml_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-pub(super) fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Splits a start tag that rxml has accepted into its qualified name and its
-/// attributes (name, value as written between the quotes), calling
-/// `on_attr` for each. Bytes before the first `<` (whitespace rxml counts
-/// into a root element) are skipped. Never panics, whatever the bytes.
-pub(super) fn scan_start_tag<'a>(
-    tag: &'a [u8],
-    mut on_attr: impl FnMut(&'a [u8], &'a [u8]),
-) -> &'a [u8] {
-    let Some(lt) = tag.iter().position(|&b| b == b'<') else {
-        return &[];
-    };
-    let at = |i: usize| tag.get(i).copied();
-    let mut i = lt + 1;
-    let name_start = i;
-    while at(i).is_some_and(|b| !is_xml_space(b) && b != b'/' && b != b'>') {
-        i += 1;
-    }
-    let name = &tag[name_start..i];
-    loop {
-        while at(i).is_some_and(is_xml_space) {
-            i += 1;
-        }
-        if matches!(at(i), None | Some(b'/') | Some(b'>')) {
-            break;
-        }
-        let attr_start = i;
-        while at(i).is_some_and(|b| b != b'=' && !is_xml_space(b)) {
-            i += 1;
-        }
-        let attr = &tag[attr_start..i];
-        while at(i).is_some_and(|b| b == b'=' || is_xml_space(b)) {
-            i += 1;
-        }
-        let Some(quote @ (b'\'' | b'"')) = at(i) else {
-            break;
-        };
-        i += 1;
-        let value_start = i;
-        while at(i).is_some_and(|b| b != quote) {
-            i += 1;
-        }
-        let value = &tag[value_start..i];
-        i += 1;
-        on_attr(attr, value);
-    }
-    name
-}
-
-/// Unescapes an attribute value that rxml has accepted: the five predefined
-/// entities, character references, and attribute-value normalization of
-/// literal tabs and line ends.
-fn unescape_attr(value: &[u8]) -> String {
-    let value = String::from_utf8_lossy(value);
-    let mut out = String::with_capacity(value.len());
-    let mut rest: &str = &value;
-    while let Some(i) = rest.find(['&', '\t', '\n', '\r']) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        match rest.as_bytes()[i] {
-            b'&' => {
-                let decoded = after.split_once(';').and_then(|(reference, tail)| {
-                    let c = match reference {
-                        "lt" => Some('<'),
-                        "gt" => Some('>'),
-                        "amp" => Some('&'),
-                        "apos" => Some('\''),
-                        "quot" => Some('"'),
-                        _ => {
-                            if let Some(hex) = reference.strip_prefix("#x") {
-                                u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
-                            } else if let Some(dec) = reference.strip_prefix('#') {
-                                dec.parse().ok().and_then(char::from_u32)
-                            } else {
-                                None
-                            }
-                        }
-                    };
-                    c.map(|c| (c, tail))
-                });
-                match decoded {
-                    Some((c, tail)) => {
-                        out.push(c);
-                        rest = tail;
-                    }
-                    None => {
-                        out.push('&');
-                        rest = after;
-                    }
-                }
-            }
-            b'\r' => {
-                out.push(' ');
-                rest = after.strip_prefix('\n').unwrap_or(after);
-            }
-            _ => {
-                out.push(' ');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

@@ -15,6 +15,10 @@
 //! the connection is down fails at once with [`ServiceError::NotConnected`];
 //! every request is bounded by [`ServiceSettings::request_timeout`].
 //!
+//! This file holds the handle and the requests it makes; the connection
+//! task is in `stream`, the stanzas it builds and reads in `pep`, the
+//! settings in `settings` and the error types in `errors`.
+//!
 //! This module must never touch a user's own stream (one stanza out for one
 //! in stays true there), and never logs keys or users' JIDs.
 //!
@@ -25,11 +29,12 @@
 //! PEP. It is read from a file, sent only as the XEP-0114 SHA-1 digest, and
 //! the connection is meant for loopback.
 
+mod errors;
 mod pep;
+mod settings;
 mod stream;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,191 +44,11 @@ use sequoia_openpgp::serialize::SerializeInto as _;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::framer::{Element, FrameError, Limits};
-use crate::config::XmppConfig;
+use super::framer::Element;
 
+pub use errors::{ConnectError, ServiceError};
 pub use pep::{KeyMetadata, METADATA_NODE, Malformed, key_node};
-
-/// How to reach the server as a component.
-#[derive(Debug, Clone)]
-pub struct ServiceSettings {
-    /// The component's JID (a domain, e.g. `sotto.example.org`).
-    pub jid: String,
-    /// The server's component port, `host:port`.
-    pub upstream: String,
-    /// The shared secret (`component_secret` in Prosody).
-    pub secret: String,
-    /// Bound on each request's answer. Default 10 s.
-    pub request_timeout: Duration,
-    /// Bound on connecting and the handshake. Default 10 s.
-    pub connect_timeout: Duration,
-    /// First wait before reconnecting; doubled after each failure up to
-    /// `backoff_max`. Defaults 1 s and 60 s.
-    pub backoff_min: Duration,
-    pub backoff_max: Duration,
-    /// Limits on what the server sends (keys are tens of KiB). Default
-    /// 1 MiB per stanza.
-    pub limits: Limits,
-}
-
-impl ServiceSettings {
-    /// Settings for `jid` at `upstream` with `secret`, defaults otherwise.
-    pub fn new(jid: &str, upstream: &str, secret: &str) -> ServiceSettings {
-        ServiceSettings {
-            jid: jid.to_owned(),
-            upstream: upstream.to_owned(),
-            secret: secret.to_owned(),
-            request_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-            limits: Limits {
-                max_stanza_bytes: 1024 * 1024,
-                ..Limits::default()
-            },
-        }
-    }
-
-    /// The settings `[xmpp]` asks for: `None` when `component` is empty
-    /// (PEP off); the secret is the first line of `component_secret`.
-    pub fn from_config(cfg: &XmppConfig) -> Result<Option<ServiceSettings>, SettingsError> {
-        if cfg.component.is_empty() {
-            return Ok(None);
-        }
-        let path = cfg
-            .component_secret
-            .clone()
-            .ok_or(SettingsError::NoSecret)?;
-        let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::ReadSecret {
-            path: path.clone(),
-            source,
-        })?;
-        let secret = text.lines().next().unwrap_or_default().trim();
-        if secret.is_empty() {
-            return Err(SettingsError::EmptySecret { path });
-        }
-        Ok(Some(ServiceSettings::new(
-            &cfg.component,
-            &cfg.component_upstream,
-            secret,
-        )))
-    }
-}
-
-/// Why [`ServiceSettings::from_config`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SettingsError {
-    #[error("xmpp.component is set but xmpp.component_secret is not")]
-    NoSecret,
-    #[error("xmpp.component_secret {}: {source}", path.display())]
-    ReadSecret {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("xmpp.component_secret {}: the first line is empty", path.display())]
-    EmptySecret { path: PathBuf },
-}
-
-/// Why the connection is down (or could not be made).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// TCP connect, read or write failed.
-    #[error("i/o: {0}")]
-    Io(String),
-    /// The server refused the handshake: wrong secret, or a component name
-    /// the server does not know with that secret.
-    #[error("the server refused the component handshake (not-authorized{})", text_suffix(.text))]
-    NotAuthorized { text: String },
-    /// The server ended the stream with this error (e.g. `host-unknown`
-    /// for a component name it does not serve, `conflict` when another
-    /// connection holds the name).
-    #[error("stream error {condition}{}", text_suffix(.text))]
-    StreamError { condition: String, text: String },
-    /// The server closed the stream.
-    #[error("the server closed the stream")]
-    Closed,
-    /// The server's stream could not be framed or parsed.
-    #[error("bad stream from the server: {0}")]
-    Frame(FrameError),
-    /// No stream header or handshake answer in time.
-    #[error("no handshake answer in time")]
-    Timeout,
-}
-
-fn text_suffix(text: &str) -> String {
-    if text.is_empty() {
-        String::new()
-    } else {
-        format!(": {text}")
-    }
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServiceError {
-    /// The connection is down (or went down before the answer came);
-    /// `last` says why, if known.
-    #[error("the service connection is down{}", .last.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
-    NotConnected { last: Option<ConnectError> },
-    /// No answer within the request timeout.
-    #[error("no answer in time")]
-    Timeout,
-    /// From [`Service::fetch_keys`]: the user publishes no OpenPGP key
-    /// sotto may read — no metadata node, no item, an empty list, or a node
-    /// that is not open. (Prosody answers anyone but the owner `forbidden`
-    /// for a PEP node that does not exist, so a user who never published and
-    /// one whose list is not open look the same from outside.)
-    #[error("no published OpenPGP key")]
-    NoKeys,
-    /// The node or item does not exist.
-    #[error("item-not-found")]
-    ItemNotFound,
-    /// The server refused: `forbidden`, `not-authorized`, `not-allowed`
-    /// (e.g. no privilege for the component, or a node that is not open).
-    #[error("refused ({condition})")]
-    Forbidden { condition: String },
-    /// Another stanza error, e.g. `internal-server-error` (what
-    /// mod_privilege answers whenever the wrapped request failed).
-    #[error("stanza error {condition}")]
-    Stanza { condition: String },
-    /// The server granted the component no XEP-0356 privilege to publish
-    /// for users of that domain (`privileged_entities` with
-    /// `iq = { ["http://jabber.org/protocol/pubsub"] = "set" }` on the
-    /// VirtualHost, mod_privilege on the host and the component). Nothing
-    /// was sent.
-    #[error("no pubsub privilege for that domain")]
-    NotPrivileged,
-    /// The answer could not be used.
-    #[error("malformed answer: {0}")]
-    Malformed(#[from] Malformed),
-    /// A JID or certificate the caller gave cannot be used.
-    #[error("invalid request: {0}")]
-    Invalid(&'static str),
-}
-
-impl ServiceError {
-    /// Whether trying again later may succeed (connection, timeout, server
-    /// trouble), as opposed to an answer that will not change by itself.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::NotConnected { .. } | Self::Timeout | Self::Stanza { .. }
-        )
-    }
-
-    fn from_condition(condition: String) -> ServiceError {
-        match condition.as_str() {
-            "item-not-found" => Self::ItemNotFound,
-            "forbidden" | "not-authorized" | "not-allowed" | "registration-required" => {
-                Self::Forbidden { condition }
-            }
-            _ => Self::Stanza { condition },
-        }
-    }
-}
+pub use settings::{ServiceSettings, SettingsError};
 
 /// The connection's state, as the task publishes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -552,85 +377,4 @@ fn check_bare(jid: &str) -> Result<(), ServiceError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bare_jids() {
-        assert!(check_bare("alice@example.org").is_ok());
-        for bad in [
-            "example.org",
-            "@example.org",
-            "alice@",
-            "a@b/c",
-            "a b@c",
-            "a@b@c",
-        ] {
-            assert!(check_bare(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn conditions_map_to_kinds() {
-        let e = |c: &str| ServiceError::from_condition(c.to_owned());
-        assert_eq!(e("item-not-found"), ServiceError::ItemNotFound);
-        assert!(matches!(e("forbidden"), ServiceError::Forbidden { .. }));
-        assert!(matches!(e("not-allowed"), ServiceError::Forbidden { .. }));
-        assert!(e("internal-server-error").is_transient());
-        assert!(!e("item-not-found").is_transient());
-    }
-
-    #[test]
-    fn settings_from_config() {
-        let mut cfg = XmppConfig::default();
-        assert!(ServiceSettings::from_config(&cfg).unwrap().is_none());
-        cfg.component = "sotto.example.org".into();
-        assert!(matches!(
-            ServiceSettings::from_config(&cfg),
-            Err(SettingsError::NoSecret)
-        ));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("secret");
-        std::fs::write(&path, "\n").unwrap();
-        cfg.component_secret = Some(path.clone());
-        assert!(matches!(
-            ServiceSettings::from_config(&cfg),
-            Err(SettingsError::EmptySecret { .. })
-        ));
-        std::fs::write(&path, "s3cret \nignored\n").unwrap();
-        let s = ServiceSettings::from_config(&cfg).unwrap().unwrap();
-        assert_eq!(s.secret, "s3cret");
-        assert_eq!(s.jid, "sotto.example.org");
-        assert_eq!(s.upstream, "127.0.0.1:5347");
-    }
-
-    #[tokio::test]
-    async fn requests_fail_fast_while_down() {
-        // Nothing listens on the port of a listener just dropped.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let shutdown = CancellationToken::new();
-        let service = Service::start(
-            ServiceSettings::new("sotto.example.org", &format!("127.0.0.1:{port}"), "x"),
-            shutdown.clone(),
-        );
-        let err = service.wait_connected(Duration::from_secs(2)).await;
-        assert!(
-            matches!(
-                err,
-                Err(ServiceError::NotConnected {
-                    last: Some(ConnectError::Io(_))
-                })
-            ),
-            "{err:?}"
-        );
-        let started = std::time::Instant::now();
-        let err = service.fetch_keys("bob@example.org").await.unwrap_err();
-        assert!(matches!(err, ServiceError::NotConnected { .. }), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(100));
-        shutdown.cancel();
-    }
-}
+mod tests;
