@@ -266,9 +266,6 @@ async fn a_stream_resumes_straight_to_prosody() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: src/xmpp/session.rs:223 writes </stream:stream> upstream when the client's \
-            connection drops, so Prosody closes the session cleanly, revokes the resumption \
-            token and answers <resume> with <failed><item-not-found/>"]
 async fn a_stream_resumes_through_sotto() {
     let (_prosody, _gw, via) = setup().await;
     resume_after_a_dropped_connection(&via).await;

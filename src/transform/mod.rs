@@ -446,7 +446,7 @@ const INLINE_BYTES: usize = 32 * 1024;
 
 /// Runs CPU work `f` on a message of `len` bytes (see [`INLINE_BYTES`]);
 /// `Err` only if the work panicked.
-async fn cpu<T: Send + 'static>(
+pub async fn cpu<T: Send + 'static>(
     len: usize,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ()> {

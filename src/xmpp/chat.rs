@@ -254,7 +254,8 @@ impl Chat {
         let signer = sender.secret().clone();
         let to_jid = to.to_string();
         let policy = self.policy.clone();
-        let sealed = tokio::task::spawn_blocking(move || match format {
+        let size: usize = payload.iter().map(|e| serialize(e).len()).sum();
+        let sealed = crate::transform::cpu(size, move || match format {
             XmppFormat::Ox => {
                 let sc = ox::Signcrypt::new(vec![to_jid], payload);
                 ox::encrypt(&sc, &recipients, &signer, &policy).map(ox::message_children)

@@ -153,7 +153,9 @@ async fn open_one(
 ) -> Result<Element, String> {
     let (from, to) = (from.to_string(), to.to_string());
     let max = chat.max_stanza();
-    let done = tokio::task::spawn_blocking(move || {
+    let size = msg.child("openpgp", OX_NS).map_or(0, |e| e.text().len())
+        + msg.child("x", LEGACY_NS).map_or(0, |e| e.text().len());
+    let done = crate::transform::cpu(size, move || {
         let policy = StandardPolicy::new();
         let how = Incoming {
             tsk: &tsk,

@@ -220,7 +220,11 @@ where
                 return End::Shutdown;
             }
             r = cr.read(&mut cbuf) => {
-                let n = match r { Ok(n) if n > 0 => n, _ => { let _ = uw.write_all(b"</stream:stream>").await; return End::Closed } };
+                // A connection that ends without </stream:stream> is a lost
+                // one, not a close: the server must see it so (no stream end
+                // written for the client), or it ends a session the client
+                // may resume (XEP-0198).
+                let n = match r { Ok(n) if n > 0 => n, _ => return End::Closed };
                 from_client.feed(&cbuf[..n]);
                 loop {
                     match from_client.next_frame() {
@@ -255,7 +259,9 @@ where
                 }
             }
             r = ur.read(&mut ubuf) => {
-                let n = match r { Ok(n) if n > 0 => n, _ => { let _ = cw.write_all(b"</stream:stream>").await; return End::Closed } };
+                // Likewise the other way: a lost server connection is not
+                // passed on as a clean close, so the client may resume.
+                let n = match r { Ok(n) if n > 0 => n, _ => return End::Closed };
                 from_server.feed(&ubuf[..n]);
                 loop {
                     match from_server.next_frame() {

@@ -30,22 +30,18 @@ pub struct Stanzas {
     /// The domain the client's stream is for (its header's `to`).
     domain: String,
     /// Pings standing in for refused messages: id → the error for the client.
-    refused: HashMap<String, Vec<u8>>,
-    next_id: u64,
-    tag: String,
+    /// Process-wide, so an answer redelivered to a resumed stream (on
+    /// another connection) still becomes the error.
+    refused: Arc<StandIns>,
 }
 
 impl Stanzas {
     pub fn new(chat: Option<Arc<Chat>>, domain: &str) -> Self {
-        let mut tag = [0u8; 6];
-        let _ = sequoia_openpgp::crypto::random(&mut tag);
         Stanzas {
             chat,
             identity: Identity::default(),
             domain: domain.to_string(),
-            refused: HashMap::new(),
-            next_id: 0,
-            tag: tag.iter().map(|b| format!("{b:02x}")).collect(),
+            refused: STAND_INS.clone(),
         }
     }
 
@@ -92,13 +88,13 @@ impl Stanzas {
             return s.raw;
         }
         if s.is("iq", CLIENT_NS) {
-            if self.refused.is_empty() && !contains(&s.raw, b"xmpp-bind") {
+            if !contains(&s.raw, self.refused.tag.as_bytes()) && !contains(&s.raw, b"xmpp-bind") {
                 return s.raw;
             }
             let Ok(el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits()) else {
                 return s.raw;
             };
-            if let Some(error) = el.attr("id").and_then(|id| self.refused.remove(id)) {
+            if let Some(error) = el.attr("id").and_then(|id| self.refused.take(id)) {
                 return error;
             }
             if el.attr("type") == Some("result") {
@@ -127,8 +123,7 @@ impl Stanzas {
     /// The ping that stands in for a refused message; remembers the error
     /// its answer turns into.
     fn stand_in(&mut self, r: Refusal, id: Option<String>, to: Option<String>) -> Vec<u8> {
-        self.next_id += 1;
-        let ping_id = format!("sotto-{}-{}", self.tag, self.next_id);
+        let ping_id = self.refused.next_id();
         let mut error = Element::new("message", CLIENT_NS);
         error.set_attr("type", "error");
         if let Some(id) = id {
@@ -149,7 +144,7 @@ impl Stanzas {
         text.children.push(Node::Text(r.text));
         e.children.push(Node::Element(text));
         error.children.push(Node::Element(e));
-        self.refused.insert(ping_id.clone(), serialize(&error));
+        self.refused.put(ping_id.clone(), serialize(&error));
 
         let mut ping = Element::new("iq", CLIENT_NS);
         ping.set_attr("type", "get");
@@ -164,3 +159,55 @@ impl Stanzas {
 fn contains(raw: &[u8], needle: &[u8]) -> bool {
     raw.windows(needle.len()).any(|w| w == needle)
 }
+
+/// The stand-in pings of this process: their ids share a random tag (cheap
+/// to spot in a server's iq), and the errors wait here for the answers, at
+/// most [`StandIns::MAX`] of them (the oldest go first).
+pub struct StandIns {
+    tag: String,
+    count: std::sync::atomic::AtomicU64,
+    pending: std::sync::Mutex<(HashMap<String, Vec<u8>>, std::collections::VecDeque<String>)>,
+}
+
+impl StandIns {
+    const MAX: usize = 10_000;
+
+    fn put(&self, id: String, error: Vec<u8>) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *p;
+        if map.len() >= Self::MAX
+            && let Some(old) = order.pop_front()
+        {
+            map.remove(&old);
+        }
+        order.push_back(id.clone());
+        map.insert(id, error);
+    }
+
+    fn next_id(&self) -> String {
+        let n = self
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n}", self.tag)
+    }
+
+    fn take(&self, id: &str) -> Option<Vec<u8>> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let error = p.0.remove(id)?;
+        p.1.retain(|i| i != id);
+        Some(error)
+    }
+}
+
+static STAND_INS: std::sync::LazyLock<Arc<StandIns>> = std::sync::LazyLock::new(|| {
+    let mut tag = [0u8; 6];
+    let _ = sequoia_openpgp::crypto::random(&mut tag);
+    Arc::new(StandIns {
+        tag: format!(
+            "sotto-{}",
+            tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+        count: std::sync::atomic::AtomicU64::new(1),
+        pending: std::sync::Mutex::new(Default::default()),
+    })
+});
