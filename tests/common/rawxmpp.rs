@@ -249,6 +249,13 @@ impl Session {
         self.write(xml).await;
     }
 
+    /// Writes raw bytes (hostile input): the peer may close the
+    /// connection on them, so a failed write is returned, not a panic.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await
+    }
+
     async fn write(&mut self, xml: &str) {
         self.io
             .write_all(xml.as_bytes())
