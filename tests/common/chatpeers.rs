@@ -1,0 +1,302 @@
+//! The chat tests' world: a real Prosody with two hosts — the
+//! organisation's `example.org` behind sotto ([`super::chatsetup`]'s
+//! gateway, user keys under a passphrase) and `outside.example`, whose users
+//! connect straight to Prosody — users alice, bob (inside) and carol, dave,
+//! frank (outside), GnuPG keys with the XEP-0373 user ID for carol and dave
+//! in sotto's key directory, and GnuPG helpers that read what sotto made.
+//!
+//! Included beside `common` and `chatsetup` (`#[path]`), which it uses as
+//! `crate::common` and `crate::chatsetup`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use serde_json::json;
+
+use crate::chatsetup::ChatGateway;
+use crate::common::pgp::Gpg;
+use crate::common::prosody::{ClientRun, Options, Prosody, XmppClient};
+
+pub const OUTSIDE: &str = "outside.example";
+/// Policy: encrypt whenever a key is found, links kept.
+pub const ENCRYPT_ALL: &str = "[defaults]\nencrypt = \"if-key\"\nlinks = \"keep\"\n";
+
+pub struct Setup {
+    pub prosody: Prosody,
+    pub gw: ChatGateway,
+    pub gpg: Gpg,
+}
+
+pub async fn setup(policy: &str) -> Setup {
+    setup_full(policy, false, |_| {}).await
+}
+
+pub async fn setup_with(policy: &str, tune: impl FnOnce(&mut sotto::config::Config)) -> Setup {
+    setup_full(policy, false, tune).await
+}
+
+/// With `pep`, Prosody runs sotto's component (mod_privilege) and sotto
+/// connects to it, publishing and fetching keys over PEP.
+pub async fn setup_full(
+    policy: &str,
+    pep: bool,
+    tune: impl FnOnce(&mut sotto::config::Config),
+) -> Setup {
+    let mut opts = Options::default().config(&format!("VirtualHost \"{OUTSIDE}\""));
+    if pep {
+        opts = opts.component("component secret for the tests");
+    }
+    let prosody = Prosody::start(opts);
+    prosody.register("alice", "alice-secret");
+    prosody.register("bob", "bob-secret");
+    for user in ["carol", "dave", "frank"] {
+        register_outside(&prosody, user, &format!("{user}-secret"));
+    }
+    // Outside users' keys, with the XEP-0373 user ID, known to sotto.
+    let gpg = Gpg::new();
+    for user in ["carol", "dave"] {
+        let email = format!("{user}@{OUTSIDE}");
+        chat_key(&gpg, &email);
+        gpg.export(&email, &format!("{user}.asc"));
+    }
+    let component = pep.then(|| {
+        (
+            prosody.component_jid(),
+            prosody.component_addr(),
+            prosody.component_secret(),
+        )
+    });
+    let keys = gpg.keys.clone();
+    let gw = ChatGateway::start(&prosody, policy, |cfg| {
+        cfg.keys.dir = Some(keys);
+        if let Some((jid, addr, secret)) = component {
+            let file = cfg
+                .xmpp
+                .user_keys_secret
+                .as_ref()
+                .unwrap()
+                .with_file_name("component.secret");
+            std::fs::write(&file, format!("{secret}\n")).unwrap();
+            cfg.xmpp.component = jid;
+            cfg.xmpp.component_upstream = addr;
+            cfg.xmpp.component_secret = Some(file);
+            cfg.keys.sources = vec![sotto::config::KeySource::Dir, sotto::config::KeySource::Pep];
+        }
+        tune(cfg);
+    })
+    .await;
+    Setup { prosody, gw, gpg }
+}
+
+pub fn register_outside(prosody: &Prosody, user: &str, password: &str) {
+    let out = Command::new(crate::common::require("prosodyctl"))
+        .arg("--config")
+        .arg(prosody.config_path())
+        .args(["register", user, OUTSIDE, password])
+        .current_dir(prosody.dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Setup {
+    /// A client of the organisation, through sotto (STARTTLS).
+    pub fn inside(&self, user: &str) -> XmppClient {
+        XmppClient::new(
+            &self.gw.starttls_addr().to_string(),
+            &self.prosody.jid(user),
+            &self.prosody.password(user),
+        )
+        .cafile(&self.gw.ca)
+        .starttls()
+    }
+
+    /// alice (through sotto) sends `body` to `to`; what `receiver`, online
+    /// before she sends, got.
+    pub async fn from_alice(&self, receiver: XmppClient, to: &str, body: &str) -> ClientRun {
+        let mut receiver = receiver.spawn(&json!([{ "op": "wait", "count": 1 }])).await;
+        receiver.wait_event("ready").await;
+        self.inside("alice")
+            .run(&json!([{ "op": "send", "to": to, "body": body }]))
+            .await
+            .assert_ok();
+        receiver.finish().await.assert_ok()
+    }
+
+    /// A user of the other host, straight to Prosody.
+    pub fn outside(&self, user: &str) -> XmppClient {
+        XmppClient::new(
+            &self.prosody.addr(),
+            &format!("{user}@{OUTSIDE}"),
+            &format!("{user}-secret"),
+        )
+    }
+
+    /// The sotto-held key file of `jid` (its secret parts passphrase-protected).
+    pub fn key_file(&self, jid: &str) -> PathBuf {
+        for entry in std::fs::read_dir(&self.gw.user_keys).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read(&path).unwrap();
+            let listing = gpg_show(&text);
+            // --with-colons escapes the URI's colon.
+            if listing.contains(&format!("xmpp\\x3a{jid}")) {
+                return path;
+            }
+        }
+        panic!("no key file for {jid} in {}", self.gw.user_keys.display());
+    }
+}
+
+/// `gpg --show-keys` of a key file, in a throwaway homedir.
+pub fn gpg_show(key: &[u8]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("k");
+    std::fs::write(&file, key).unwrap();
+    let out = Command::new("gpg")
+        .env("GNUPGHOME", home.path())
+        .args(["--batch", "--with-colons", "--show-keys"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Decrypts (and verifies, when `verify_with` is given) the binary OpenPGP
+/// message with the secret key `secret` (protected by `passphrase`) in a
+/// fresh GnuPG homedir; returns (plaintext, gpg's status lines).
+pub fn gpg_decrypt(
+    secret: &Path,
+    passphrase: &str,
+    verify_with: Option<&[u8]>,
+    message: &[u8],
+) -> (String, String) {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let gpg = |args: &[&str]| {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", home.path()).args([
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            passphrase,
+        ]);
+        c.args(args);
+        c
+    };
+    let out = gpg(&["--import", secret.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(public) = verify_with {
+        let f = home.path().join("signer.asc");
+        std::fs::write(&f, public).unwrap();
+        let out = gpg(&["--import", f.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success());
+    }
+    let msg = home.path().join("msg.pgp");
+    std::fs::write(&msg, message).unwrap();
+    let out = gpg(&["--status-fd", "2", "--decrypt", msg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "gpg --decrypt: {status}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), status)
+}
+
+/// The base64 content of the `<openpgp>` element in `xml`, decoded.
+pub fn openpgp_of(xml: &str) -> Vec<u8> {
+    let start = xml.find("<openpgp").expect("an <openpgp> element");
+    let open_end = start + xml[start..].find('>').unwrap() + 1;
+    let close = open_end + xml[open_end..].find("</openpgp>").unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(xml[open_end..close].trim())
+        .unwrap()
+}
+
+
+/// Signs with carol's key and encrypts to `to_cert` (a key file) with
+/// GnuPG; the base64 of the binary message.
+pub fn carol_seals(s: &Setup, to_cert: &Path, plaintext: &str, sign: bool) -> String {
+    s.gpg.import(&public_part(to_cert));
+    let input = s.gpg.home.path().join("signcrypt.xml");
+    std::fs::write(&input, plaintext).unwrap();
+    let output = s.gpg.home.path().join("signcrypt.pgp");
+    let _ = std::fs::remove_file(&output);
+    let mut c = s.gpg.cmd();
+    c.args([
+        "--trust-model",
+        "always",
+        "--encrypt",
+        "-r",
+        "xmpp:alice@example.org",
+    ]);
+    if sign {
+        c.args(["--sign", "--local-user", &format!("carol@{OUTSIDE}")]);
+    }
+    let out = c
+        .args([
+            "--output",
+            output.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(&output).unwrap())
+}
+
+pub fn signcrypt(to: &str, body: &str) -> String {
+    format!(
+        "<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='{to}'/><time stamp='2026-11-23T10:00:00Z'/>\
+         <rpad>abc</rpad><payload><body xmlns='jabber:client'>{body}</body></payload></signcrypt>"
+    )
+}
+
+/// The public certificate of a stored key file, armoured.
+pub fn public_part(key_file: &Path) -> Vec<u8> {
+    use sequoia_openpgp::parse::Parse;
+    use sequoia_openpgp::serialize::SerializeInto;
+    sequoia_openpgp::Cert::from_file(key_file)
+        .unwrap()
+        .strip_secret_key_material()
+        .armored()
+        .to_vec()
+        .unwrap()
+}
+
+/// A GnuPG key for the chat user `email`, with the XEP-0373 user ID
+/// `xmpp:EMAIL` beside the e-mail one; its fingerprint.
+pub fn chat_key(gpg: &Gpg, email: &str) -> String {
+    let fpr = gpg.generate(email, true, "1y", None);
+    let out = gpg
+        .cmd()
+        .args(["--quick-add-uid", &fpr, &format!("xmpp:{email}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fpr
+}
