@@ -28,7 +28,7 @@ use serde_json::json;
 async fn chat_between_users_behind_sotto_is_ciphertext_on_the_server() {
     let s = setup(ENCRYPT_ALL).await;
     let bob = s
-        .from_alice(
+        .alice_writes(
             s.inside("bob"),
             "bob@example.org",
             "the plan is secret-marker-7731",
@@ -102,7 +102,7 @@ async fn chat_to_an_outside_user_is_signed_openpgp_for_xmpp() {
     let s = setup(&format!("{ENCRYPT_ALL}\n[[rule]]\nname = \"dave\"\nchannel = [\"xmpp\"]\nto = [\"dave@{OUTSIDE}\"]\nencrypt = \"never\"\n")).await;
     let carol_jid = format!("carol@{OUTSIDE}");
     let carol = s
-        .from_alice(s.outside("carol"), &carol_jid, "hello carol, marker-4410")
+        .alice_writes(s.outside("carol"), &carol_jid, "hello carol, marker-4410")
         .await;
     let got = carol.messages();
     assert_eq!(got.len(), 1, "{}", carol.transcript());
@@ -214,7 +214,7 @@ async fn legacy_format_and_no_store_hints_per_policy() {
     .await;
     let dave_jid = format!("dave@{OUTSIDE}");
     let dave = s
-        .from_alice(s.outside("dave"), &dave_jid, "old school marker-6060")
+        .alice_writes(s.outside("dave"), &dave_jid, "old school marker-6060")
         .await;
     let m = dave.messages()[0].clone();
     let xml = m["xml"].as_str().unwrap();

@@ -166,7 +166,14 @@ fn contains(raw: &[u8], needle: &[u8]) -> bool {
 pub struct StandIns {
     tag: String,
     count: std::sync::atomic::AtomicU64,
-    pending: std::sync::Mutex<(HashMap<String, Vec<u8>>, std::collections::VecDeque<String>)>,
+    pending: std::sync::Mutex<Pending>,
+}
+
+/// Errors waiting for their pings' answers, and the ids oldest first.
+#[derive(Default)]
+struct Pending {
+    errors: HashMap<String, Vec<u8>>,
+    order: std::collections::VecDeque<String>,
 }
 
 impl StandIns {
@@ -174,14 +181,13 @@ impl StandIns {
 
     fn put(&self, id: String, error: Vec<u8>) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, order) = &mut *p;
-        if map.len() >= Self::MAX
-            && let Some(old) = order.pop_front()
+        if p.errors.len() >= Self::MAX
+            && let Some(old) = p.order.pop_front()
         {
-            map.remove(&old);
+            p.errors.remove(&old);
         }
-        order.push_back(id.clone());
-        map.insert(id, error);
+        p.order.push_back(id.clone());
+        p.errors.insert(id, error);
     }
 
     fn next_id(&self) -> String {
@@ -193,8 +199,8 @@ impl StandIns {
 
     fn take(&self, id: &str) -> Option<Vec<u8>> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let error = p.0.remove(id)?;
-        p.1.retain(|i| i != id);
+        let error = p.errors.remove(id)?;
+        p.order.retain(|i| i != id);
         Some(error)
     }
 }

@@ -120,7 +120,7 @@ impl Setup {
 
     /// alice (through sotto) sends `body` to `to`; what `receiver`, online
     /// before she sends, got.
-    pub async fn from_alice(&self, receiver: XmppClient, to: &str, body: &str) -> ClientRun {
+    pub async fn alice_writes(&self, receiver: XmppClient, to: &str, body: &str) -> ClientRun {
         let mut receiver = receiver.spawn(&json!([{ "op": "wait", "count": 1 }])).await;
         receiver.wait_event("ready").await;
         self.inside("alice")
@@ -228,7 +228,6 @@ pub fn openpgp_of(xml: &str) -> Vec<u8> {
         .decode(xml[open_end..close].trim())
         .unwrap()
 }
-
 
 /// Signs with carol's key and encrypts to `to_cert` (a key file) with
 /// GnuPG; the base64 of the binary message.
