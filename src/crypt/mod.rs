@@ -76,7 +76,7 @@ fn pgp<T>(r: sequoia_openpgp::Result<T>) -> Result<T, CryptError> {
 /// and returns the PGP/MIME message to relay.
 ///
 /// # Security
-/// The result carries, readable, only the [`OUTER`] fields and the Subject
+/// The result carries, readable, only the `OUTER` fields and the Subject
 /// (obscured unless told otherwise); all other fields and the content are
 /// inside the OpenPGP message. With `hide_recipients`, the PKESK packets carry
 /// wildcard key IDs so no recipient learns another's key.

@@ -38,7 +38,7 @@ const MIN_LEN: usize = HEADER_LEN + NONCE_LEN + TAG_LEN + EXPIRY_LEN;
 /// Longer tokens are refused before decoding.
 const MAX_TOKEN_CHARS: usize = 16 * 1024;
 /// The longest URL that is sealed (12,242 bytes): its token is at most
-/// [`MAX_TOKEN_CHARS`] long, so every token made opens. A longer URL is
+/// `MAX_TOKEN_CHARS` long, so every token made opens. A longer URL is
 /// refused ([`TokenError::TooLong`]) and the rewriter removes it instead.
 pub const MAX_URL_LEN: usize = MAX_TOKEN_CHARS * 3 / 4 - MIN_LEN;
 

@@ -5,7 +5,7 @@
 //! (message/rfc822, whatever their disposition: readers show them as
 //! messages) are rewritten the same way, their Subject included, however
 //! deep; a transfer-encoded one is decoded, rewritten and encoded again, up
-//! to [`MAX_ENCODED_DEPTH`] deep. Everything else — other parts,
+//! to `MAX_ENCODED_DEPTH` deep. Everything else — other parts,
 //! boundaries, headers — stays byte for byte.
 
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};

@@ -1,4 +1,4 @@
-//! The SMTP and LMTP listeners: one [`Session`](session::Session) per client
+//! The SMTP and LMTP listeners: one [`session::Session`] per client
 //! connection, parsing commands with smtp-proto and driving a transaction at
 //! a [`Target`].
 //!

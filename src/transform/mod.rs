@@ -444,7 +444,7 @@ async fn rewrite_links(crypt: Arc<Crypt>, message: Vec<u8>, mode: LinkMode) -> O
 /// Larger ones are transformed off the async threads.
 const INLINE_BYTES: usize = 32 * 1024;
 
-/// Runs CPU work `f` on a message of `len` bytes (see [`INLINE_BYTES`]);
+/// Runs CPU work `f` on a message of `len` bytes (see `INLINE_BYTES`);
 /// `Err` only if the work panicked.
 pub async fn cpu<T: Send + 'static>(
     len: usize,

@@ -116,7 +116,7 @@ pub fn parse_stanza(raw: &[u8]) -> Result<Element, FrameError> {
 }
 
 /// Parses the raw bytes of one stanza, with the namespace bindings of its
-/// stream header ([`Framer::ns_context`]) in scope, under `limits` (depth
+/// stream header ([`Framer::ns_context`](super::framer::Framer::ns_context)) in scope, under `limits` (depth
 /// never above 1024: the tree is recursive). The same restrictions as the
 /// framer apply; `raw` must be exactly one element, whitespace around it
 /// allowed.

@@ -66,7 +66,7 @@ pub enum FrameError {
     /// XML.
     #[error("not well-formed: {0}")]
     NotWellFormed(String),
-    /// The input ended inside the stream (after [`Framer::finish`]).
+    /// The input ended inside the stream (after [`Framer::finish`](super::framer::Framer::finish)).
     #[error("stream ended before it was closed")]
     UnexpectedEof,
     /// The root element is not in the stream namespace.

@@ -9,7 +9,7 @@
 //! ordinary pubsub `items` get from the component's JID, which the `open`
 //! access model allows.
 //!
-//! [`Service`] is a cheap handle; a background task ([`stream`]) keeps the
+//! [`Service`] is a cheap handle; a background task (`stream`) keeps the
 //! connection, reconnects with backoff, answers the server's disco#info and
 //! pings, and matches iq answers to requests by id. A request made while
 //! the connection is down fails at once with [`ServiceError::NotConnected`];

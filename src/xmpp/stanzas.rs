@@ -162,7 +162,7 @@ fn contains(raw: &[u8], needle: &[u8]) -> bool {
 
 /// The stand-in pings of this process: their ids share a random tag (cheap
 /// to spot in a server's iq), and the errors wait here for the answers, at
-/// most [`StandIns::MAX`] of them (the oldest go first).
+/// most `StandIns::MAX` of them (the oldest go first).
 pub struct StandIns {
     tag: String,
     count: std::sync::atomic::AtomicU64,

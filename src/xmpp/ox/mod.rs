@@ -1,10 +1,10 @@
 //! OpenPGP for XMPP: the building blocks the proxy calls to encrypt a chat
 //! message on its way out and to open one on its way in.
 //!
-//! - [`signcrypt`]: XEP-0373 / XEP-0374. A `<signcrypt>` element (`<to/>`,
+//! - `signcrypt`: XEP-0373 / XEP-0374. A `<signcrypt>` element (`<to/>`,
 //!   `<time/>`, random `<rpad/>`, `<payload>`) as a binary OpenPGP message,
 //!   signed and encrypted, base64 in `<openpgp xmlns='urn:xmpp:openpgp:0'>`.
-//! - [`legacy`]: XEP-0027. The body alone, encrypted, as ASCII armour without
+//! - `legacy`: XEP-0027. The body alone, encrypted, as ASCII armour without
 //!   its header and footer lines, in `<x xmlns='jabber:x:encrypted'>`.
 //!
 //! Plain functions over elements and bytes: no sockets, no key lookups, no
