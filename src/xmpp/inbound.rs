@@ -36,7 +36,7 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
     let users = chat.users()?;
     let mine = users.get_or_create(me).await.ok()?;
     let mut opened = false;
-    for path in candidates(&msg) {
+    for path in candidates(&msg, me) {
         let Some(inner) = at_path(&mut msg, &path) else {
             continue;
         };
@@ -74,11 +74,17 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
 }
 
 /// The child paths (indexes) of messages in `msg` that carry ciphertext:
-/// the message itself, a carbon's or MAM result's forwarded message.
-fn candidates(msg: &Element) -> Vec<Vec<usize>> {
+/// the message itself, a carbon's or MAM result's forwarded message. A
+/// carbon or MAM result counts only from the user's own account (no `from`,
+/// or `me`): anyone can wrap a message in `<received/>`, and opening a
+/// replayed one under a forged wrapper would lend it sotto's marker.
+fn candidates(msg: &Element, me: &str) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     if carries(msg) {
         out.push(Vec::new());
+    }
+    if msg.attr("from").is_some_and(|f| bare_jid(f) != me) {
+        return out;
     }
     for (i, child) in msg.children.iter().enumerate() {
         let Node::Element(wrapper) = child else {
@@ -211,4 +217,36 @@ fn count(action: &'static str) {
 
 fn domain(jid: &str) -> &str {
     jid.rsplit_once('@').map_or(jid, |(_, d)| d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::candidates;
+    use crate::xmpp::element::parse_stanza;
+
+    const CARBON: &str = "<received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+        <message from='bob@example.org/x' to='alice@example.org'>\
+        <openpgp xmlns='urn:xmpp:openpgp:0'>AAAA</openpgp></message></forwarded></received>";
+
+    #[test]
+    fn carbons_count_only_from_the_own_account() {
+        let own = format!(
+            "<message from='alice@example.org' to='alice@example.org/phone'>{CARBON}</message>"
+        );
+        let own = parse_stanza(own.as_bytes()).unwrap();
+        assert_eq!(candidates(&own, "alice@example.org"), vec![vec![0, 0, 0]]);
+        let forged = format!(
+            "<message from='eve@evil.example/x' to='alice@example.org/phone'>{CARBON}</message>"
+        );
+        let forged = parse_stanza(forged.as_bytes()).unwrap();
+        assert!(candidates(&forged, "alice@example.org").is_empty());
+        let direct = parse_stanza(
+            b"<message from='bob@example.org/x'><openpgp xmlns='urn:xmpp:openpgp:0'>AAAA</openpgp></message>",
+        )
+        .unwrap();
+        assert_eq!(
+            candidates(&direct, "alice@example.org"),
+            vec![Vec::<usize>::new()]
+        );
+    }
 }
