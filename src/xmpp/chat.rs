@@ -107,13 +107,14 @@ impl Chat {
         self.max_stanza
     }
 
-    /// A local user is on a stream: make their key if they have none and
-    /// publish it to their PEP nodes (once per process, in the background,
-    /// over sotto's service connection — never the user's stream).
+    /// A local user is on a stream: make their key if they have none (in
+    /// the background) and, with a service connection, publish it to their
+    /// PEP nodes (once per process, never over the user's stream).
     pub fn on_login(self: &Arc<Self>, bare: &str) {
-        let (Some(users), Some(service)) = (self.users.clone(), self.service.clone()) else {
+        let Some(users) = self.users.clone() else {
             return;
         };
+        let service = self.service.clone();
         if !self.is_local(bare) {
             return;
         }
@@ -126,12 +127,13 @@ impl Chat {
         let chat = self.clone();
         let bare = bare.to_string();
         tokio::spawn(async move {
-            let result = match users.get_or_create(&bare).await {
-                Ok(key) => service
+            let result = match (users.get_or_create(&bare).await, service) {
+                (Ok(_), None) => return,
+                (Ok(key), Some(service)) => service
                     .publish_key(&bare, key.cert())
                     .await
                     .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                (Err(e), _) => Err(e.to_string()),
             };
             match result {
                 Ok(()) => {
@@ -165,9 +167,8 @@ impl Chat {
         if !wants(&msg) {
             return Verdict::Pass;
         }
-        let Some(to) = msg.attr("to").map(bare_jid).filter(|t| t.contains('@')) else {
-            return Verdict::Pass;
-        };
+        // No `to`: a note to the user's own account (RFC 6120 10.3).
+        let to = msg.attr("to").map_or_else(|| from.to_string(), bare_jid);
         let started = std::time::Instant::now();
         let verdict = self.treat(msg, from, &to).await;
         metrics::histogram!("sotto_xmpp_message_duration_seconds")
@@ -303,14 +304,18 @@ pub fn wants(msg: &Element) -> bool {
     if msg.name != "message" || msg.ns != CLIENT_NS {
         return false;
     }
-    if !matches!(msg.attr("type"), None | Some("chat") | Some("normal")) {
+    // Groupchat, headline and error messages pass as they are; any other
+    // type (unknown ones are "normal" to servers) is treated.
+    if matches!(msg.attr("type"), Some("groupchat" | "headline" | "error")) {
         return false;
     }
-    msg.child("body", CLIENT_NS).is_some()
+    msg.elements().any(is_content)
         && !msg.elements().any(|e| {
-            (e.name == "openpgp" && e.ns == OX_NS)
+            let encrypted = (e.name == "openpgp" && e.ns == OX_NS)
                 || (e.name == "x" && e.ns == LEGACY_NS)
-                || (e.name == "encrypted" && OMEMO_NS.contains(&e.ns.as_str()))
+                || (e.name == "encrypted" && OMEMO_NS.contains(&e.ns.as_str()));
+            // An empty one is not end-to-end encryption, only a way out.
+            encrypted && (!e.text().trim().is_empty() || e.elements().next().is_some())
         })
 }
 
@@ -350,11 +355,16 @@ fn rewrite_only(mut msg: Element, effective: &Effective, chat: &Chat) -> Verdict
 }
 
 /// Body, subject, XHTML-IM and OOB: what is readable content.
-fn is_content(el: &Element) -> bool {
+pub fn is_content(el: &Element) -> bool {
     (el.ns == CLIENT_NS && (el.name == "body" || el.name == "subject"))
         || (el.name == "html" && el.ns == XHTML_IM_NS)
         || (el.name == "x" && el.ns == OOB_NS)
+        || CONTENT_NS.contains(&el.ns.as_str())
 }
+
+/// Extensions that carry what a user wrote or shared: references and
+/// media sharing (XEP-0372, XEP-0385), stateless file sharing (XEP-0447).
+const CONTENT_NS: [&str; 3] = ["urn:xmpp:reference:0", "urn:xmpp:sims:1", "urn:xmpp:sfs:0"];
 
 /// Moves the readable content out of `msg` (for the encrypted payload).
 fn take_content(msg: &mut Element) -> Vec<Element> {

@@ -2,6 +2,8 @@
 //! sotto, so the server's STARTTLS offer is not passed on, and SASL
 //! mechanisms and features that bind to the TLS channel (`-PLUS`, XEP-0440)
 //! are removed — the channel the client has is sotto's, not the server's.
+//! SASL2 (XEP-0388) is removed too, so clients log in with SASL1, whose
+//! `<auth>` and bind tell sotto who the user is.
 
 use super::element::{Element, Node};
 
@@ -15,7 +17,13 @@ pub const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub fn filter(features: &mut Element) -> bool {
     let before = features.children.len();
     features.children.retain(|n| match n {
-        Node::Element(e) => !(e.ns == TLS_NS && e.name == "starttls") && e.ns != CHANNEL_BINDING_NS,
+        // SASL2 (and Bind2, FAST inside it) is not offered: sotto must see
+        // who logs in, which it reads from SASL1's <auth> and bind.
+        Node::Element(e) => {
+            !(e.ns == TLS_NS && e.name == "starttls")
+                && e.ns != CHANNEL_BINDING_NS
+                && e.ns != SASL2_NS
+        }
         Node::Text(_) => true,
     });
     let mut changed = features.children.len() != before;

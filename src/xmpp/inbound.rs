@@ -22,6 +22,24 @@ pub const TRANSIT_NS: &str = "urn:x-sotto:transit:0";
 const CARBONS_NS: &str = "urn:xmpp:carbons:2";
 const FORWARD_NS: &str = "urn:xmpp:forward:0";
 const MAM_NS: &str = "urn:xmpp:mam:2";
+/// Not accepted from inside a payload: wrappers that would make it look
+/// forwarded or archived, delays, and the transit marker.
+const UNTRUSTED_NS: [&str; 5] = [TRANSIT_NS, CARBONS_NS, FORWARD_NS, MAM_NS, "urn:xmpp:delay"];
+
+/// Removes sotto's transit marker wherever it is in a message from the
+/// server: only sotto may say a message was encrypted in transit.
+pub fn strip_marker(el: &mut Element) -> bool {
+    let before = el.children.len();
+    el.children
+        .retain(|n| !matches!(n, Node::Element(e) if e.ns == TRANSIT_NS));
+    let mut changed = el.children.len() != before;
+    for n in &mut el.children {
+        if let Node::Element(e) = n {
+            changed |= strip_marker(e);
+        }
+    }
+    changed
+}
 
 /// Whether the raw bytes of a stanza may hold something to open (a cheap
 /// test before parsing).
@@ -49,6 +67,13 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
         if from.is_empty() {
             continue;
         }
+        // Before asking anyone for the sender's key (the network, maybe a
+        // slow server), check the message is encrypted to this user at all.
+        if !addressed_to(inner, mine.secret()) {
+            count("undecryptable");
+            tracing::info!(event = "xmpp_decrypt_failed", reason = "not_for_us", from_domain = %domain(&from));
+            continue;
+        }
         let certs = sender_certs(chat, &from).await;
         match open_one(
             chat,
@@ -66,7 +91,7 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
             }
             Err(why) => {
                 count("undecryptable");
-                tracing::info!(event = "xmpp_decrypt_failed", reason = %why, from_domain = %domain(&from));
+                tracing::info!(event = "xmpp_decrypt_failed", reason = why, from_domain = %domain(&from));
             }
         }
     }
@@ -156,7 +181,7 @@ async fn open_one(
     to: &str,
     tsk: Cert,
     certs: Vec<Cert>,
-) -> Result<Element, String> {
+) -> Result<Element, &'static str> {
     let (from, to) = (from.to_string(), to.to_string());
     let max = chat.max_stanza();
     let size = msg.child("openpgp", OX_NS).map_or(0, |e| e.text().len())
@@ -172,38 +197,71 @@ async fn open_one(
             policy: &policy,
         };
         if let Some(openpgp) = msg.child("openpgp", OX_NS) {
-            let v = ox::decrypt(&openpgp.text(), &how).map_err(|e| e.to_string())?;
+            let v = ox::decrypt(&openpgp.text(), &how).map_err(|e| kind(&e))?;
             Ok(plain(msg, v.signcrypt.payload, "ox"))
         } else if let Some(x) = msg.child("x", LEGACY_NS) {
-            let v = ox::legacy_decrypt(&x.text(), &how).map_err(|e| e.to_string())?;
+            let v = ox::legacy_decrypt(&x.text(), &how).map_err(|e| kind(&e))?;
+            // XEP-0027 names no recipient: only a message the sender signed
+            // is theirs, and one that holds an OX signcrypt is a re-wrapped
+            // message for someone else.
+            if v.signer.is_none() {
+                return Err("unsigned");
+            }
+            if v.body.trim_start().starts_with("<signcrypt") {
+                return Err("rewrapped");
+            }
             let mut body = Element::new("body", CLIENT_NS);
             body.children.push(Node::Text(v.body));
             Ok(plain(msg, vec![body], "legacy"))
         } else {
-            Err("nothing to open".to_string())
+            Err("nothing to open")
         }
     })
     .await
-    .map_err(|_| "decryption task failed".to_string())?;
+    .map_err(|_| "task failed")?;
     if done.is_ok() {
         count("decrypted");
     }
     done
 }
 
-/// `msg` with the encryption elements (and the fallback body) replaced by
-/// the payload and the transit hint.
+/// An error's kind, for the log (its text may name users).
+fn kind(e: &ox::OxError) -> &'static str {
+    use ox::OxError::*;
+    match e {
+        NoRecipients => "no_recipients",
+        Base64 => "base64",
+        OpenPgp(_) => "openpgp",
+        NotEncrypted => "not_encrypted",
+        NotForUs => "not_for_us",
+        TooLarge { .. } => "too_large",
+        NoSignature => "unsigned",
+        UnknownSigner => "unknown_signer",
+        BadSignature => "bad_signature",
+        SignerMismatch { .. } => "signer_mismatch",
+        MalformedSigncrypt(_) => "malformed",
+        RecipientMismatch { .. } => "not_addressed_to_user",
+    }
+}
+
+/// `msg` with its readable content replaced by the verified payload and
+/// the transit hint: the encryption elements, the fallback body and any
+/// other content outside the ciphertext (which nobody vouched for) go.
 fn plain(mut msg: Element, payload: Vec<Element>, format: &str) -> Element {
     msg.children.retain(|n| match n {
         Node::Element(e) => {
             !((e.name == "openpgp" && e.ns == OX_NS)
                 || (e.name == "x" && e.ns == LEGACY_NS)
                 || (e.name == "encryption" && e.ns == EME_NS)
-                || (e.name == "body" && e.ns == CLIENT_NS))
+                || super::chat::is_content(e))
         }
         Node::Text(_) => true,
     });
-    msg.children.extend(payload.into_iter().map(Node::Element));
+    // The payload may not smuggle wrappers or sotto's own marker.
+    let payload = payload
+        .into_iter()
+        .filter(|e| !UNTRUSTED_NS.contains(&e.ns.as_str()));
+    msg.children.extend(payload.map(Node::Element));
     let mut hint = Element::new("encrypted-in-transit", TRANSIT_NS);
     hint.set_attr("format", format);
     msg.children.push(Node::Element(hint));
@@ -217,6 +275,54 @@ fn count(action: &'static str) {
 
 fn domain(jid: &str) -> &str {
     jid.rsplit_once('@').map_or(jid, |(_, d)| d)
+}
+
+/// Whether the ciphertext in `msg` names one of `tsk`'s keys (or hides its
+/// recipients) in a PKESK: read from the first packets, without any
+/// public-key work.
+fn addressed_to(msg: &Element, tsk: &Cert) -> bool {
+    use base64::Engine;
+    use sequoia_openpgp::packet::Packet;
+    use sequoia_openpgp::parse::{PacketParserResult, Parse};
+    let text = match (msg.child("openpgp", OX_NS), msg.child("x", LEGACY_NS)) {
+        (Some(e), _) => e.text(),
+        // XEP-0027: armour lines, the checksum line last.
+        (None, Some(e)) => e
+            .text()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('='))
+            .collect(),
+        (None, None) => return false,
+    };
+    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let Ok(bytes) = engine.decode(clean.as_bytes()) else {
+        return false;
+    };
+    let mine: Vec<sequoia_openpgp::KeyHandle> = tsk.keys().map(|k| k.key().key_handle()).collect();
+    let Ok(mut ppr) = sequoia_openpgp::parse::PacketParser::from_bytes(&bytes) else {
+        return false;
+    };
+    while let PacketParserResult::Some(pp) = ppr {
+        match &pp.packet {
+            Packet::PKESK(p) => match p.recipient() {
+                None => return true,
+                Some(r) if mine.iter().any(|m| m.aliases(&r)) => return true,
+                Some(_) => {}
+            },
+            Packet::SKESK(_) => {}
+            _ => return false,
+        }
+        ppr = match pp.next() {
+            Ok((_, next)) => next,
+            Err(_) => return false,
+        };
+    }
+    false
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::chat::{Chat, Refusal, Verdict};
+use super::chat::{self, Chat, Refusal, Verdict};
 use super::element::{Element, Node, serialize};
 use super::features::SASL_NS;
 use super::framer::{CLIENT_NS, Framer, Stanza, parse_stanza_in};
-use super::identity::Identity;
+use super::identity::{Identity, bare_jid};
 use super::inbound;
 
 const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -60,7 +60,13 @@ impl Stanzas {
             }
             return s.raw;
         }
-        let (Some(chat), Some(me)) = (&self.chat, self.identity.bare()) else {
+        if s.is("iq", CLIENT_NS) && contains(&s.raw, b"xmpp-bind") {
+            if let Ok(el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits()) {
+                self.identity.on_client_iq(&el);
+            }
+            return s.raw;
+        }
+        let Some(chat) = &self.chat else {
             return s.raw;
         };
         if !s.is("message", CLIENT_NS) {
@@ -73,6 +79,21 @@ impl Stanzas {
             el.attr("id").map(str::to_string),
             el.attr("to").map(str::to_string),
         );
+        let Some(me) = self.identity.bare() else {
+            // Who is writing decides the treatment: not knowing, refuse
+            // rather than let content out untreated.
+            if !chat::wants(&el) {
+                return s.raw;
+            }
+            let r = Refusal {
+                kind: "auth",
+                condition: "not-authorized",
+                text: "The message was not sent: sotto could not tell which user is logged in \
+                       (log in with SASL PLAIN or SCRAM, without another authorization identity)."
+                    .into(),
+            };
+            return self.stand_in(r, original.0, original.1);
+        };
         match chat.outgoing(el, &me).await {
             Verdict::Pass => s.raw,
             Verdict::Replace(el) => serialize(&el),
@@ -94,7 +115,10 @@ impl Stanzas {
             let Ok(el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits()) else {
                 return s.raw;
             };
-            if let Some(error) = el.attr("id").and_then(|id| self.refused.take(id)) {
+            if let Some(error) = el
+                .attr("id")
+                .and_then(|id| self.refused.take(id, el.attr("to"), el.attr("from")))
+            {
                 return error;
             }
             if el.attr("type") == Some("result") {
@@ -103,15 +127,37 @@ impl Stanzas {
             }
             return s.raw;
         }
-        if s.is("message", CLIENT_NS)
-            && inbound::may_hold_ciphertext(&s.raw)
-            && let (Some(chat), Some(me)) = (&self.chat, self.identity.bare())
-            && let Ok(el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits())
-            && let Some(opened) = inbound::open(chat, el, &me).await
-        {
-            return serialize(&opened);
+        if !s.is("message", CLIENT_NS) {
+            return s.raw;
         }
-        s.raw
+        let forged_marker = contains(&s.raw, inbound::TRANSIT_NS.as_bytes());
+        if !forged_marker && !inbound::may_hold_ciphertext(&s.raw) {
+            return s.raw;
+        }
+        let Ok(mut el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits()) else {
+            return s.raw;
+        };
+        // Only sotto may say a message was encrypted in transit.
+        let stripped = forged_marker && inbound::strip_marker(&mut el);
+        if let (Some(chat), Some(me)) = (&self.chat, self.identity.bare())
+            && inbound::may_hold_ciphertext(&s.raw)
+        {
+            match inbound::open(chat, el, &me).await {
+                Some(opened) => return serialize(&opened),
+                None if stripped => {
+                    // Parse again: `open` took the tree.
+                    if let Ok(mut again) =
+                        parse_stanza_in(&s.raw, framer.ns_context(), framer.limits())
+                    {
+                        inbound::strip_marker(&mut again);
+                        return serialize(&again);
+                    }
+                    return s.raw;
+                }
+                None => return s.raw,
+            }
+        }
+        if stripped { serialize(&el) } else { s.raw }
     }
 
     fn logged_in(&self) {
@@ -144,7 +190,8 @@ impl Stanzas {
         text.children.push(Node::Text(r.text));
         e.children.push(Node::Element(text));
         error.children.push(Node::Element(e));
-        self.refused.put(ping_id.clone(), serialize(&error));
+        let owner = self.identity.bare().unwrap_or_default();
+        self.refused.put(ping_id.clone(), owner, serialize(&error));
 
         let mut ping = Element::new("iq", CLIENT_NS);
         ping.set_attr("type", "get");
@@ -165,21 +212,21 @@ fn contains(raw: &[u8], needle: &[u8]) -> bool {
 /// most `StandIns::MAX` of them (the oldest go first).
 pub struct StandIns {
     tag: String,
-    count: std::sync::atomic::AtomicU64,
     pending: std::sync::Mutex<Pending>,
 }
 
 /// Errors waiting for their pings' answers, and the ids oldest first.
 #[derive(Default)]
 struct Pending {
-    errors: HashMap<String, Vec<u8>>,
+    /// id → (the user whose message it stands for, the error).
+    errors: HashMap<String, (String, Vec<u8>)>,
     order: std::collections::VecDeque<String>,
 }
 
 impl StandIns {
     const MAX: usize = 10_000;
 
-    fn put(&self, id: String, error: Vec<u8>) {
+    fn put(&self, id: String, owner: String, error: Vec<u8>) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.errors.len() >= Self::MAX
             && let Some(old) = p.order.pop_front()
@@ -187,19 +234,30 @@ impl StandIns {
             p.errors.remove(&old);
         }
         p.order.push_back(id.clone());
-        p.errors.insert(id, error);
+        p.errors.insert(id, (owner, error));
     }
 
+    /// A fresh id: the process's tag and 96 random bits, so ids cannot be
+    /// guessed from one another.
     fn next_id(&self) -> String {
-        let n = self
-            .count
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{}-{n}", self.tag)
+        let mut r = [0u8; 12];
+        let _ = sequoia_openpgp::crypto::random(&mut r);
+        let r: String = r.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}-{r}", self.tag)
     }
 
-    fn take(&self, id: &str) -> Option<Vec<u8>> {
+    /// The error for the answer `id`, if it is the answer to a stand-in of
+    /// the user it is addressed to (`to`), coming from the server (`from`
+    /// no user JID) — not a lookalike anyone could send to a full JID.
+    fn take(&self, id: &str, to: Option<&str>, from: Option<&str>) -> Option<Vec<u8>> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let error = p.errors.remove(id)?;
+        let (owner, _) = p.errors.get(id)?;
+        // (An owner sotto could not name — identity unknown — matches any.)
+        let to_owner = owner.is_empty() || to.is_none_or(|t| bare_jid(t) == *owner);
+        if !to_owner || from.is_some_and(|f| f.contains('@')) {
+            return None;
+        }
+        let (_, error) = p.errors.remove(id)?;
         p.order.retain(|i| i != id);
         Some(error)
     }
@@ -213,7 +271,6 @@ static STAND_INS: std::sync::LazyLock<Arc<StandIns>> = std::sync::LazyLock::new(
             "sotto-{}",
             tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
         ),
-        count: std::sync::atomic::AtomicU64::new(1),
         pending: std::sync::Mutex::new(Default::default()),
     })
 });

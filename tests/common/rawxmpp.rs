@@ -152,9 +152,22 @@ impl Session {
         user: &str,
         password: &str,
     ) -> Session {
+        Session::login_as(addr, domain, how, "", user, password).await
+    }
+
+    /// [`login`](Self::login) asking for the authorization identity
+    /// `authzid` (empty: none).
+    pub async fn login_as(
+        addr: SocketAddr,
+        domain: &str,
+        how: &Transport,
+        authzid: &str,
+        user: &str,
+        password: &str,
+    ) -> Session {
         let mut s = Session::open(addr, domain, how).await;
-        let creds =
-            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        let creds = base64::engine::general_purpose::STANDARD
+            .encode(format!("{authzid}\0{user}\0{password}"));
         s.write(&format!(
             "<auth xmlns='{SASL_NS}' mechanism='PLAIN'>{creds}</auth>"
         ))
@@ -179,7 +192,13 @@ impl Session {
         password: &str,
         resource: &str,
     ) -> Session {
-        let mut s = Session::login(addr, domain, how, user, password).await;
+        let s = Session::login(addr, domain, how, user, password).await;
+        s.bind(resource).await
+    }
+
+    /// Binds `resource` on a logged-in stream.
+    pub async fn bind(self, resource: &str) -> Session {
+        let mut s = self;
         s.write(&format!(
             "<iq type='set' id='bind-1'><bind xmlns='{BIND_NS}'><resource>{resource}</resource></bind></iq>"
         ))

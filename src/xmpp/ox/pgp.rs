@@ -144,7 +144,21 @@ impl DecryptionHelper for Helper<'_> {
             let Ok(mut pair) = ka.key().clone().into_keypair() else {
                 continue;
             };
+            let handle = ka.key().key_handle();
+            // Only PKESKs for this key, or with a hidden recipient (tried at
+            // most a few times: each try is a public-key operation).
+            let mut hidden = 0;
             for pkesk in pkesks {
+                match pkesk.recipient() {
+                    Some(r) if !handle.aliases(&r) => continue,
+                    None => {
+                        hidden += 1;
+                        if hidden > MAX_HIDDEN_TRIES {
+                            continue;
+                        }
+                    }
+                    Some(_) => {}
+                }
                 if pkesk
                     .decrypt(&mut pair, sym_algo)
                     .is_some_and(|(algo, key)| decrypt(algo, &key))
@@ -157,6 +171,10 @@ impl DecryptionHelper for Helper<'_> {
         Err(openpgp::Error::MissingSessionKey("no key of this user opens it".into()).into())
     }
 }
+
+/// PKESKs with a hidden recipient tried per key: a real message hides few
+/// recipients; a hostile one may hide thousands to cost CPU.
+const MAX_HIDDEN_TRIES: usize = 8;
 
 /// Decrypts the binary OpenPGP message `message` with `how.tsk`, checking
 /// signatures against `how.sender_certs`, reading at most `how.max_bytes`.
