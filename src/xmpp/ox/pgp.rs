@@ -18,7 +18,7 @@ use sequoia_openpgp::types::SymmetricAlgorithm;
 use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
 
 use super::{Incoming, OxError};
-use crate::crypt::{seal, signing_keypair};
+use crate::crypt::{seal, seal_binary, signing_keypair};
 
 /// Signs `data` with `signer`'s signing key and encrypts it to every valid
 /// transport-encryption key of `recipients`; armoured if `armor`, else the
@@ -31,19 +31,10 @@ pub(super) fn seal_to(
     armor: bool,
 ) -> Result<Vec<u8>, OxError> {
     let keypair = signer.map(|tsk| signing_keypair(tsk, policy)).transpose()?;
-    let armored = seal(data, recipients, false, keypair, policy)?;
     if armor {
-        return Ok(armored);
+        return Ok(seal(data, recipients, false, keypair, policy)?);
     }
-    let mut reader = openpgp::armor::Reader::from_bytes(
-        &armored,
-        openpgp::armor::ReaderMode::Tolerant(Some(openpgp::armor::Kind::Message)),
-    );
-    let mut binary = Vec::with_capacity(armored.len());
-    reader
-        .read_to_end(&mut binary)
-        .map_err(|e| OxError::OpenPgp(e.to_string()))?;
-    Ok(binary)
+    Ok(seal_binary(data, recipients, false, keypair, policy)?)
 }
 
 /// What the signatures of a message came to; the best one counts.
