@@ -189,7 +189,7 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
                     && l.found.is_none()
                     && l.errors.iter().any(|e| {
                         e.source == sotto::config::KeySource::Sotto
-                            && e.error.contains("first message")
+                            && e.error == sotto::xmpp::chat::NO_KEY_YET
                     }) =>
             {
                 format!(

@@ -291,50 +291,47 @@ impl KeyStore {
         let mut out = Lookup::default();
         for source in &self.inner.sources {
             if *source == KeySource::Pep {
-                let (Some(jid), Some(pep)) =
+                if let (Some(jid), Some(pep)) =
                     (address.strip_prefix(XMPP_SCHEME), self.inner.pep.get())
-                else {
-                    continue;
-                };
-                match pep.fetch(jid).await {
-                    Fetched::Certs(certs) => {
-                        for cert in certs {
-                            self.consider(Arc::new(cert), address, *source, &mut out);
-                            if out.found.is_some() {
-                                return out;
-                            }
-                        }
-                    }
-                    Fetched::NotFound => {}
-                    Fetched::Failed(error) => out.errors.push(SourceError {
-                        source: *source,
-                        error,
-                    }),
+                {
+                    self.judge(pep.fetch(jid).await, address, *source, &mut out);
                 }
-                continue;
-            }
-            for url in self.urls(*source, address) {
-                match self.inner.web.fetch(&url).await {
-                    Fetched::Certs(certs) => {
-                        // Every certificate served for the address is judged,
-                        // so one for another user ID is reported as such.
-                        for cert in certs {
-                            self.consider(Arc::new(cert), address, *source, &mut out);
-                            if out.found.is_some() {
-                                tracing::debug!(event = "key_lookup", source = %source, result = "found");
-                                return out;
-                            }
-                        }
+            } else {
+                for url in self.urls(*source, address) {
+                    let fetched = self.inner.web.fetch(&url).await;
+                    if self.judge(fetched, address, *source, &mut out) {
                         break;
                     }
-                    Fetched::NotFound => {}
-                    Fetched::Failed(error) => out.errors.push(SourceError {
-                        source: *source,
-                        error,
-                    }),
                 }
+            }
+            if out.found.is_some() {
+                tracing::debug!(event = "key_lookup", source = %source, result = "found");
+                return out;
             }
         }
         out
+    }
+
+    /// Judges one answer of `source` into `out`; whether it served
+    /// certificates (then that source is not asked again).
+    fn judge(&self, fetched: Fetched, address: &str, source: KeySource, out: &mut Lookup) -> bool {
+        match fetched {
+            Fetched::Certs(certs) => {
+                // Every certificate served for the address is judged, so one
+                // for another user ID is reported as such.
+                for cert in certs {
+                    self.consider(Arc::new(cert), address, source, out);
+                    if out.found.is_some() {
+                        break;
+                    }
+                }
+                true
+            }
+            Fetched::NotFound => false,
+            Fetched::Failed(error) => {
+                out.errors.push(SourceError { source, error });
+                false
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@ use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
 
 use super::element::{Element, Node, serialize};
-use super::identity::bare_jid;
+use super::identity::{bare_jid, domain};
 use super::ox::{self, CLIENT_NS, HINTS_NS, LEGACY_NS, OX_NS};
 use super::service::{Service, ServiceError};
 use super::userkeys::UserKeys;
@@ -38,8 +38,8 @@ pub const OOB_NS: &str = "jabber:x:oob";
 pub enum Verdict {
     /// Forward the bytes as they came.
     Pass,
-    /// Forward this element instead.
-    Replace(Element),
+    /// Forward these bytes (the changed stanza, serialized) instead.
+    Replace(Vec<u8>),
     /// Do not send it; the client gets a stanza error.
     Refuse(Refusal),
 }
@@ -157,26 +157,26 @@ impl Chat {
 
     /// Whether `jid` (bare) is a user of the served domain.
     pub fn is_local(&self, jid: &str) -> bool {
-        jid.rsplit_once('@')
-            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.domain))
+        is_local_to(jid, &self.domain)
     }
 
     /// The treatment of a message `from` (the authenticated bare JID) on
-    /// its way out. `msg` is the parsed stanza.
-    pub async fn outgoing(&self, msg: Element, from: &str) -> Verdict {
+    /// its way out. `msg` is the parsed stanza, `size` its size on the wire
+    /// (which decides whether it is encrypted on this thread).
+    pub async fn outgoing(&self, msg: Element, from: &str, size: usize) -> Verdict {
         if !wants(&msg) {
             return Verdict::Pass;
         }
         // No `to`: a note to the user's own account (RFC 6120 10.3).
         let to = msg.attr("to").map_or_else(|| from.to_string(), bare_jid);
         let started = std::time::Instant::now();
-        let verdict = self.treat(msg, from, &to).await;
+        let verdict = self.treat(msg, from, &to, size).await;
         metrics::histogram!("sotto_xmpp_message_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         verdict
     }
 
-    async fn treat(&self, msg: Element, from: &str, to: &str) -> Verdict {
+    async fn treat(&self, msg: Element, from: &str, to: &str, size: usize) -> Verdict {
         let to = to.to_string();
         let policy = self.policies.current();
         let keys = ChatKeys { chat: self };
@@ -195,11 +195,13 @@ impl Chat {
             }
         };
         let verdict = match cert {
-            Some(cert) if effective.encrypt => self.encrypt(msg, from, &to, cert, &effective).await,
+            Some(cert) if effective.encrypt => {
+                self.encrypt(msg, size, from, &to, cert, &effective).await
+            }
             _ => rewrite_only(msg, &effective, self),
         };
-        if let Verdict::Replace(el) = &verdict {
-            let size = serialize(el).len();
+        if let Verdict::Replace(bytes) = &verdict {
+            let size = bytes.len();
             if size > self.max_stanza {
                 count("refused");
                 tracing::info!(
@@ -226,6 +228,7 @@ impl Chat {
     async fn encrypt(
         &self,
         mut msg: Element,
+        size: usize,
         from: &str,
         to: &str,
         cert: Arc<Cert>,
@@ -255,7 +258,6 @@ impl Chat {
         let signer = sender.secret().clone();
         let to_jid = to.to_string();
         let policy = self.policy.clone();
-        let size: usize = payload.iter().map(|e| serialize(e).len()).sum();
         let sealed = crate::transform::cpu(size, move || match format {
             XmppFormat::Ox => {
                 let sc = ox::Signcrypt::new(vec![to_jid], payload);
@@ -295,7 +297,7 @@ impl Chat {
             XmppFormat::Legacy => "encrypted_legacy",
         });
         tracing::info!(event = "xmpp_message", action = "encrypted", format = ?format, to_domain = %domain(to));
-        Verdict::Replace(msg)
+        Verdict::Replace(serialize(&msg))
     }
 }
 
@@ -348,7 +350,7 @@ fn rewrite_only(mut msg: Element, effective: &Effective, chat: &Chat) -> Verdict
     }
     count(if changed { "rewritten" } else { "unchanged" });
     if changed {
-        Verdict::Replace(msg)
+        Verdict::Replace(serialize(&msg))
     } else {
         Verdict::Pass
     }
@@ -403,8 +405,10 @@ fn count(action: &'static str) {
         .increment(1);
 }
 
-fn domain(jid: &str) -> &str {
-    jid.rsplit_once('@').map_or(jid, |(_, d)| d)
+/// Whether the bare JID `jid` is a user of `domain`.
+fn is_local_to(jid: &str, domain: &str) -> bool {
+    jid.rsplit_once('@')
+        .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
 }
 
 /// Recipient keys for chat: a local user's sotto-held key (made on first
@@ -419,6 +423,11 @@ impl RecipientKeys for ChatKeys<'_> {
         chat_lookup(&c.crypt.keys, c.users.as_deref(), &c.domain, rcpt, true).await
     }
 }
+
+/// What [`PreviewKeys`] reports for a local user without a key yet (whom
+/// `serve` would give one).
+pub const NO_KEY_YET: &str =
+    "a local user without a key yet: sotto makes one on their first message";
 
 /// The same lookups as [`ChatKeys`] for `sotto explain`, which only reads:
 /// a local user without a key yet is reported, not given one.
@@ -451,10 +460,7 @@ async fn chat_lookup(
     let Some(users) = users else {
         return failed("chat encryption needs xmpp.user_keys in the configuration".into());
     };
-    let local = rcpt
-        .rsplit_once('@')
-        .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain));
-    if !local {
+    if !is_local_to(rcpt, domain) {
         return keys.lookup(&format!("{XMPP_SCHEME}{rcpt}")).await;
     }
     let found = |cert: Arc<Cert>| Lookup {
@@ -472,9 +478,7 @@ async fn chat_lookup(
     }
     match users.public_cert(rcpt) {
         Ok(Some(cert)) => found(Arc::new(cert)),
-        Ok(None) => {
-            failed("a local user without a key yet: sotto makes one on their first message".into())
-        }
+        Ok(None) => failed(NO_KEY_YET.into()),
         Err(e) => failed(e.to_string()),
     }
 }

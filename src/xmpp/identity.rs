@@ -95,6 +95,12 @@ pub fn bare_jid(jid: &str) -> String {
     jid.split('/').next().unwrap_or(jid).trim().to_lowercase()
 }
 
+/// The domain of a JID (`user@domain` → `domain`), for logs that name no
+/// user.
+pub fn domain(jid: &str) -> &str {
+    jid.rsplit_once('@').map_or(jid, |(_, d)| d)
+}
+
 /// The authentication identity of a PLAIN or SCRAM `<auth>`; `None` for
 /// other mechanisms (EXTERNAL, ANONYMOUS…). The password is never kept.
 fn sasl_user(auth: &Element) -> Option<String> {

@@ -12,7 +12,7 @@ use sequoia_openpgp::policy::StandardPolicy;
 
 use super::chat::Chat;
 use super::element::{Element, Node};
-use super::identity::bare_jid;
+use super::identity::{bare_jid, domain};
 use super::ox::{self, CLIENT_NS, EME_NS, Incoming, LEGACY_NS, OX_NS};
 use crate::keys::XMPP_SCHEME;
 
@@ -64,12 +64,21 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
             .attr("to")
             .map(bare_jid)
             .unwrap_or_else(|| me.to_string());
+        let Some(sealed) = Sealed::of(inner) else {
+            continue;
+        };
         if from.is_empty() {
             continue;
         }
         // Before asking anyone for the sender's key (the network, maybe a
         // slow server), check the message is encrypted to this user at all.
-        if !addressed_to(inner, mine.secret()) {
+        let for_me = ox::addressed_to(
+            &sealed.text,
+            sealed.legacy,
+            mine.secret(),
+            chat.max_stanza(),
+        );
+        if !for_me {
             count("undecryptable");
             tracing::info!(event = "xmpp_decrypt_failed", reason = "not_for_us", from_domain = %domain(&from));
             continue;
@@ -78,6 +87,7 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
         match open_one(
             chat,
             inner.clone(),
+            sealed,
             &from,
             &to,
             mine.secret().clone(),
@@ -143,6 +153,28 @@ fn carries(m: &Element) -> bool {
     m.child("openpgp", OX_NS).is_some() || m.child("x", LEGACY_NS).is_some()
 }
 
+/// The ciphertext of a message, read once: OX's `<openpgp/>`, else
+/// XEP-0027's `<x/>`.
+struct Sealed {
+    legacy: bool,
+    text: String,
+}
+
+impl Sealed {
+    fn of(m: &Element) -> Option<Sealed> {
+        if let Some(e) = m.child("openpgp", OX_NS) {
+            return Some(Sealed {
+                legacy: false,
+                text: e.text(),
+            });
+        }
+        m.child("x", LEGACY_NS).map(|e| Sealed {
+            legacy: true,
+            text: e.text(),
+        })
+    }
+}
+
 fn at_path<'a>(mut el: &'a mut Element, path: &[usize]) -> Option<&'a mut Element> {
     for i in path {
         el = match el.children.get_mut(*i)? {
@@ -177,6 +209,7 @@ async fn sender_certs(chat: &Chat, from: &str) -> Vec<Cert> {
 async fn open_one(
     chat: &Chat,
     msg: Element,
+    sealed: Sealed,
     from: &str,
     to: &str,
     tsk: Cert,
@@ -184,9 +217,7 @@ async fn open_one(
 ) -> Result<Element, &'static str> {
     let (from, to) = (from.to_string(), to.to_string());
     let max = chat.max_stanza();
-    let size = msg.child("openpgp", OX_NS).map_or(0, |e| e.text().len())
-        + msg.child("x", LEGACY_NS).map_or(0, |e| e.text().len());
-    let done = crate::transform::cpu(size, move || {
+    let done = crate::transform::cpu(sealed.text.len(), move || {
         let policy = StandardPolicy::new();
         let how = Incoming {
             tsk: &tsk,
@@ -196,11 +227,11 @@ async fn open_one(
             max_bytes: max,
             policy: &policy,
         };
-        if let Some(openpgp) = msg.child("openpgp", OX_NS) {
-            let v = ox::decrypt(&openpgp.text(), &how).map_err(|e| kind(&e))?;
+        if !sealed.legacy {
+            let v = ox::decrypt(&sealed.text, &how).map_err(|e| kind(&e))?;
             Ok(plain(msg, v.signcrypt.payload, "ox"))
-        } else if let Some(x) = msg.child("x", LEGACY_NS) {
-            let v = ox::legacy_decrypt(&x.text(), &how).map_err(|e| kind(&e))?;
+        } else {
+            let v = ox::legacy_decrypt(&sealed.text, &how).map_err(|e| kind(&e))?;
             // XEP-0027 names no recipient: only a message the sender signed
             // is theirs, and one that holds an OX signcrypt is a re-wrapped
             // message for someone else.
@@ -213,8 +244,6 @@ async fn open_one(
             let mut body = Element::new("body", CLIENT_NS);
             body.children.push(Node::Text(v.body));
             Ok(plain(msg, vec![body], "legacy"))
-        } else {
-            Err("nothing to open")
         }
     })
     .await
@@ -271,58 +300,6 @@ fn plain(mut msg: Element, payload: Vec<Element>, format: &str) -> Element {
 fn count(action: &'static str) {
     metrics::counter!("sotto_xmpp_messages_total", "direction" => "in", "action" => action)
         .increment(1);
-}
-
-fn domain(jid: &str) -> &str {
-    jid.rsplit_once('@').map_or(jid, |(_, d)| d)
-}
-
-/// Whether the ciphertext in `msg` names one of `tsk`'s keys (or hides its
-/// recipients) in a PKESK: read from the first packets, without any
-/// public-key work.
-fn addressed_to(msg: &Element, tsk: &Cert) -> bool {
-    use base64::Engine;
-    use sequoia_openpgp::packet::Packet;
-    use sequoia_openpgp::parse::{PacketParserResult, Parse};
-    let text = match (msg.child("openpgp", OX_NS), msg.child("x", LEGACY_NS)) {
-        (Some(e), _) => e.text(),
-        // XEP-0027: armour lines, the checksum line last.
-        (None, Some(e)) => e
-            .text()
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('='))
-            .collect(),
-        (None, None) => return false,
-    };
-    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    let Ok(bytes) = engine.decode(clean.as_bytes()) else {
-        return false;
-    };
-    let mine: Vec<sequoia_openpgp::KeyHandle> = tsk.keys().map(|k| k.key().key_handle()).collect();
-    let Ok(mut ppr) = sequoia_openpgp::parse::PacketParser::from_bytes(&bytes) else {
-        return false;
-    };
-    while let PacketParserResult::Some(pp) = ppr {
-        match &pp.packet {
-            Packet::PKESK(p) => match p.recipient() {
-                None => return true,
-                Some(r) if mine.iter().any(|m| m.aliases(&r)) => return true,
-                Some(_) => {}
-            },
-            Packet::SKESK(_) => {}
-            _ => return false,
-        }
-        ppr = match pp.next() {
-            Ok((_, next)) => next,
-            Err(_) => return false,
-        };
-    }
-    false
 }
 
 #[cfg(test)]

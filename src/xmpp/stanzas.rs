@@ -94,9 +94,9 @@ impl Stanzas {
             };
             return self.stand_in(r, original.0, original.1);
         };
-        match chat.outgoing(el, &me).await {
+        match chat.outgoing(el, &me, s.raw.len()).await {
             Verdict::Pass => s.raw,
-            Verdict::Replace(el) => serialize(&el),
+            Verdict::Replace(bytes) => bytes,
             Verdict::Refuse(r) => self.stand_in(r, original.0, original.1),
         }
     }
@@ -131,7 +131,8 @@ impl Stanzas {
             return s.raw;
         }
         let forged_marker = contains(&s.raw, inbound::TRANSIT_NS.as_bytes());
-        if !forged_marker && !inbound::may_hold_ciphertext(&s.raw) {
+        let ciphertext = inbound::may_hold_ciphertext(&s.raw);
+        if !forged_marker && !ciphertext {
             return s.raw;
         }
         let Ok(mut el) = parse_stanza_in(&s.raw, framer.ns_context(), framer.limits()) else {
@@ -139,23 +140,14 @@ impl Stanzas {
         };
         // Only sotto may say a message was encrypted in transit.
         let stripped = forged_marker && inbound::strip_marker(&mut el);
-        if let (Some(chat), Some(me)) = (&self.chat, self.identity.bare())
-            && inbound::may_hold_ciphertext(&s.raw)
-        {
-            match inbound::open(chat, el, &me).await {
-                Some(opened) => return serialize(&opened),
-                None if stripped => {
-                    // Parse again: `open` took the tree.
-                    if let Ok(mut again) =
-                        parse_stanza_in(&s.raw, framer.ns_context(), framer.limits())
-                    {
-                        inbound::strip_marker(&mut again);
-                        return serialize(&again);
-                    }
-                    return s.raw;
-                }
-                None => return s.raw,
-            }
+        if ciphertext && let (Some(chat), Some(me)) = (&self.chat, self.identity.bare()) {
+            // `open` takes the tree; a stripped one is kept to fall back on.
+            let kept = stripped.then(|| el.clone());
+            return match (inbound::open(chat, el, &me).await, kept) {
+                (Some(opened), _) => serialize(&opened),
+                (None, Some(kept)) => serialize(&kept),
+                (None, None) => s.raw,
+            };
         }
         if stripped { serialize(&el) } else { s.raw }
     }

@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine;
 use serde_json::json;
@@ -52,7 +52,7 @@ pub async fn setup_full(
     prosody.register("alice", "alice-secret");
     prosody.register("bob", "bob-secret");
     for user in ["carol", "dave", "frank"] {
-        register_outside(&prosody, user, &format!("{user}-secret"));
+        prosody.register_at(user, OUTSIDE, &format!("{user}-secret"));
     }
     // Outside users' keys, with the XEP-0373 user ID, known to sotto.
     let gpg = Gpg::new();
@@ -88,22 +88,6 @@ pub async fn setup_full(
     })
     .await;
     Setup { prosody, gw, gpg }
-}
-
-pub fn register_outside(prosody: &Prosody, user: &str, password: &str) {
-    let out = Command::new(crate::common::require("prosodyctl"))
-        .arg("--config")
-        .arg(prosody.config_path())
-        .args(["register", user, OUTSIDE, password])
-        .current_dir(prosody.dir())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Setup {

@@ -352,10 +352,20 @@ impl Prosody {
 
     /// Creates an account with `prosodyctl register`, on this config.
     pub fn register(&self, user: &str, password: &str) {
+        self.register_at(user, &self.domain, password);
+        self.passwords
+            .lock()
+            .unwrap()
+            .insert(user.to_string(), password.to_string());
+    }
+
+    /// Creates an account on another VirtualHost of this config (one added
+    /// with [`Options::config`]); its password is not remembered.
+    pub fn register_at(&self, user: &str, host: &str, password: &str) {
         let out = Command::new(super::require("prosodyctl"))
             .arg("--config")
             .arg(&self.config)
-            .args(["register", user, &self.domain, password])
+            .args(["register", user, host, password])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .output()
@@ -367,10 +377,6 @@ impl Prosody {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        self.passwords
-            .lock()
-            .unwrap()
-            .insert(user.to_string(), password.to_string());
     }
 
     /// The password `register` was given for `user`.

@@ -63,13 +63,7 @@ pub fn legacy_message_children(text: String) -> Vec<Element> {
 /// one by a certificate without user ID `xmpp:<how.sender>`, is an error.
 /// `how.recipient` is not checked: the format does not name recipients.
 pub fn legacy_decrypt(text: &str, how: &Incoming<'_>) -> Result<LegacyOpened, OxError> {
-    let mut lines = armor_lines(text);
-    // The CRC-24 checksum line; integrity comes from the encryption itself.
-    if lines.last().is_some_and(|l| l.starts_with('=')) {
-        lines.pop();
-    }
-    let base64: String = lines.concat();
-    let binary = decode_base64(&base64, how.max_bytes)?;
+    let binary = legacy_binary(text, how.max_bytes)?;
     let opened = open(&binary, how)?;
     let signer = match opened.verdict {
         Verdict::Good(fpr) => Some(fpr),
@@ -85,6 +79,17 @@ pub fn legacy_decrypt(text: &str, how: &Incoming<'_>) -> Result<LegacyOpened, Ox
         body: String::from_utf8_lossy(&opened.plaintext).into_owned(),
         signer,
     })
+}
+
+/// The binary OpenPGP message in XEP-0027's text (or a whole armour), at
+/// most `max_bytes`.
+pub(super) fn legacy_binary(text: &str, max_bytes: usize) -> Result<Vec<u8>, OxError> {
+    let mut lines = armor_lines(text);
+    // The CRC-24 checksum line; integrity comes from the encryption itself.
+    if lines.last().is_some_and(|l| l.starts_with('=')) {
+        lines.pop();
+    }
+    decode_base64(&lines.concat(), max_bytes)
 }
 
 /// The base64 lines (and checksum line) of an armoured message, or of

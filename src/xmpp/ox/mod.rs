@@ -111,6 +111,20 @@ pub struct Incoming<'a> {
     pub policy: &'a dyn Policy,
 }
 
+/// Whether the text of an `<openpgp/>` element (or, with `legacy`, of an
+/// XEP-0027 `<x/>`) is a message encrypted to one of `tsk`'s keys (or to
+/// hidden recipients): a look at its first packets, no public-key work, so
+/// callers can skip everything else (key lookups) for messages that cannot
+/// be for the user.
+pub fn addressed_to(text: &str, legacy: bool, tsk: &Cert, max_bytes: usize) -> bool {
+    let binary = if legacy {
+        legacy::legacy_binary(text, max_bytes)
+    } else {
+        signcrypt::decode_base64(text, max_bytes)
+    };
+    binary.is_ok_and(|b| pgp::addressed_to(&b, tsk))
+}
+
 /// Formats `time` as an XEP-0082 DateTime in UTC, whole seconds
 /// (`2026-11-23T14:00:00Z`).
 pub fn format_datetime(time: SystemTime) -> String {

@@ -222,3 +222,31 @@ fn open_with(message: &[u8], how: &Incoming<'_>, state: &mut State) -> Result<Ve
     }
     Ok(plaintext)
 }
+
+/// Whether the binary message `message` names one of `tsk`'s keys (or hides
+/// its recipients) in a PKESK: read from its first packets, without any
+/// public-key work.
+pub(super) fn addressed_to(message: &[u8], tsk: &Cert) -> bool {
+    use openpgp::Packet;
+    use openpgp::parse::{PacketParser, PacketParserResult};
+    let mine: Vec<KeyHandle> = tsk.keys().map(|k| k.key().key_handle()).collect();
+    let Ok(mut ppr) = PacketParser::from_bytes(message) else {
+        return false;
+    };
+    while let PacketParserResult::Some(pp) = ppr {
+        match &pp.packet {
+            Packet::PKESK(p) => match p.recipient() {
+                None => return true,
+                Some(r) if mine.iter().any(|m| m.aliases(&r)) => return true,
+                Some(_) => {}
+            },
+            Packet::SKESK(_) => {}
+            _ => return false,
+        }
+        ppr = match pp.next() {
+            Ok((_, next)) => next,
+            Err(_) => return false,
+        };
+    }
+    false
+}
