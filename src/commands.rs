@@ -106,10 +106,11 @@ pub fn check(sources: &Sources) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(origin) = set.signing_origin()
-        && cfg.crypt.signing_key.is_none()
-    {
-        eprintln!("{origin}: sign = true needs crypt.signing_key in the configuration");
+    let unmet = set.unmet_needs(&cfg);
+    for problem in &unmet {
+        eprintln!("{problem}");
+    }
+    if !unmet.is_empty() {
         return ExitCode::from(1);
     }
     let what = sources

@@ -106,29 +106,31 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
                 .join("\n"),
         )
     })?;
-    if let Some(origin) = policies.current().signing_origin()
-        && cfg.crypt.signing_key.is_none()
-    {
-        return Err(ServeError::Policy(format!(
-            "{origin}: sign = true needs crypt.signing_key in the configuration"
-        )));
+    let unmet = policies.current().unmet_needs(cfg);
+    if !unmet.is_empty() {
+        return Err(ServeError::Policy(unmet.join("\n")));
     }
-    let redirecting = [
-        crate::policy::Field::Links,
-        crate::policy::Field::LinksWhenEncrypted,
-    ]
-    .into_iter()
-    .find_map(|f| {
-        policies.current().origin_of(
-            f,
-            &crate::policy::Value::Links(crate::policy::LinkMode::Redirect),
-        )
-    });
+    tracing::info!(event = "links", "{}", policies.current().links_summary());
+    tracing::info!(
+        event = "key_sources",
+        sources = %cfg.keys.sources.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
+        "recipients' keys are looked up in this order"
+    );
     let public = &cfg.redirect.public_url;
-    if let Some(origin) = redirecting
-        && (public.contains("://127.")
-            || public.contains("://localhost")
-            || public.contains("://[::1]"))
+    if (public.contains("://127.")
+        || public.contains("://localhost")
+        || public.contains("://[::1]"))
+        && let Some(origin) = [
+            crate::policy::Field::Links,
+            crate::policy::Field::LinksWhenEncrypted,
+        ]
+        .into_iter()
+        .find_map(|f| {
+            policies.current().origin_of(
+                f,
+                &crate::policy::Value::Links(crate::policy::LinkMode::Redirect),
+            )
+        })
     {
         tracing::warn!(
             event = "redirect_public_url_local",

@@ -1,6 +1,6 @@
 //! Encryption end to end: swaks or a raw client → sotto → aiosmtpd sink; the
 //! sink holds PGP/MIME that GnuPG and sq each decrypt to the original
-//! content entity, with the real Subject inside and `...` outside.
+//! content entity, with the real Subject inside and `[...]` outside.
 
 mod common;
 
@@ -120,7 +120,7 @@ async fn corpus_decrypts_with_gpg_and_sq_to_the_original_entity() {
         let name = path.display();
         assert_eq!(
             field(outer, "subject").as_deref(),
-            Some("Subject: ...\r\n"),
+            Some("Subject: [...]\r\n"),
             "{name}"
         );
         assert!(
@@ -384,7 +384,7 @@ async fn transform_prints_what_serve_would_relay_or_the_refusal() {
     );
     assert_eq!(
         field(&out.stdout, "subject").as_deref(),
-        Some("Subject: ...\r\n")
+        Some("Subject: [...]\r\n")
     );
     let inner = gpg.decrypt(&armored_part(&out.stdout));
     assert!(

@@ -54,12 +54,7 @@ impl Default for KeysConfig {
     fn default() -> Self {
         Self {
             dir: None,
-            sources: vec![
-                KeySource::Dir,
-                KeySource::Wkd,
-                KeySource::Vks,
-                KeySource::Pep,
-            ],
+            sources: vec![KeySource::Dir, KeySource::Wkd, KeySource::Pep],
             wkd_url: None,
             vks_url: "https://keys.openpgp.org".into(),
             timeout: Duration::from_secs(5),

@@ -97,7 +97,8 @@ pub struct RedirectConfig {
     /// Address the redirector listens on; empty disables it in `serve`.
     pub listen: String,
     /// Base URL of the redirector as readers reach it; links become
-    /// `<public_url>/l/<token>`.
+    /// `<public_url>/l/<token>`. Empty (the default): not configured, and a
+    /// policy with `links = "redirect"` is refused.
     pub public_url: String,
     /// How long a token stays valid.
     #[serde(with = "humantime_serde")]
@@ -113,7 +114,7 @@ impl Default for RedirectConfig {
     fn default() -> Self {
         RedirectConfig {
             listen: "127.0.0.1:8025".into(),
-            public_url: "http://127.0.0.1:8025".into(),
+            public_url: String::new(),
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             rate_limit: 60,
             keys: Vec::new(),

@@ -152,9 +152,8 @@ impl Config {
                 format!("`{}` is not a directory", d.display()),
             ));
         }
-        if !(self.redirect.public_url.starts_with("https://")
-            || self.redirect.public_url.starts_with("http://"))
-        {
+        let url = &self.redirect.public_url;
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
             out.push((
                 "redirect.public_url".into(),
                 "must start with https:// (or http:// for tests)".into(),

@@ -3,9 +3,16 @@
 //! into it, encrypted once to every recipient; outside, only what transport
 //! needs and an obscured Subject.
 //!
+//! The Cryptographic Payload is marked as RFC 9788 says (`hp="cipher"`)
+//! and, for clients written before it, `protected-headers="v1"`; it records
+//! every non-structural field of the outer header section in an `HP-Outer`
+//! field (the obscured Subject included), so a reader can tell what was
+//! hidden from what was merely absent (RFC 9788 section 2.2).
+//!
 //! Plain functions over bytes: no sockets, no key lookups. The caller runs
 //! them off the async threads. Plaintext stays in memory.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use sequoia_openpgp::Cert;
@@ -15,7 +22,7 @@ use sequoia_openpgp::crypto::KeyPair;
 use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Recipient, Signer};
 
-use crate::mail::{Field, split};
+use crate::mail::{Field, Split, split};
 
 /// Header fields left readable outside the encryption: trace fields and what
 /// delivery and threading need. Everything else travels inside only.
@@ -35,9 +42,10 @@ const OUTER: &[&str] = &[
 /// Trace fields are the transport's, not the author's: not copied inside.
 const TRACE: &[&str] = &["received", "return-path"];
 
-/// The obscured Subject outside (RFC 9788 suggests `[...]`; Thunderbird and
-/// others show `...` and read the real one inside).
-pub const OBSCURED_SUBJECT: &str = "...";
+/// The obscured Subject outside: RFC 9788's `hcp_baseline` value. Readers
+/// that know header protection (Thunderbird, Delta Chat, ...) show the real
+/// one from inside; others show this.
+pub const OBSCURED_SUBJECT: &str = "[...]";
 
 /// How to encrypt one message.
 pub struct Options<'a> {
@@ -83,8 +91,18 @@ pub fn encrypt_mail(
     certs: &[Cert],
     opts: Options<'_>,
 ) -> Result<Vec<u8>, CryptError> {
-    let parts = split(message);
-    let inner = inner_entity(&parts.fields, parts.body);
+    encrypt_split(&split(message), certs, opts)
+}
+
+/// [`encrypt_mail`] of a message already split (e.g. by
+/// [`crate::mail::Parsed`]), so the header is not read again.
+pub fn encrypt_split(
+    parts: &Split<'_>,
+    certs: &[Cert],
+    opts: Options<'_>,
+) -> Result<Vec<u8>, CryptError> {
+    let outer = outer_fields(&parts.fields, opts.protect_subject);
+    let inner = inner_entity(&parts.fields, parts.body, &outer);
     let binary = seal_binary(
         &inner,
         certs,
@@ -94,14 +112,8 @@ pub fn encrypt_mail(
     )?;
     let boundary = boundary();
     let mut out = Vec::with_capacity(binary.len() * 4 / 3 + 2048);
-    for f in &parts.fields {
-        let keep_subject = f.is("subject") && !opts.protect_subject;
-        if keep_subject || OUTER.iter().any(|n| f.is(n)) {
-            out.extend_from_slice(f.raw);
-        }
-    }
-    if opts.protect_subject {
-        out.extend_from_slice(format!("Subject: {OBSCURED_SUBJECT}\r\n").as_bytes());
+    for f in &outer {
+        out.extend_from_slice(f);
     }
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     out.extend_from_slice(
@@ -126,10 +138,29 @@ pub fn encrypt_mail(
     Ok(out)
 }
 
-/// The protected inner entity: the content's own `Content-*` fields (the
-/// Content-Type marked `protected-headers="v1"`), the message's other fields,
-/// `HP-Outer` fields naming what stays outside, then the body unchanged.
-pub fn inner_entity(fields: &[Field<'_>], body: &[u8]) -> Vec<u8> {
+/// The non-structural header fields of the outer message, raw (folding
+/// kept): the `OUTER` fields as they came, and the Subject obscured (or as
+/// it came when `protect_subject` is off).
+pub fn outer_fields<'a>(fields: &[Field<'a>], protect_subject: bool) -> Vec<Cow<'a, [u8]>> {
+    let mut out: Vec<Cow<'a, [u8]>> = fields
+        .iter()
+        .filter(|f| (f.is("subject") && !protect_subject) || OUTER.iter().any(|n| f.is(n)))
+        .map(|f| Cow::Borrowed(f.raw))
+        .collect();
+    if protect_subject {
+        out.push(Cow::Owned(
+            format!("Subject: {OBSCURED_SUBJECT}\r\n").into_bytes(),
+        ));
+    }
+    out
+}
+
+/// The Cryptographic Payload: the content's own `Content-*` fields (the
+/// Content-Type marked `hp="cipher"` and `protected-headers="v1"`), the
+/// message's other fields, an `HP-Outer` field for each of `outer` (the
+/// outer message's non-structural fields, see [`outer_fields`]) but the
+/// trace fields, then the body unchanged.
+pub fn inner_entity(fields: &[Field<'_>], body: &[u8], outer: &[Cow<'_, [u8]>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 2048);
     let mut has_type = false;
     for f in fields.iter().filter(|f| f.is_content()) {
@@ -137,15 +168,14 @@ pub fn inner_entity(fields: &[Field<'_>], body: &[u8]) -> Vec<u8> {
             has_type = true;
             let raw = f.raw.strip_suffix(b"\r\n").unwrap_or(f.raw);
             out.extend_from_slice(raw);
-            out.extend_from_slice(b"; protected-headers=\"v1\"\r\n");
+            out.extend_from_slice(HP_PARAMETERS);
         } else {
             out.extend_from_slice(f.raw);
         }
     }
     if !has_type {
-        out.extend_from_slice(
-            b"Content-Type: text/plain; charset=us-ascii; protected-headers=\"v1\"\r\n",
-        );
+        out.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii");
+        out.extend_from_slice(HP_PARAMETERS);
     }
     for f in fields
         .iter()
@@ -155,17 +185,30 @@ pub fn inner_entity(fields: &[Field<'_>], body: &[u8]) -> Vec<u8> {
             out.extend_from_slice(f.raw);
         }
     }
-    for f in fields
-        .iter()
-        .filter(|f| OUTER.iter().any(|n| f.is(n)) && !TRACE.iter().any(|n| f.is(n)))
-    {
+    // Trace fields were added in transit before sotto, not exposed by the
+    // composer: RFC 9788 gives them no HP-Outer.
+    for f in outer.iter().filter(|f| !is_trace(f)) {
         out.extend_from_slice(b"HP-Outer: ");
-        out.extend_from_slice(f.raw);
+        out.extend_from_slice(f);
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out
 }
+
+/// Whether a raw field is a trace field (`Received`, `Return-Path`).
+fn is_trace(raw: &[u8]) -> bool {
+    TRACE.iter().any(|n| {
+        raw.len() > n.len()
+            && raw[..n.len()].eq_ignore_ascii_case(n.as_bytes())
+            && raw[n.len()] == b':'
+    })
+}
+
+/// What the Cryptographic Payload's Content-Type gets (folded onto a line
+/// of its own): RFC 9788's marker, and the older one Thunderbird and
+/// Enigmail-era clients read.
+const HP_PARAMETERS: &[u8] = b";\r\n protected-headers=\"v1\"; hp=\"cipher\"\r\n";
 
 /// Encrypts (and optionally signs) `data` to the transport-encryption keys
 /// of `certs`, ASCII-armoured (lines end in LF).
@@ -283,17 +326,26 @@ mod tests {
     fn inner_entity_keeps_body_and_protects_headers() {
         let msg = b"Received: from x\r\nFrom: a@x\r\nTo: b@y\r\nSubject: secret\r\n plans\r\nContent-Type: text/plain;\r\n charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nMIME-Version: 1.0\r\n\r\nbody \xc3\xa9\r\n";
         let s = split(msg);
-        let inner = inner_entity(&s.fields, s.body);
+        let outer = outer_fields(&s.fields, true);
+        let inner = inner_entity(&s.fields, s.body, &outer);
         let text = String::from_utf8_lossy(&inner);
         assert!(
             text.starts_with(
-                "Content-Type: text/plain;\r\n charset=utf-8; protected-headers=\"v1\"\r\n"
+                "Content-Type: text/plain;\r\n charset=utf-8;\r\n protected-headers=\"v1\"; hp=\"cipher\"\r\n"
             ),
             "{text}"
         );
         assert!(text.contains("Subject: secret\r\n plans\r\n"));
+        // One HP-Outer for each outer field the composer exposes, the
+        // obscured Subject included; none for trace or structural fields.
         assert!(text.contains("HP-Outer: From: a@x\r\n"));
-        assert!(!text.contains("Received"));
+        assert!(text.contains("HP-Outer: To: b@y\r\n"));
+        assert!(!text.contains("HP-Outer: Received"));
+        assert!(text.contains("HP-Outer: Subject: [...]\r\n"));
+        assert!(!text.contains("HP-Outer: Content"));
+        assert!(!text.contains("HP-Outer: MIME"));
+        assert_eq!(text.matches("HP-Outer:").count(), outer.len() - 1);
+        assert!(!text.contains("\r\nReceived"));
         assert!(inner.ends_with(b"\r\n\r\nbody \xc3\xa9\r\n"));
     }
 }

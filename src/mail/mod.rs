@@ -138,6 +138,80 @@ pub fn info(header: &[u8]) -> HeaderInfo {
     }
 }
 
+/// A message read once on its way through the pipeline: its bytes, where
+/// each header field and the body are, and the header values sotto needs.
+/// Stages take this rather than the bytes, so none splits the header or
+/// parses its values again ([`Parsed::split`] rebuilds the view from the
+/// positions found once, without scanning).
+#[derive(Debug)]
+pub struct Parsed {
+    bytes: Vec<u8>,
+    /// Per field: where its name ends and its raw bytes (`start..end`).
+    fields: Vec<(usize, usize, usize)>,
+    header_end: usize,
+    body_start: usize,
+    /// The values read from the header.
+    pub info: HeaderInfo,
+}
+
+impl Parsed {
+    /// Splits the header and reads its values (one pass each).
+    pub fn new(bytes: Vec<u8>) -> Parsed {
+        let base = bytes.as_ptr() as usize;
+        let (fields, header_end, body_start, info) = {
+            let s = split(&bytes);
+            let at = |b: &[u8]| b.as_ptr() as usize - base;
+            let fields = s
+                .fields
+                .iter()
+                .map(|f| (f.name.len(), at(f.raw), at(f.raw) + f.raw.len()))
+                .collect();
+            let header_end = at(s.header) + s.header.len();
+            let body_start = at(s.body);
+            (fields, header_end, body_start, info(s.header))
+        };
+        Parsed {
+            bytes,
+            fields,
+            header_end,
+            body_start,
+            info,
+        }
+    }
+
+    /// The fields and body, as [`split`] gives them.
+    pub fn split(&self) -> Split<'_> {
+        let b = &self.bytes;
+        let fields = self
+            .fields
+            .iter()
+            .map(|&(name_len, start, end)| {
+                let raw = &b[start..end];
+                let name = std::str::from_utf8(&raw[..name_len]).unwrap_or_default();
+                Field { name, raw }
+            })
+            .collect();
+        Split {
+            fields,
+            body: &b[self.body_start..],
+            header: &b[..self.header_end],
+        }
+    }
+
+    /// Whether the message is already encrypted (see [`already_encrypted`]).
+    pub fn already_encrypted(&self) -> bool {
+        already_encrypted(&self.info, &self.bytes[self.body_start..])
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
 /// Whether the message is already encrypted: PGP/MIME, S/MIME enveloped, or
 /// an inline PGP message; such mail passes unchanged.
 pub fn already_encrypted(info: &HeaderInfo, body: &[u8]) -> bool {
@@ -174,6 +248,13 @@ mod tests {
 
     #[test]
     fn no_blank_line_and_no_header() {
+        let m: &[u8] = b"From: a@x\r\nSubject: one\r\n two\r\nTo: b@y\r\n\r\nbody\r\n";
+        let p = Parsed::new(m.to_vec());
+        let (a, b) = (split(m), p.split());
+        assert_eq!(a.fields, b.fields);
+        assert_eq!((a.body, a.header), (b.body, b.header));
+        assert_eq!(p.info.visible_rcpts, vec!["b@y".to_string()]);
+        assert!(!p.already_encrypted());
         let s = split(b"just text\r\n");
         assert!(s.fields.is_empty());
         assert_eq!(s.body, b"just text\r\n");

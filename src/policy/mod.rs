@@ -13,6 +13,7 @@ mod load;
 mod matcher;
 pub mod model;
 mod reload;
+mod requires;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

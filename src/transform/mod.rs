@@ -85,9 +85,12 @@ impl Crypt {
         })
     }
 
-    /// A link rewriter for `mode`.
+    /// A link rewriter for `mode`. Without a public redirector URL there
+    /// is no redirect a reader could open, so `redirect` links are removed
+    /// (`serve` and `check` refuse such a policy; this covers a reload).
     pub fn link_rewriter(&self, mode: LinkMode) -> LinkRewriter {
-        LinkRewriter::new(mode, &self.links, Some(self.redirect.clone()))
+        let redirect = (!self.redirect.public_url.is_empty()).then(|| self.redirect.clone());
+        LinkRewriter::new(mode, &self.links, redirect)
     }
 
     /// The archive certificate at `path`, read once.
@@ -314,14 +317,16 @@ async fn deliver<X: Transaction>(
         return inner.commit(message).await;
     };
     let started = Instant::now();
-    let parts = crate::mail::split(&message);
-    let info = crate::mail::info(parts.header);
-    if crate::mail::already_encrypted(&info, parts.body) {
+    // Read once here; encryption works on this parsed form.
+    let message = crate::mail::Parsed::new(message);
+    if message.already_encrypted() {
         tracing::info!(event = "encrypt", result = "already_encrypted");
         metrics::counter!("sotto_encryptions_total", "result" => "already_encrypted").increment(1);
-        return inner.commit(message).await;
+        return inner.commit(message.into_bytes()).await;
     }
-    let hide = rcpts.iter().any(|r| !info.visible_rcpts.contains(r));
+    let hide = rcpts
+        .iter()
+        .any(|r| !message.info.visible_rcpts.contains(r));
     if effective.encrypt_to_sender
         && !from.is_empty()
         && let Some(found) = crypt.keys.lookup(from).await.found
@@ -357,7 +362,7 @@ async fn deliver<X: Transaction>(
     }
     let work = crypt.clone();
     let nkeys = certs.len();
-    let result = cpu(message.len(), move || {
+    let result = cpu(message.bytes().len(), move || {
         let signer = match (&work.signer, effective.sign) {
             (Some(tsk), true) => Some(crypt::signing_keypair(tsk, &work.policy)?),
             _ => None,
@@ -368,7 +373,7 @@ async fn deliver<X: Transaction>(
             signer,
             policy: &work.policy,
         };
-        crypt::encrypt_mail(&message, &certs, opts)
+        crypt::encrypt_split(&message.split(), &certs, opts)
     })
     .await;
     match result {
