@@ -2,7 +2,9 @@
 //! (see `common/chatpeers.rs`):
 //!
 //! - incoming `<openpgp/>` is opened for the user only when it is signed by
-//!   the sender's key and addressed to the user, else delivered as it came;
+//!   the sender's key and addressed to the user, else delivered as it came,
+//!   also when built as other clients build it (their signcrypt shapes and
+//!   time stamps, their keys);
 //! - carbons and the archive, read through sotto, are plain for the user
 //!   (and ciphertext on the server);
 //! - an outside client publishes its key on PEP, alice writes to it through
@@ -17,6 +19,7 @@ mod common;
 
 use base64::Engine;
 use chatpeers::*;
+use common::prosody::{ClientRun, RunningClient};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -47,11 +50,7 @@ async fn incoming_openpgp_is_opened_for_the_user_only_when_it_verifies() {
         true,
     );
 
-    let mut alice = s
-        .inside("alice")
-        .spawn(&json!([{ "op": "wait", "count": 3 }]))
-        .await;
-    alice.wait_event("ready").await;
+    let alice = alice_waits_for(&s, 3).await;
     let stanza = |id: &str, b64: &str| {
         format!(
             "<message to='alice@example.org' type='chat' id='{id}'><openpgp xmlns='urn:xmpp:openpgp:0'>{b64}</openpgp>\
@@ -67,14 +66,7 @@ async fn incoming_openpgp_is_opened_for_the_user_only_when_it_verifies() {
         .await
         .assert_ok();
     let alice = alice.finish().await.assert_ok();
-    let by_id = |id: &str| {
-        alice
-            .messages()
-            .into_iter()
-            .find(|m| m["id"] == id)
-            .unwrap_or_else(|| panic!("no message {id}: {}", alice.transcript()))
-            .clone()
-    };
+    let by_id = |id: &str| message(&alice, id);
     let good = by_id("good");
     assert_eq!(
         good["body"],
@@ -97,6 +89,118 @@ async fn incoming_openpgp_is_opened_for_the_user_only_when_it_verifies() {
             !m["xml"].as_str().unwrap().contains("encrypted-in-transit"),
             "{m}"
         );
+    }
+}
+
+/// An OX message as another client builds it: Profanity's shape (libstrophe
+/// serialisation, the time stamp with a `+0000` offset) from frank, whose
+/// key is made as Profanity's guide says (`xmpp:` user ID alone), and
+/// Gajim's (pretty-printed, the message's other children in the payload)
+/// from carol, both signed and encrypted by GnuPG as gpgme-based clients
+/// do. alice, behind sotto, reads the plain bodies; the server keeps
+/// ciphertext; the same shape addressed to someone else stays sealed.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_built_as_other_clients_build_them_are_opened() {
+    let frank = format!("frank@{OUTSIDE}");
+    let frank_gpg = common::pgp::Gpg::new();
+    let fpr = frank_gpg.generate_xmpp(&frank);
+    let frank_public = frank_gpg.public(&fpr);
+    // frank's key is in sotto's key directory before sotto starts.
+    let s = setup_with(ENCRYPT_ALL, |cfg| {
+        let dir = cfg.keys.dir.as_ref().unwrap();
+        std::fs::write(dir.join("frank.asc"), &frank_public).unwrap();
+    })
+    .await;
+    s.inside("alice")
+        .run(&json!([{ "op": "send", "to": "bob@example.org", "body": "first" }]))
+        .await
+        .assert_ok();
+    let alice_key = s.key_file("alice@example.org");
+    let profanity = |to: &str, body: &str| {
+        format!(
+            "<signcrypt xmlns=\"urn:xmpp:openpgp:0\"><to jid=\"{to}\"/>\
+             <time stamp=\"2026-11-23T14:00:00+0000\"/><rpad>ccc</rpad><payload>\
+             <body xmlns=\"jabber:client\">{body}</body></payload></signcrypt>"
+        )
+    };
+    let gajim = "<?xml version='1.0' encoding='UTF-8'?>\n\
+        <signcrypt xmlns=\"urn:xmpp:openpgp:0\">\n  <to jid=\"alice@example.org\" />\n  \
+        <time stamp=\"2026-11-23T14:00:00Z\" />\n  <rpad>a2Vw</rpad>\n  <payload>\n    \
+        <body xmlns=\"jabber:client\">from gajim marker-4402</body>\n    \
+        <origin-id xmlns=\"urn:xmpp:sid:0\" id=\"4402-origin\" />\n    \
+        <store xmlns=\"urn:xmpp:hints\" />\n  </payload>\n</signcrypt>\n";
+    let from_profanity = gpg_seals(
+        &frank_gpg,
+        Some(&fpr),
+        &alice_key,
+        &profanity("alice@example.org", "from profanity marker-4401"),
+    );
+    let misaddressed = gpg_seals(
+        &frank_gpg,
+        Some(&fpr),
+        &alice_key,
+        &profanity("bob@example.org", "for bob marker-4403"),
+    );
+    let carol = format!("carol@{OUTSIDE}");
+    let from_gajim = gpg_seals(&s.gpg, Some(&carol), &alice_key, gajim);
+
+    let alice = alice_waits_for(&s, 3).await;
+    // The outer stanzas as those clients send them.
+    let stanza = |id: &str, b64: &str| {
+        format!(
+            "<message to='alice@example.org' type='chat' id='{id}'>\
+             <body>This message is encrypted (XEP-0373: OpenPGP for XMPP).</body>\
+             <openpgp xmlns='urn:xmpp:openpgp:0'>{b64}</openpgp>\
+             <encryption xmlns='urn:xmpp:eme:0' namespace='urn:xmpp:openpgp:0'/>\
+             <store xmlns='urn:xmpp:hints'/></message>"
+        )
+    };
+    s.outside("frank")
+        .run(&json!([
+            { "op": "raw", "xml": stanza("profanity", &from_profanity) },
+            { "op": "raw", "xml": stanza("misaddressed", &misaddressed) }
+        ]))
+        .await
+        .assert_ok();
+    s.outside("carol")
+        .run(&json!([{ "op": "raw", "xml": stanza("gajim", &from_gajim) }]))
+        .await
+        .assert_ok();
+    let alice = alice.finish().await.assert_ok();
+    let by_id = |id: &str| message(&alice, id);
+    for (id, body) in [
+        ("profanity", "from profanity marker-4401"),
+        ("gajim", "from gajim marker-4402"),
+    ] {
+        let m = by_id(id);
+        assert_eq!(m["body"], body, "{}", alice.transcript());
+        let xml = m["xml"].as_str().unwrap();
+        assert!(xml.contains("encrypted-in-transit"), "{xml}");
+        assert!(
+            !xml.contains("<openpgp") && !xml.contains("XEP-0373"),
+            "{xml}"
+        );
+    }
+    assert!(
+        by_id("gajim")["xml"]
+            .as_str()
+            .unwrap()
+            .contains("4402-origin"),
+        "the payload's origin-id reaches alice"
+    );
+    let m = by_id("misaddressed");
+    let xml = m["xml"].as_str().unwrap();
+    assert!(
+        xml.contains("<openpgp") && !xml.contains("marker-4403"),
+        "{m}"
+    );
+    assert!(!xml.contains("encrypted-in-transit"), "{m}");
+
+    // The server archived ciphertext only.
+    let archive = s.prosody.archive("alice").join("\n");
+    assert!(archive.contains("openpgp"), "{archive}");
+    for marker in ["marker-4401", "marker-4402", "marker-4403"] {
+        assert!(!archive.contains(marker), "{marker} in {archive}");
     }
 }
 
@@ -151,6 +255,25 @@ async fn carbons_and_the_archive_read_through_sotto_are_plain_for_the_user() {
         "{}",
         direct[0]
     );
+}
+
+/// alice through sotto, online and waiting for `count` messages.
+async fn alice_waits_for(s: &Setup, count: usize) -> RunningClient {
+    let mut alice = s
+        .inside("alice")
+        .spawn(&json!([{ "op": "wait", "count": count }]))
+        .await;
+    alice.wait_event("ready").await;
+    alice
+}
+
+/// The message with this id that `run` received.
+fn message(run: &ClientRun, id: &str) -> serde_json::Value {
+    run.messages()
+        .into_iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("no message {id}: {}", run.transcript()))
+        .clone()
 }
 
 const OX_META: &str = "urn:xmpp:openpgp:0:public-keys";

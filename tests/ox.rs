@@ -49,24 +49,10 @@ fn gpg(g: &Gpg, args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
     run(cmd, input)
 }
 
-/// A gpg key (Ed25519 + Curve25519 encryption subkey) with the XEP-0373
-/// user ID `xmpp:<jid>`; returns its fingerprint.
-fn gpg_xmpp_key(g: &Gpg, jid: &str) -> String {
-    let uid = format!("xmpp:{jid}");
-    let (ok, _, err) = gpg(
-        g,
-        &["--quick-gen-key", &uid, "ed25519", "sign", "never"],
-        b"",
-    );
-    assert!(ok, "gpg --quick-gen-key: {err}");
-    let fpr = g.fingerprint(&uid);
-    let (ok, _, err) = gpg(
-        g,
-        &["--quick-add-key", &fpr, "cv25519", "encr", "never"],
-        b"",
-    );
-    assert!(ok, "gpg --quick-add-key: {err}");
-    fpr
+/// A gpg key as Profanity's OX guide has users make it (see
+/// [`Gpg::generate_xmpp`]); its certificate.
+fn gpg_xmpp_key(g: &Gpg, jid: &str) -> Cert {
+    Cert::from_bytes(&g.public(&g.generate_xmpp(jid))).unwrap()
 }
 
 async fn alice(dir: &tempfile::TempDir) -> Arc<UserKey> {
@@ -80,8 +66,7 @@ async fn alice_and_gpg_peer(jid: &str) -> (Gpg, tempfile::TempDir, Arc<UserKey>,
     let g = Gpg::new();
     let dir = tempfile::tempdir().unwrap();
     let alice = alice(&dir).await;
-    let fpr = gpg_xmpp_key(&g, jid);
-    let peer = Cert::from_bytes(&g.public(&fpr)).unwrap();
+    let peer = gpg_xmpp_key(&g, jid);
     g.import(&armored(alice.cert()));
     (g, dir, alice, peer)
 }
@@ -217,7 +202,7 @@ async fn sotto_opens_what_gpg_signs_and_encrypts() {
     assert_eq!(opened.signcrypt.to, ["alice@example.org"]);
     assert_eq!(
         opened.signcrypt.time,
-        ox::parse_datetime("2014-07-10T15:06:00Z").unwrap()
+        ox::parse_datetime("2014-07-10T15:06:00Z")
     );
     assert_eq!(opened.signcrypt.payload.len(), 1);
     assert_eq!(
@@ -326,4 +311,270 @@ async fn gpg_reads_the_stored_user_key_only_with_the_passphrase() {
     assert!(ok, "gpg --decrypt: {status}");
     check_signcrypt_xml(&plaintext, "alice@example.org");
     assert!(status.contains("[GNUPG:] GOODSIG"), "{status}");
+}
+
+/// `xml` signed by `signer` (unless `None`) and encrypted to `to` by
+/// GnuPG, as gpgme-based clients (Profanity, Gajim) seal it; base64.
+fn gpg_seals(g: &Gpg, xml: &str, signer: Option<&Cert>, to: &Cert) -> String {
+    let to = to.fingerprint().to_hex();
+    let mut args = vec!["--encrypt", "--recipient", &to];
+    let signer = signer.map(|c| c.fingerprint().to_hex());
+    if let Some(fpr) = &signer {
+        args.extend(["--sign", "--local-user", fpr]);
+    }
+    let (ok, message, status) = gpg(g, &args, xml.as_bytes());
+    assert!(ok, "gpg {args:?}: {status}");
+    STANDARD.encode(message)
+}
+
+fn as_alice<'a>(alice: &'a UserKey, sender: &'a str, certs: &'a [Cert]) -> Incoming<'a> {
+    Incoming {
+        tsk: alice.secret(),
+        sender,
+        sender_certs: certs,
+        recipient: Some("alice@example.org"),
+        max_bytes: 256 * 1024,
+        policy: P,
+    }
+}
+
+/// A signcrypt's shape (what writes it so), its text, the time sotto reads
+/// in it, and the names of its payload's elements.
+type Shape = (
+    &'static str,
+    String,
+    Option<std::time::SystemTime>,
+    &'static [&'static str],
+);
+
+/// Signcrypts shaped as other clients write them (the libstrophe, nbxmpp
+/// and Smack shapes, pretty-printed, prefixed; the full table is in
+/// `src/xmpp/ox/tests/shapes.rs`), signed and encrypted by GnuPG with a key
+/// made as Profanity's guide says: sotto opens each.
+#[tokio::test]
+async fn sotto_opens_what_other_clients_write_sealed_by_gpg() {
+    let (g, _dir, alice, carol) = alice_and_gpg_peer("carol@example.org").await;
+    // 2026-11-23T14:00:00Z.
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_442_400);
+    let shapes: &[Shape] = &[
+        (
+            "Profanity (libstrophe): %z offset +0000",
+            "<signcrypt xmlns=\"urn:xmpp:openpgp:0\"><to jid=\"alice@example.org\"/>\
+             <time stamp=\"2026-11-23T14:00:00+0000\"/><rpad>cc</rpad><payload>\
+             <body xmlns=\"jabber:client\">from profanity marker-1</body></payload></signcrypt>"
+                .into(),
+            Some(t),
+            &["body"],
+        ),
+        (
+            "Gajim (nbxmpp): the message's children in the payload",
+            "<signcrypt xmlns=\"urn:xmpp:openpgp:0\"><to jid=\"alice@example.org\" />\
+             <time stamp=\"2026-11-23T14:00:00Z\" /><rpad>Zm9v</rpad><payload>\
+             <body xmlns=\"jabber:client\">from gajim marker-2</body>\
+             <origin-id xmlns=\"urn:xmpp:sid:0\" id=\"5c0e\" />\
+             <request xmlns=\"urn:xmpp:receipts\" /><store xmlns=\"urn:xmpp:hints\" />\
+             </payload></signcrypt>"
+                .into(),
+            Some(t),
+            &["body", "origin-id", "request", "store"],
+        ),
+        (
+            "Smack: milliseconds, padding after the payload",
+            "<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='alice@example.org'/>\
+             <time stamp='2026-11-23T14:00:00.123+00:00'/><payload>\
+             <body xmlns='jabber:client'>from smack marker-3</body></payload>\
+             <rpad>q1w2e3</rpad></signcrypt>"
+                .into(),
+            Some(t + std::time::Duration::from_millis(123)),
+            &["body"],
+        ),
+        (
+            "pretty-printed, declaration, extra elements",
+            "<?xml version='1.0' encoding='UTF-8'?>\n<signcrypt xmlns='urn:xmpp:openpgp:0'>\n  \
+             <to jid='Alice@Example.org/laptop'/>\n  <time stamp='2026-11-23T15:00:00.5+01:00'/>\n  \
+             <rpad/>\n  <rpad>x</rpad>\n  <note xmlns='urn:example:x'>?</note>\n  <payload>\n    \
+             <body xmlns='jabber:client'>pretty marker-4</body>\n  </payload>\n</signcrypt>\n"
+                .into(),
+            Some(t + std::time::Duration::from_millis(500)),
+            &["body"],
+        ),
+        (
+            "prefixed, no time",
+            "<ox:signcrypt xmlns:ox='urn:xmpp:openpgp:0'><ox:to jid='alice@example.org'/>\
+             <ox:payload><body xmlns='jabber:client'>prefixed marker-5</body></ox:payload>\
+             </ox:signcrypt>"
+                .into(),
+            None,
+            &["body"],
+        ),
+    ];
+    let certs = [carol.clone()];
+    for (shape, xml, time, names) in shapes {
+        let b64 = gpg_seals(&g, xml, Some(&carol), alice.cert());
+        let opened = ox::decrypt(&b64, &as_alice(&alice, "carol@example.org", &certs))
+            .unwrap_or_else(|e| panic!("{shape}: {e}"));
+        assert_eq!(opened.signer, carol.fingerprint(), "{shape}");
+        assert_eq!(opened.signcrypt.time, *time, "{shape}");
+        let got: Vec<&str> = opened
+            .signcrypt
+            .payload
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(got, *names, "{shape}");
+        let body = &opened.signcrypt.payload[0];
+        assert_eq!(body.ns, "jabber:client", "{shape}");
+        assert!(body.text().contains("marker-"), "{shape}: {}", body.text());
+    }
+}
+
+/// What sotto still refuses, however the signcrypt is written: another
+/// recipient, no signature, a signature by a key that is not the sender's,
+/// a signature that does not verify.
+#[tokio::test]
+async fn sotto_refuses_gpg_sealed_signcrypts_that_do_not_protect_the_user() {
+    let (g, _dir, alice, carol) = alice_and_gpg_peer("carol@example.org").await;
+    let certs = [carol.clone()];
+    let how = as_alice(&alice, "carol@example.org", &certs);
+    let shape = |to: &str| {
+        format!(
+            "<signcrypt xmlns=\"urn:xmpp:openpgp:0\"><to jid=\"{to}\"/>\
+             <time stamp=\"2026-11-23T14:00:00+0000\"/><rpad>cc</rpad><payload>\
+             <body xmlns=\"jabber:client\">marker-9</body></payload></signcrypt>"
+        )
+    };
+
+    let misaddressed = gpg_seals(&g, &shape("bob@example.org"), Some(&carol), alice.cert());
+    assert_eq!(
+        ox::decrypt(&misaddressed, &how).map(|v| v.signer),
+        Err(OxError::RecipientMismatch {
+            expected: "alice@example.org".into()
+        })
+    );
+    let unsigned = gpg_seals(&g, &shape("alice@example.org"), None, alice.cert());
+    assert_eq!(
+        ox::decrypt(&unsigned, &how).map(|v| v.signer),
+        Err(OxError::NoSignature)
+    );
+    // Another key with carol's user ID, not the one her certificate has.
+    let other = Gpg::new();
+    other.import(&armored(alice.cert()));
+    let impostor = gpg_xmpp_key(&other, "carol@example.org");
+    let forged = gpg_seals(
+        &other,
+        &shape("alice@example.org"),
+        Some(&impostor),
+        alice.cert(),
+    );
+    assert_eq!(
+        ox::decrypt(&forged, &how).map(|v| v.signer),
+        Err(OxError::UnknownSigner)
+    );
+
+    // carol's real signature over changed content: gpg signs (no
+    // compression), one byte of the signed text changes, and the signed
+    // message is encrypted to alice as it is (no literal packet around it).
+    let carol_fpr = carol.fingerprint().to_hex();
+    let (ok, mut signed, status) = gpg(
+        &g,
+        &[
+            "--sign",
+            "--compress-algo",
+            "none",
+            "--local-user",
+            &carol_fpr,
+        ],
+        shape("alice@example.org").as_bytes(),
+    );
+    assert!(ok, "gpg --sign: {status}");
+    let at = signed
+        .windows(8)
+        .position(|w| w == b"marker-9")
+        .expect("the signed text, uncompressed");
+    signed[at + 7] = b'8';
+    let tampered = encrypt_as_is(&signed, alice.cert());
+    assert_eq!(
+        ox::decrypt(&tampered, &how).map(|v| v.signer),
+        Err(OxError::BadSignature)
+    );
+    // Untampered, the same construction opens: the check above is the
+    // signature's.
+    signed[at + 7] = b'9';
+    assert!(ox::decrypt(&encrypt_as_is(&signed, alice.cert()), &how).is_ok());
+}
+
+/// `packets` (an OpenPGP message) encrypted to `to` without a literal data
+/// packet of its own, so that decrypting yields those packets; base64.
+fn encrypt_as_is(packets: &[u8], to: &Cert) -> String {
+    use sequoia_openpgp::serialize::stream::{Encryptor, Message};
+    let mut out = Vec::new();
+    let recipients = to
+        .keys()
+        .with_policy(P, None)
+        .supported()
+        .for_transport_encryption();
+    let mut encryptor = Encryptor::for_recipients(Message::new(&mut out), recipients)
+        .build()
+        .unwrap();
+    encryptor.write_all(packets).unwrap();
+    encryptor.finalize().unwrap();
+    STANDARD.encode(out)
+}
+
+/// A Smack-shaped signcrypt signed and encrypted by sq, with a key sq made
+/// with the user ID `xmpp:JID` alone: sotto opens it.
+#[tokio::test]
+async fn sotto_opens_what_sq_signs_and_encrypts() {
+    require("sq");
+    let dir = tempfile::tempdir().unwrap();
+    let alice = alice(&dir).await;
+    let alice_file = dir.path().join("alice.asc");
+    std::fs::write(&alice_file, armored(alice.cert())).unwrap();
+    let dave_key = dir.path().join("dave.key");
+    let mut keygen = Command::new("sq");
+    keygen
+        .args([
+            "key",
+            "generate",
+            "--userid",
+            "xmpp:dave@example.org",
+            "--export",
+        ])
+        .arg(&dave_key);
+    let (ok, _, err) = run(keygen, b"");
+    assert!(ok, "sq key generate: {err}");
+    let dave = Cert::from_file(&dave_key)
+        .unwrap()
+        .strip_secret_key_material();
+
+    let xml = "<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='alice@example.org'/>\
+               <time stamp='2026-11-23T14:00:00.000+00:00'/><payload>\
+               <body xmlns='jabber:client'>from sq marker-6</body></payload>\
+               <rpad>pQ0</rpad></signcrypt>";
+    let mut sq = Command::new("sq");
+    sq.args(["encrypt", "--binary", "--recipient-cert"])
+        .arg(&alice_file)
+        .arg("--signer-key")
+        .arg(&dave_key);
+    let (ok, message, err) = run(sq, xml.as_bytes());
+    assert!(ok, "sq encrypt: {err}");
+    let certs = [dave.clone()];
+    let opened = ox::decrypt(
+        &STANDARD.encode(&message),
+        &as_alice(&alice, "dave@example.org", &certs),
+    )
+    .expect("sotto opens sq's signcrypt");
+    assert_eq!(opened.signer, dave.fingerprint());
+    assert_eq!(opened.signcrypt.payload[0].text(), "from sq marker-6");
+    // Claimed by someone else, it is not theirs.
+    assert_eq!(
+        ox::decrypt(
+            &STANDARD.encode(&message),
+            &as_alice(&alice, "erin@example.org", &certs)
+        )
+        .map(|v| v.signer),
+        Err(OxError::SignerMismatch {
+            expected: "erin@example.org".into()
+        })
+    );
 }

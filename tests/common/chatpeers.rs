@@ -216,21 +216,28 @@ pub fn openpgp_of(xml: &str) -> Vec<u8> {
 /// Signs with carol's key and encrypts to `to_cert` (a key file) with
 /// GnuPG; the base64 of the binary message.
 pub fn carol_seals(s: &Setup, to_cert: &Path, plaintext: &str, sign: bool) -> String {
-    s.gpg.import(&public_part(to_cert));
-    let input = s.gpg.home.path().join("signcrypt.xml");
+    let carol = format!("carol@{OUTSIDE}");
+    gpg_seals(&s.gpg, sign.then_some(carol.as_str()), to_cert, plaintext)
+}
+
+/// Signs with `gpg`'s key for `signer` (none: unsigned) and encrypts to
+/// `to_cert` (a key file) with GnuPG, as gpgme-based clients do; the base64
+/// of the binary message.
+pub fn gpg_seals(gpg: &Gpg, signer: Option<&str>, to_cert: &Path, plaintext: &str) -> String {
+    use sequoia_openpgp::parse::Parse;
+    gpg.import(&public_part(to_cert));
+    let to = sequoia_openpgp::Cert::from_file(to_cert)
+        .unwrap()
+        .fingerprint()
+        .to_hex();
+    let input = gpg.home.path().join("signcrypt.xml");
     std::fs::write(&input, plaintext).unwrap();
-    let output = s.gpg.home.path().join("signcrypt.pgp");
+    let output = gpg.home.path().join("signcrypt.pgp");
     let _ = std::fs::remove_file(&output);
-    let mut c = s.gpg.cmd();
-    c.args([
-        "--trust-model",
-        "always",
-        "--encrypt",
-        "-r",
-        "xmpp:alice@example.org",
-    ]);
-    if sign {
-        c.args(["--sign", "--local-user", &format!("carol@{OUTSIDE}")]);
+    let mut c = gpg.cmd();
+    c.args(["--trust-model", "always", "--encrypt", "-r", &to]);
+    if let Some(signer) = signer {
+        c.args(["--sign", "--local-user", signer]);
     }
     let out = c
         .args([

@@ -106,6 +106,22 @@ impl Gpg {
         fpr
     }
 
+    /// Generates a chat key as Profanity's OX guide has users make it
+    /// (`--quick-generate-key xmpp:JID future-default default 3y`: Ed25519,
+    /// Curve25519 encryption subkey, the XEP-0373 user ID `xmpp:JID` alone);
+    /// its fingerprint.
+    pub fn generate_xmpp(&self, jid: &str) -> String {
+        let uid = format!("xmpp:{jid}");
+        self.run(&[
+            "--quick-generate-key",
+            &uid,
+            "future-default",
+            "default",
+            "3y",
+        ]);
+        self.fingerprint(&uid)
+    }
+
     /// Exports the public key of `email` into the key directory as `name`.
     pub fn export(&self, email: &str, name: &str) -> PathBuf {
         let path = self.keys.join(name);

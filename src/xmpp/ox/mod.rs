@@ -4,6 +4,7 @@
 //! - `signcrypt`: XEP-0373 / XEP-0374. A `<signcrypt>` element (`<to/>`,
 //!   `<time/>`, random `<rpad/>`, `<payload>`) as a binary OpenPGP message,
 //!   signed and encrypted, base64 in `<openpgp xmlns='urn:xmpp:openpgp:0'>`.
+//! - `datetime`: XEP-0082 dates, written strictly and read liberally.
 //! - `legacy`: XEP-0027. The body alone, encrypted, as ASCII armour without
 //!   its header and footer lines, in `<x xmlns='jabber:x:encrypted'>`.
 //!
@@ -12,19 +13,19 @@
 //! async threads (`spawn_blocking`). Certificates come in already chosen
 //! (recipients' from the key store, the user's own from [`super::userkeys`]).
 
+mod datetime;
 mod legacy;
 mod pgp;
 mod signcrypt;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, SystemTime};
-
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::Policy;
 
 use crate::crypt::CryptError;
 
+pub use datetime::{format_datetime, parse_datetime};
 pub use legacy::{LegacyOpened, legacy_decrypt, legacy_encrypt, legacy_message_children};
 pub use signcrypt::{Signcrypt, Verified, decrypt, encrypt, message_children, rpad};
 
@@ -123,47 +124,6 @@ pub fn addressed_to(text: &str, legacy: bool, tsk: &Cert, max_bytes: usize) -> b
         signcrypt::decode_base64(text, max_bytes)
     };
     binary.is_ok_and(|b| pgp::addressed_to(&b, tsk))
-}
-
-/// Formats `time` as an XEP-0082 DateTime in UTC, whole seconds
-/// (`2026-11-23T14:00:00Z`).
-pub fn format_datetime(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
-/// Parses an XEP-0082 DateTime (`CCYY-MM-DDThh:mm:ss[.sss]TZD`, the zone
-/// `Z` or `±hh:mm`).
-pub fn parse_datetime(text: &str) -> Option<SystemTime> {
-    let text = text.trim();
-    let bytes = text.as_bytes();
-    let n = bytes.len();
-    let has_offset = n > 6
-        && matches!(bytes[n - 6], b'+' | b'-')
-        && bytes[n - 3] == b':'
-        && bytes[n - 6..]
-            .iter()
-            .skip(1)
-            .all(|b| b.is_ascii_digit() || *b == b':');
-    if !has_offset {
-        if !text.ends_with('Z') {
-            return None;
-        }
-        return humantime::parse_rfc3339_weak(text).ok();
-    }
-    let (local, zone) = text.split_at(n - 6);
-    let hours: u64 = zone.get(1..3)?.parse().ok()?;
-    let minutes: u64 = zone.get(4..6)?.parse().ok()?;
-    if hours > 23 || minutes > 59 {
-        return None;
-    }
-    let offset = Duration::from_secs(hours * 3600 + minutes * 60);
-    let local = humantime::parse_rfc3339_weak(local).ok()?;
-    // Local time is UTC plus the offset: east of UTC is ahead.
-    if zone.starts_with('+') {
-        local.checked_sub(offset)
-    } else {
-        local.checked_add(offset)
-    }
 }
 
 /// The fallback `<body>` of an encrypted message, for clients that cannot

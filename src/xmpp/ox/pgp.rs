@@ -14,11 +14,13 @@ use sequoia_openpgp::parse::stream::{
     VerificationHelper,
 };
 use sequoia_openpgp::policy::Policy;
-use sequoia_openpgp::types::SymmetricAlgorithm;
+use sequoia_openpgp::types::{RevocationStatus, SymmetricAlgorithm};
 use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
 
 use super::{Incoming, OxError};
 use crate::crypt::{seal, seal_binary, signing_keypair};
+use crate::keys::XMPP_SCHEME;
+use crate::xmpp::identity::bare_jid;
 
 /// Signs `data` with `signer`'s signing key and encrypts it to every valid
 /// transport-encryption key of `recipients`; armoured if `armor`, else the
@@ -43,7 +45,7 @@ pub(super) enum Verdict {
     Unsigned,
     UnknownSigner,
     Bad,
-    /// Verifies, but the certificate has no user ID `xmpp:<sender>`.
+    /// Verifies, but the certificate has no valid user ID `xmpp:<sender>`.
     Mismatch,
     /// Verifies with this certificate, which is the sender's.
     Good(Fingerprint),
@@ -70,8 +72,8 @@ struct State {
 struct Helper<'a> {
     tsk: &'a Cert,
     senders: &'a [Cert],
-    /// `xmpp:<sender bare JID>`, lowercased.
-    sender_uid: String,
+    /// The sender's bare JID, lowercased.
+    sender: String,
     policy: &'a dyn Policy,
     state: &'a mut State,
 }
@@ -93,8 +95,8 @@ impl VerificationHelper for Helper<'_> {
                         let this = match result {
                             Ok(good) => {
                                 let theirs = good.ka.valid_cert().userids().any(|u| {
-                                    String::from_utf8_lossy(u.userid().value()).to_lowercase()
-                                        == self.sender_uid
+                                    !matches!(u.revocation_status(), RevocationStatus::Revoked(_))
+                                        && names_jid(u.userid().value(), &self.sender)
                                 });
                                 if theirs {
                                     Verdict::Good(good.ka.cert().fingerprint())
@@ -163,6 +165,23 @@ impl DecryptionHelper for Helper<'_> {
     }
 }
 
+/// Whether a user ID is XEP-0373's `xmpp:` URI of `jid` (a lowercased
+/// bare JID): `xmpp:jid` alone, as XEP-0373 and clients' key generators
+/// write it, or in angle brackets after an optional name, as OpenPGP tools
+/// write addresses; the scheme and the JID compared without regard to case.
+fn names_jid(uid: &[u8], jid: &str) -> bool {
+    let text = String::from_utf8_lossy(uid);
+    let text = text.trim();
+    let inner = match (text.rfind('<'), text.strip_suffix('>')) {
+        (Some(open), Some(rest)) => &rest[open + 1..],
+        _ => text,
+    };
+    inner
+        .get(..XMPP_SCHEME.len())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(XMPP_SCHEME))
+        && inner[XMPP_SCHEME.len()..].trim().to_lowercase() == jid
+}
+
 /// PKESKs with a hidden recipient tried per key: a real message hides few
 /// recipients; a hostile one may hide thousands to cost CPU.
 const MAX_HIDDEN_TRIES: usize = 8;
@@ -201,7 +220,7 @@ fn open_with(message: &[u8], how: &Incoming<'_>, state: &mut State) -> Result<Ve
     let helper = Helper {
         tsk: how.tsk,
         senders: how.sender_certs,
-        sender_uid: format!("xmpp:{}", how.sender.trim()).to_lowercase(),
+        sender: bare_jid(how.sender),
         policy: how.policy,
         state,
     };

@@ -11,9 +11,11 @@ use sequoia_openpgp::{Cert, Fingerprint};
 
 use super::pgp::{Verdict, open, seal_to};
 use super::{
-    HINTS_NS, Incoming, OX_NS, OxError, eme_hint, fallback_body, format_datetime, parse_datetime,
+    CLIENT_NS, HINTS_NS, Incoming, OX_NS, OxError, eme_hint, fallback_body, format_datetime,
+    parse_datetime,
 };
 use crate::xmpp::framer::{Element, Limits, Node, NsContext, parse_stanza_in, serialize};
+use crate::xmpp::identity::bare_jid;
 
 /// The fallback `<body>` of an OX message.
 pub const FALLBACK_BODY: &str = "This message is encrypted with OpenPGP for XMPP \
@@ -26,10 +28,14 @@ const MAX_RPAD: usize = 200;
 /// The content of a `<signcrypt>` element, less its random padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signcrypt {
-    /// Bare JIDs of the intended recipients (`<to jid='…'/>`).
+    /// Bare JIDs of the intended recipients (`<to jid='…'/>`), lowercased.
     pub to: Vec<String>,
-    /// When the message was written (`<time stamp='…'/>`, whole seconds).
-    pub time: SystemTime,
+    /// When the sender says the message was written (`<time stamp='…'/>`;
+    /// sotto writes whole seconds). Read as [`super::parse_datetime`] reads
+    /// it; `None` when the signcrypt has no `<time/>` or a stamp no reading
+    /// makes sense of: sotto does not judge the time, so neither makes a
+    /// message unreadable.
+    pub time: Option<SystemTime>,
     /// The `<payload>` children: `<body xmlns='jabber:client'>`, XHTML-IM
     /// `<html/>`, `<x xmlns='jabber:x:oob'>`…
     pub payload: Vec<Element>,
@@ -52,7 +58,7 @@ impl Signcrypt {
             .unwrap_or(0);
         Signcrypt {
             to,
-            time: UNIX_EPOCH + Duration::from_secs(secs),
+            time: Some(UNIX_EPOCH + Duration::from_secs(secs)),
             payload,
         }
     }
@@ -66,9 +72,11 @@ impl Signcrypt {
             to.set_attr("jid", jid.as_str());
             sc.children.push(Node::Element(to));
         }
-        let mut time = Element::new("time", OX_NS);
-        time.set_attr("stamp", format_datetime(self.time));
-        sc.children.push(Node::Element(time));
+        if let Some(stamp) = self.time {
+            let mut time = Element::new("time", OX_NS);
+            time.set_attr("stamp", format_datetime(stamp));
+            sc.children.push(Node::Element(time));
+        }
         let mut pad = Element::new("rpad", OX_NS);
         let text = rpad();
         if !text.is_empty() {
@@ -83,50 +91,92 @@ impl Signcrypt {
         sc
     }
 
-    /// Reads a `<signcrypt>` element: at least one `<to jid/>`, exactly one
-    /// `<time stamp/>` and one `<payload>`; `<rpad>` ignored.
+    /// Reads a `<signcrypt>` element as other clients write it.
+    ///
+    /// Required: the root `<signcrypt>` (namespace `urn:xmpp:openpgp:0`, or
+    /// none), at least one `<to jid/>` and a `<payload>`. Liberal in the
+    /// rest: the signcrypt's own children may be in its namespace (prefixed
+    /// or not), in none (a prefixed root with unprefixed children) or in
+    /// `jabber:client`; a `<to/>` without a JID, `<rpad/>` (any number) and
+    /// unknown elements and text are ignored; the first `<time/>` whose stamp
+    /// reads counts (see [`Signcrypt::time`]); the children of every
+    /// `<payload>` are the payload, and one in the OX namespace or in none
+    /// (a client that forgot `xmlns='jabber:client'` on its `<body>`) is
+    /// read as `jabber:client`.
     pub fn from_element(sc: &Element) -> Result<Self, OxError> {
         let bad = |why: &str| OxError::MalformedSigncrypt(why.to_owned());
-        if sc.name != "signcrypt" || sc.ns != OX_NS {
+        if sc.name != "signcrypt" || !(sc.ns == OX_NS || sc.ns.is_empty()) {
             return Err(bad(
                 "the root is not <signcrypt xmlns='urn:xmpp:openpgp:0'>",
             ));
         }
         let mut to = Vec::new();
         let mut time = None;
-        let mut payload = None;
-        for child in sc.elements().filter(|e| e.ns == OX_NS) {
+        let mut payload: Option<Vec<Element>> = None;
+        let own = |e: &&Element| e.ns == OX_NS || e.ns.is_empty() || e.ns == CLIENT_NS;
+        for child in sc.elements().filter(own) {
             match child.name.as_str() {
-                "to" => match child.attr("jid") {
-                    Some(jid) if !jid.trim().is_empty() => to.push(jid.trim().to_owned()),
-                    _ => return Err(bad("<to/> without jid")),
-                },
-                "time" => {
-                    let stamp = child
-                        .attr("stamp")
-                        .ok_or_else(|| bad("<time/> without stamp"))?;
-                    let parsed = parse_datetime(stamp).ok_or_else(|| bad("bad <time/> stamp"))?;
-                    if time.replace(parsed).is_some() {
-                        return Err(bad("more than one <time/>"));
+                "to" => {
+                    if let Some(jid) = ox_attr(child, "jid").map(bare_jid)
+                        && !jid.is_empty()
+                    {
+                        to.push(jid);
                     }
                 }
-                "payload" => {
-                    let children: Vec<Element> = child.elements().cloned().collect();
-                    if payload.replace(children).is_some() {
-                        return Err(bad("more than one <payload/>"));
-                    }
-                }
+                "time" if time.is_none() => time = ox_attr(child, "stamp").and_then(parse_datetime),
+                "payload" => payload
+                    .get_or_insert_with(Vec::new)
+                    .extend(child.elements().cloned().map(in_client_ns)),
+                // <rpad/>, and whatever later versions or other clients add.
                 _ => {}
             }
         }
         if to.is_empty() {
-            return Err(bad("no <to/>"));
+            return Err(bad("no <to jid/>"));
         }
         Ok(Signcrypt {
             to,
-            time: time.ok_or_else(|| bad("no <time/>"))?,
+            time,
             payload: payload.ok_or_else(|| bad("no <payload/>"))?,
         })
+    }
+}
+
+/// The value of attribute `name` of an element of the signcrypt, written
+/// unqualified (as XEP-0373 has it) or qualified with the OX namespace.
+fn ox_attr<'a>(el: &'a Element, name: &str) -> Option<&'a str> {
+    el.attr(name).or_else(|| {
+        el.attrs
+            .iter()
+            .find(|(k, _)| {
+                k.strip_prefix('{')
+                    .and_then(|k| k.strip_prefix(OX_NS))
+                    .and_then(|k| k.strip_prefix('}'))
+                    == Some(name)
+            })
+            .map(|(_, v)| v.as_str())
+    })
+}
+
+/// A payload element in the OX namespace or in none, moved (with the
+/// descendants that share its namespace) to `jabber:client`, where a
+/// message's content lives; others unchanged.
+fn in_client_ns(mut el: Element) -> Element {
+    if el.ns == OX_NS || el.ns.is_empty() {
+        let from = std::mem::take(&mut el.ns);
+        rename_ns(&mut el, &from);
+    }
+    el
+}
+
+fn rename_ns(el: &mut Element, from: &str) {
+    el.ns = CLIENT_NS.to_owned();
+    for child in &mut el.children {
+        if let Node::Element(e) = child
+            && e.ns == from
+        {
+            rename_ns(e, from);
+        }
     }
 }
 
@@ -179,13 +229,17 @@ pub fn message_children(base64: String) -> Vec<Element> {
 
 /// Opens the base64 text of an `<openpgp/>` element: decrypts it with the
 /// user's key, requires a good signature by one of `how.sender_certs` that
-/// carries the user ID `xmpp:<how.sender>`, parses the `<signcrypt>` and,
-/// if `how.recipient` is given, requires a `<to/>` naming it.
+/// carries the user ID `xmpp:<how.sender>`, reads the `<signcrypt>` (as
+/// liberally as [`Signcrypt::from_element`] says) and, if `how.recipient`
+/// is given, requires a `<to/>` naming it (bare JIDs, compared without
+/// regard to case).
 ///
 /// # Security
 /// Hostile input is expected: every failure is an [`OxError`], never a
-/// panic, and at most `how.max_bytes` are decrypted. The time stamp is
-/// returned, not judged: replay windows are the caller's decision.
+/// panic, and at most `how.max_bytes` are decrypted. Strict only where it
+/// protects the user: encryption, the sender's signature, the recipient.
+/// The time stamp is returned if readable, never judged: replay windows are
+/// the caller's decision.
 pub fn decrypt(base64: &str, how: &Incoming<'_>) -> Result<Verified, OxError> {
     let binary = decode_base64(base64, how.max_bytes)?;
     let opened = open(&binary, how)?;
@@ -202,11 +256,10 @@ pub fn decrypt(base64: &str, how: &Incoming<'_>) -> Result<Verified, OxError> {
     };
     let signcrypt = parse_signcrypt(&opened.plaintext, how.max_bytes)?;
     if let Some(me) = how.recipient {
-        let me = me.trim();
-        if !signcrypt.to.iter().any(|to| to.eq_ignore_ascii_case(me)) {
-            return Err(OxError::RecipientMismatch {
-                expected: me.to_owned(),
-            });
+        // Both sides bare and lowercased (`to` is, from `from_element`).
+        let me = bare_jid(me);
+        if !signcrypt.to.contains(&me) {
+            return Err(OxError::RecipientMismatch { expected: me });
         }
     }
     Ok(Verified { signcrypt, signer })
@@ -230,16 +283,22 @@ pub(super) fn decode_base64(text: &str, max_bytes: usize) -> Result<Vec<u8>, OxE
     Ok(bytes)
 }
 
+/// Reads the decrypted signcrypt: one element, with what serializers put
+/// around it tolerated (a byte order mark, an XML declaration, whitespace,
+/// trailing NUL bytes from C strings). Prefixes resolve from what the text
+/// declares alone: no namespace is in scope before it.
 fn parse_signcrypt(plaintext: &[u8], max_bytes: usize) -> Result<Signcrypt, OxError> {
     let mut xml = plaintext;
-    // Tolerate a byte order mark and an XML declaration before the element.
     if let Some(rest) = xml.strip_prefix("\u{FEFF}".as_bytes()) {
+        xml = rest;
+    }
+    while let Some(rest) = xml.strip_suffix(b"\0") {
         xml = rest;
     }
     let start = xml
         .iter()
         .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(0);
+        .unwrap_or(xml.len());
     if xml[start..].starts_with(b"<?xml") {
         let end = xml
             .windows(2)
@@ -251,7 +310,11 @@ fn parse_signcrypt(plaintext: &[u8], max_bytes: usize) -> Result<Signcrypt, OxEr
         max_stanza_bytes: max_bytes,
         ..Limits::default()
     };
-    let element = parse_stanza_in(xml, &NsContext::c2s(), &limits)
+    let nothing_in_scope = NsContext {
+        default_ns: String::new(),
+        prefixes: Vec::new(),
+    };
+    let element = parse_stanza_in(xml, &nothing_in_scope, &limits)
         .map_err(|e| OxError::MalformedSigncrypt(e.to_string()))?;
     Signcrypt::from_element(&element)
 }

@@ -1,5 +1,7 @@
 //! Tests of OpenPGP for XMPP: round trips, tampering, wrong keys, hostile
-//! input.
+//! input; `shapes`: what other clients write.
+
+mod shapes;
 
 use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
@@ -270,8 +272,6 @@ fn malformed_content_and_size_bound() {
     for content in [
         &b"not XML at all"[..],
         b"<signcrypt xmlns='urn:xmpp:openpgp:0'><time stamp='2026-01-01T00:00:00Z'/><payload/></signcrypt>",
-        b"<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='bob@example.org'/><payload/></signcrypt>",
-        b"<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='bob@example.org'/><time stamp='yesterday'/><payload/></signcrypt>",
         b"<signcrypt xmlns='urn:xmpp:openpgp:0'><to jid='bob@example.org'/><time stamp='2026-01-01T00:00:00Z'/></signcrypt>",
         b"<signcrypt xmlns='urn:other'/>",
         b"<!DOCTYPE x [<!ENTITY a 'b'>]><signcrypt xmlns='urn:xmpp:openpgp:0'/>",
@@ -374,7 +374,6 @@ fn xep_0082_datetimes() {
     for bad in [
         "",
         "yesterday",
-        "2026-11-23T14:00:00",
         "2026-11-23T14:00:00+25:00",
         "2026-13-23T14:00:00Z",
         "2026-11-23T14:00:00+1:00",
