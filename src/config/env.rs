@@ -18,6 +18,9 @@ use super::{Config, ENV_PREFIX};
 /// A variable the configuration takes, with its value read.
 pub struct Setting<'e> {
     pub name: &'e str,
+    /// The variable's text.
+    pub text: &'e str,
+    /// The setting's path: `["upstream", "tls"]`.
     pub path: Vec<String>,
     pub value: DeValue<'e>,
 }
@@ -42,7 +45,12 @@ pub fn read(env: &[(String, String)]) -> (Vec<Setting<'_>>, Vec<Problem>) {
             continue;
         }
         match take(&path, value) {
-            Ok(value) => settings.push(Setting { name, path, value }),
+            Ok(read) => settings.push(Setting {
+                name,
+                text: value,
+                path,
+                value: read,
+            }),
             Err(why) => problems.push(explain(name, value, why)),
         }
     }
@@ -51,7 +59,8 @@ pub fn read(env: &[(String, String)]) -> (Vec<Setting<'_>>, Vec<Problem>) {
 
 /// Why a variable's value was not taken.
 enum Why {
-    /// No such setting: `name` is not among `known` under `section`.
+    /// No such setting: `path[depth]` is not among `known`, the keys of
+    /// the table at `path[..depth]`.
     Unknown {
         path: Vec<String>,
         depth: usize,

@@ -32,13 +32,15 @@ impl Config {
             })?),
             None => None,
         };
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let (settings, env_problems) = env::read(&env);
         let doc = match (path, &text) {
             (Some(p), Some(t)) => {
                 let (doc, errors) = DeTable::parse_recoverable(t);
                 if !errors.is_empty() {
-                    return Err(ConfigError {
-                        problems: locate::syntax_errors(p, t, &errors),
-                    });
+                    let mut problems = locate::syntax_errors(p, t, &errors);
+                    problems.extend(env_problems);
+                    return Err(ConfigError { problems });
                 }
                 doc
             }
@@ -46,17 +48,18 @@ impl Config {
         };
         let mut problems = Vec::new();
         let mut refused = Vec::new();
-        let (_, mut doc, refusals) = tree::deserialize(doc);
+        let (file_cfg, mut doc, refusals) = tree::deserialize(doc);
         if let (Some(p), Some(t)) = (path, &text) {
             for r in &refusals {
                 refused.push(tree::dotted(&r.path));
                 problems.push(Problem::refused(p, t, r));
             }
         }
-
-        let env: Vec<(String, String)> = env.into_iter().collect();
-        let (settings, env_problems) = env::read(&env);
         problems.extend(env_problems);
+        if file_cfg.is_none() {
+            // What could not be placed in the file stops here.
+            return Err(ConfigError { problems });
+        }
         for s in &settings {
             tree::insert(doc.get_mut(), &s.path, Spanned::new(0..0, s.value.clone()));
         }
@@ -73,10 +76,7 @@ impl Config {
 
         let set_by_env: Vec<(&str, &str, String)> = settings
             .iter()
-            .filter_map(|s| {
-                let value = env.iter().find(|(n, _)| n == s.name)?.1.as_str();
-                Some((s.name, value, s.path.join(".")))
-            })
+            .map(|s| (s.name, s.text, s.path.join(".")))
             .collect();
         problems.extend(
             cfg.validate()

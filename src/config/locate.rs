@@ -10,6 +10,7 @@ use super::tree::{Refusal, Seg, dotted};
 
 /// One thing wrong with the configuration, with its place when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Problem {
     /// The file, or `None` for embedded defaults and the environment.
     pub file: Option<PathBuf>,
@@ -104,6 +105,9 @@ impl Problem {
 
     /// A value or key of the file that deserialization refused.
     pub(super) fn refused(file: &Path, text: &str, r: &Refusal) -> Self {
+        if r.path.is_empty() {
+            return Problem::whole(file, r.message.clone());
+        }
         let key = dotted(&r.path);
         let message = match hint::read_serde(&r.message) {
             Serde::UnknownField { name, known } => {

@@ -202,3 +202,26 @@ fn host_port_split() {
     assert_eq!(split_host_port("mx.example"), None);
     assert_eq!(split_host_port(":25"), None);
 }
+
+#[test]
+fn a_broken_file_does_not_hide_bad_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("sotto.toml");
+    std::fs::write(&p, "[smtp\nlisten = \"127.0.0.1:25\"\n").unwrap();
+    let env = vec![("SOTTO_UPSTREAM__TLS".to_string(), "yes".to_string())];
+    let got: Vec<String> = Config::load(Some(&p), env)
+        .unwrap_err()
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].ends_with("sotto.toml:1:6: unclosed table, expected `]`"),
+        "{got:?}"
+    );
+    assert_eq!(
+        got[1],
+        "SOTTO_UPSTREAM__TLS=yes: expected one of none, starttls, tls"
+    );
+}

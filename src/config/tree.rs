@@ -24,7 +24,8 @@ pub enum Seg {
 /// A value (or key) serde refused.
 #[derive(Debug, Clone)]
 pub struct Refusal {
-    /// Where it is in the tree; never empty.
+    /// Where it is in the tree; empty for one that could not be placed
+    /// (then it is the last).
     pub path: Vec<Seg>,
     /// Its span, as the tree gives it.
     pub span: Range<usize>,
@@ -43,6 +44,9 @@ pub fn dotted(path: &[Seg]) -> String {
         .join(".")
 }
 
+/// Refusals reported at most: each costs a round over the whole tree.
+const MAX_REFUSALS: usize = 100;
+
 /// Deserializes `doc`, removing what serde refuses one value at a time.
 /// Returns the configuration built from the rest (`None` only if a refusal
 /// could not be placed in the tree), what was left of the tree, and every
@@ -53,6 +57,14 @@ pub fn deserialize<'i>(
     let mut refusals = Vec::new();
     let mut removed = Vec::new();
     loop {
+        if refusals.len() >= MAX_REFUSALS {
+            refusals.push(Refusal {
+                path: Vec::new(),
+                span: 0..0,
+                message: format!("more than {MAX_REFUSALS} problems; fix these first"),
+            });
+            return (None, doc, refusals);
+        }
         let err = match Config::deserialize(toml::de::Deserializer::from(doc.clone())) {
             Ok(cfg) => return (Some(cfg), doc, refusals),
             Err(e) => e,
@@ -283,6 +295,15 @@ mod tests {
                 ("upstream.tls".to_string(), "\"maybe\"".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn refusals_stop_at_a_bound() {
+        let items = vec!["\"x\""; 150].join(", ");
+        let (cfg, found) = run(&format!("[keys]\nsources = [{items}]\n"));
+        assert!(cfg.is_none());
+        assert_eq!(found.len(), MAX_REFUSALS + 1);
+        assert_eq!(found[MAX_REFUSALS].0, "");
     }
 
     #[test]
