@@ -34,6 +34,19 @@ fn help_explains_each_subcommand() {
     let out = sotto().args(["check", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("file:line:col"), "{text}");
+    assert!(text.contains("SOTTO_UPSTREAM__TLS=yes"), "{text}");
+    let out = sotto().args(["transform", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("==> sotto would relay to RCPT, RCPT (TREATMENT), N bytes:"),
+        "{text}"
+    );
+    let out = sotto()
+        .args(["keys", "refresh", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("with neither"), "{text}");
 }
 
 #[test]
