@@ -10,7 +10,7 @@ use sotto::envelope::MailFrom;
 use sotto::keys::KeyStore;
 use sotto::policy::{Channel, Policies, PolicySet};
 use sotto::relay::{Capture, Target, Transaction};
-use sotto::transform::{Crypt, Gateway, Outcome, decide};
+use sotto::transform::{Crypt, Effective, Gateway, Outcome, decide};
 use sotto::xmpp::chat::PreviewKeys;
 
 use crate::{KeysAction, Sources};
@@ -154,27 +154,11 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
                 lookup,
                 ..
             } => {
-                let what = if effective.encrypt {
-                    "encrypted"
-                } else {
-                    "relayed readable"
-                };
-                let format = match (channel, effective.encrypt) {
-                    (Channel::Xmpp, true) => format!(
-                        " ({})",
-                        sotto::policy::Value::XmppFormat(effective.xmpp_format)
-                    ),
-                    _ => String::new(),
-                };
-                let store = if effective.store {
-                    ""
-                } else {
-                    "; no-store hints"
-                };
+                let relayed = if effective.encrypt { "" } else { "relayed " };
                 (
                     decision,
                     lookup,
-                    format!("{what}{format}; links: {}{store}", effective.links.name()),
+                    format!("{relayed}{}", summary(channel, &effective)),
                 )
             }
             Outcome::Refuse {
@@ -232,7 +216,10 @@ fn preview_keys(cfg: &Config, keys: KeyStore) -> Result<PreviewKeys, ExitCode> {
     })
 }
 
-/// `sotto transform`.
+/// `sotto transform`: what `serve` would relay for the message on
+/// standard input. Recipients are grouped by treatment as over LMTP (each
+/// group one delivery); one group prints its message alone, several print
+/// each after a header line (see `--help`). Refusals go to standard error.
 pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
@@ -247,11 +234,12 @@ pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
     let capture = Capture::default();
     let gateway = Gateway::new(capture.clone(), crypt, policies);
     let mail = MailFrom {
-        address: from,
+        address: from.clone(),
         body_8bit: !message.is_ascii(),
         smtputf8: false,
         size: None,
-        per_recipient: false,
+        // One delivery per treatment, as over LMTP.
+        per_recipient: true,
     };
     let mut tx = match gateway.begin(&mail).await {
         Ok(tx) => tx,
@@ -260,27 +248,79 @@ pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut accepted = Vec::new();
     for rcpt in &to {
         let r = tx.add_rcpt(rcpt).await;
-        if !r.is_positive() {
+        if r.is_positive() {
+            accepted.push(rcpt);
+        } else {
             eprintln!("<{rcpt}>: {r}");
-            return ExitCode::from(2);
         }
     }
-    let r = tx.commit(message).await;
-    if !r.is_positive() {
-        eprintln!("{r}");
+    if accepted.is_empty() {
+        tx.abort().await;
         return ExitCode::from(2);
     }
-    let out = capture
-        .delivered()
-        .pop()
-        .map(|(_, m)| m)
-        .unwrap_or_default();
-    if std::io::stdout().write_all(&out).is_err() {
+    let replies = tx.commit_each(message, accepted.len()).await;
+    for (rcpt, r) in accepted.iter().zip(&replies) {
+        if !r.is_positive() {
+            eprintln!("<{rcpt}>: {r}");
+        }
+    }
+    let delivered = capture.delivered();
+    let mut out = Vec::new();
+    match delivered.as_slice() {
+        [] => return ExitCode::from(2),
+        [(_, only)] => out.extend_from_slice(only),
+        groups => {
+            let set = gateway.policies().current();
+            let keys = gateway.crypt().keys.clone();
+            for (envelope, relayed) in groups {
+                let Some(first) = envelope.rcpts.first() else {
+                    continue;
+                };
+                let treatment = match decide(&set, &keys, Channel::Smtp, &from, first).await {
+                    Outcome::Accept { effective, .. } => summary(Channel::Smtp, &effective),
+                    Outcome::Refuse { reply, .. } => format!("now refused: {reply}"),
+                };
+                out.extend_from_slice(
+                    format!(
+                        "{GROUP_MARK} {} ({treatment}), {} bytes:\n",
+                        envelope.rcpts.join(", "),
+                        relayed.len()
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(relayed);
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(&out)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// Starts the header line of each group in `transform`'s output when
+/// recipients get different treatments.
+const GROUP_MARK: &str = "==> sotto would relay to";
+
+/// A treatment as it reads in `explain` and `transform`: "encrypted (ox);
+/// signed; links: keep; no-store hints".
+fn summary(channel: Channel, e: &Effective) -> String {
+    let what = if e.encrypt { "encrypted" } else { "readable" };
+    let format = match (channel, e.encrypt) {
+        (Channel::Xmpp, true) => format!(" ({})", sotto::policy::Value::XmppFormat(e.xmpp_format)),
+        _ => String::new(),
+    };
+    let signed = if e.sign { "; signed" } else { "" };
+    let store = if e.store { "" } else { "; no-store hints" };
+    format!("{what}{format}{signed}; links: {}{store}", e.links.name())
 }
 
 /// LF line endings to CRLF, leaving existing CRLF alone.

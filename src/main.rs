@@ -55,7 +55,12 @@ enum Command {
     /// Check the configuration and the policy files; report every problem as
     /// `file:line:col: what is wrong`.
     ///
-    /// Exits 0 when both are valid, 1 otherwise. Nothing is started.
+    /// Every problem is reported in one run: unknown keys (with the key that
+    /// was probably meant), values of the wrong type or out of range, bad
+    /// durations, list items and addresses. A bad SOTTO_* variable is named
+    /// with its value: `SOTTO_UPSTREAM__TLS=yes: expected one of none,
+    /// starttls, tls`. Exits 0 when both are valid, 1 otherwise. Nothing is
+    /// started.
     Check {
         #[command(flatten)]
         sources: Sources,
@@ -81,9 +86,20 @@ enum Command {
     /// Show exactly what would be relayed for a message read from standard input.
     ///
     /// Runs the same pipeline as `serve` (policy and key lookup for each
-    /// recipient, then encryption) and writes the result to standard output,
-    /// exit 0. When a recipient or the message is refused, the reason goes to
-    /// standard error, exit 2. LF line endings in the input are taken as CRLF.
+    /// recipient, then links and encryption). Recipients that get the same
+    /// treatment share one message, as over LMTP; over SMTP, sotto answers
+    /// the later groups `452 4.5.3` and the client sends them again.
+    ///
+    /// With one group, standard output is exactly the message that would be
+    /// relayed (so `> out.eml` works). With several, each group is a header
+    /// line, then exactly N bytes of its message:
+    ///
+    ///   ==> sotto would relay to RCPT, RCPT (TREATMENT), N bytes:
+    ///
+    /// TREATMENT reads like `encrypted; links: keep` or `readable; links:
+    /// redirect`. Each refused recipient is named on standard error with
+    /// sotto's reply. Exit 0 when anything would be relayed, 2 when everything
+    /// is refused. LF line endings in the input are taken as CRLF.
     Transform {
         #[command(flatten)]
         sources: Sources,
@@ -137,6 +153,9 @@ pub enum KeysAction {
     },
     /// Fetch each certificate of keys.dir again from the web sources and
     /// merge updates (revocations, new expiry, new subkeys) into its file.
+    ///
+    /// The web sources are `wkd` and `vks` in keys.sources; with neither,
+    /// nothing can be refreshed: it says so and exits 1.
     Refresh,
 }
 

@@ -34,6 +34,19 @@ fn help_explains_each_subcommand() {
     let out = sotto().args(["check", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("file:line:col"), "{text}");
+    assert!(text.contains("SOTTO_UPSTREAM__TLS=yes"), "{text}");
+    let out = sotto().args(["transform", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("==> sotto would relay to RCPT, RCPT (TREATMENT), N bytes:"),
+        "{text}"
+    );
+    let out = sotto()
+        .args(["keys", "refresh", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("with neither"), "{text}");
 }
 
 #[test]
@@ -246,10 +259,40 @@ fn env_override_is_checked_too() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("upstream.address (from SOTTO_UPSTREAM__ADDRESS)"),
-        "{err}"
+    assert_eq!(
+        err,
+        "SOTTO_UPSTREAM__ADDRESS=no-port: upstream.address: `no-port` is not host:port (e.g. 127.0.0.1:10026)\n"
     );
+}
+
+#[test]
+fn every_bad_variable_is_named_with_its_value() {
+    let out = sotto()
+        .args(["check", "--config", "sotto.example.toml"])
+        .env("SOTTO_UPSTREAM__TLS", "yes")
+        .env("SOTTO_KEYS__SOURCES", "dir,foo")
+        .env("SOTTO_TIMEOUTS__DATA", "10 fortnights")
+        .env("SOTTO_LIMITS__MAX_RECIPIENTS", "many")
+        .env("SOTTO_SMTP__REQUIRE_TLS", "maybe")
+        .env("SOTTO_UPSTREM__ADDRESS", "mx.example:25")
+        // Good ones are taken, whatever their type.
+        .env("SOTTO_SMTP__HOSTNAME", "12345")
+        .env("SOTTO_LIMITS__MAX_COMMANDS", "500")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = "\
+SOTTO_KEYS__SOURCES=dir,foo: item `foo`: expected one of dir, wkd, vks, pep
+SOTTO_LIMITS__MAX_RECIPIENTS=many: expected a whole number (0 or more)
+SOTTO_SMTP__REQUIRE_TLS=maybe: expected true or false
+SOTTO_TIMEOUTS__DATA=10 fortnights: expected a duration such as 30s, 5m, 1h or 2d
+SOTTO_UPSTREAM__TLS=yes: expected one of none, starttls, tls
+SOTTO_UPSTREM__ADDRESS: no setting `upstrem` at the top level, did you mean SOTTO_UPSTREAM__ADDRESS? \
+Known at the top level: smtp, lmtp, upstream, limits, timeouts, admin, log, keys, policy, crypt, links, redirect, xmpp
+";
+    assert_eq!(err, want);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,5 +362,214 @@ async fn sigterm_finishes_the_open_transaction_then_exits_zero() {
     assert_eq!(
         stored[0].data,
         b"Subject: in flight\r\n\r\nfirst half\r\nsecond half\r\n"
+    );
+}
+
+/// `sotto keys refresh` against a key directory holding one certificate,
+/// with `sources` as keys.sources.
+fn refresh(gpg: &common::pgp::Gpg, sources: &str) -> std::process::Output {
+    sotto()
+        .args(["keys", "refresh"])
+        .env("SOTTO_KEYS__DIR", &gpg.keys)
+        .env("SOTTO_KEYS__SOURCES", sources)
+        .env("SOTTO_KEYS__VKS_URL", "http://127.0.0.1:1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn keys_refresh_without_a_web_source_says_what_to_set() {
+    let gpg = common::pgp::Gpg::new();
+    let fpr = gpg.generate("carol@example.org", true, "1y", None);
+    gpg.export("carol@example.org", "carol.asc");
+    let before = std::fs::read(gpg.keys.join("carol.asc")).unwrap();
+    let out = refresh(&gpg, "dir");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "{}", common::output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err,
+        "sotto keys: refresh asks the web sources (wkd, vks) for the certificates of keys.dir, \
+         and keys.sources = [\"dir\"] names none: nothing was refreshed. \
+         Add \"wkd\" and/or \"vks\" to keys.sources (e.g. SOTTO_KEYS__SOURCES=dir,wkd,vks)\n"
+    );
+    assert_eq!(std::fs::read(gpg.keys.join("carol.asc")).unwrap(), before);
+
+    // With a web source it asks, and says what came of each certificate
+    // (here the keyserver is down: nothing found, nothing changed).
+    let out = refresh(&gpg, "dir,vks");
+    assert_eq!(out.status.code(), Some(0), "{}", common::output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{fpr}  not found on the web sources")),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 certificate(s) of ")
+            && text.contains(" asked of vks: 0 updated, 0 unchanged, 1 not found"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vks lookup for <carol@example.org> failed"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(gpg.keys.join("carol.asc")).unwrap(), before);
+}
+
+#[test]
+fn keys_refresh_of_an_empty_directory_says_there_is_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sotto()
+        .args(["keys", "refresh"])
+        .env("SOTTO_KEYS__DIR", dir.path())
+        .env("SOTTO_KEYS__SOURCES", "dir,wkd")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "no certificates in {}: nothing to refresh\n",
+            dir.path().display()
+        )
+    );
+}
+
+/// Runs `sotto transform` with `policies` and `keys` on `message`.
+fn transform(policies: &Path, keys: &Path, to: &[&str], message: &[u8]) -> std::process::Output {
+    let mut cmd = sotto();
+    cmd.args(["transform", "--policies"])
+        .arg(policies)
+        .args(["--from", "alice@example.com"]);
+    for t in to {
+        cmd.args(["--to", t]);
+    }
+    let mut child = cmd
+        .env("SOTTO_KEYS__DIR", keys)
+        .env("SOTTO_KEYS__SOURCES", "dir")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Splits `transform`'s output into groups: (header line, message bytes),
+/// each header saying how many bytes follow.
+fn groups(mut out: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut groups = Vec::new();
+    while !out.is_empty() {
+        let nl = out.iter().position(|&b| b == b'\n').expect("a header line");
+        let header = String::from_utf8(out[..nl].to_vec()).unwrap();
+        assert!(header.starts_with("==> sotto would relay to "), "{header}");
+        let count: usize = header
+            .strip_suffix(" bytes:")
+            .and_then(|h| h.rsplit_once(", "))
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or_else(|| panic!("no byte count in {header:?}"));
+        let body = &out[nl + 1..];
+        assert!(body.len() >= count, "{header}: only {} bytes", body.len());
+        groups.push((header, body[..count].to_vec()));
+        out = &body[count..];
+    }
+    groups
+}
+
+#[test]
+fn transform_shows_each_group_of_recipients_that_share_a_treatment() {
+    let gpg = common::pgp::Gpg::new();
+    gpg.generate("bob@example.org", true, "1y", None);
+    gpg.export("bob@example.org", "bob.asc");
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("00.toml"),
+        "[defaults]\nencrypt = \"if-key\"\nlinks = \"strip\"\n\n\
+         [[rule]]\nname = \"legal\"\nto = [\"*@legal.example\"]\nencrypt = \"required\"\n",
+    )
+    .unwrap();
+    let message = b"To: bob@example.org, carol@example.net\nSubject: plans\n\n\
+                    secret body https://example.com/reset?token=abc\n";
+    let out = transform(
+        policies.path(),
+        &gpg.keys,
+        &[
+            "bob@example.org",
+            "carol@example.net",
+            "nokey@legal.example",
+            "dave@example.net",
+        ],
+        message,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", common::output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "<nokey@legal.example>: 550 5.7.1 Encryption required (policy rule \"legal\")"
+        ),
+        "{err}"
+    );
+    let groups = groups(&out.stdout);
+    assert_eq!(groups.len(), 2, "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        groups[0].0,
+        format!(
+            "==> sotto would relay to bob@example.org (encrypted; links: keep), {} bytes:",
+            groups[0].1.len()
+        )
+    );
+    let inner = gpg.decrypt(&common::pgp::armored_part(&groups[0].1));
+    assert!(
+        String::from_utf8_lossy(&inner).contains("secret body https://example.com/reset?token=abc"),
+        "{}",
+        String::from_utf8_lossy(&inner)
+    );
+    assert_eq!(
+        groups[1].0,
+        format!(
+            "==> sotto would relay to carol@example.net, dave@example.net (readable; links: strip), {} bytes:",
+            groups[1].1.len()
+        )
+    );
+    let readable = String::from_utf8_lossy(&groups[1].1);
+    assert!(readable.contains("Subject: plans\r\n"), "{readable}");
+    assert!(
+        readable.contains("secret body [link removed]"),
+        "{readable}"
+    );
+    assert!(!readable.contains("token=abc"), "{readable}");
+
+    // One group: the message alone, as `> out.eml` wants it.
+    let out = transform(
+        policies.path(),
+        &gpg.keys,
+        &["carol@example.net", "nokey@legal.example"],
+        message,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", common::output_text(&out));
+    assert!(
+        out.stdout
+            .starts_with(b"To: bob@example.org, carol@example.net\r\n")
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("secret body [link removed]\r\n"));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("<nokey@legal.example>: 550 5.7.1"));
+
+    // Everybody refused: nothing on standard output, exit 2.
+    let out = transform(
+        policies.path(),
+        &gpg.keys,
+        &["nokey@legal.example", "other@legal.example"],
+        message,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("<nokey@legal.example>: 550 5.7.1")
+            && err.contains("<other@legal.example>: 550 5.7.1"),
+        "{err}"
     );
 }

@@ -7,14 +7,18 @@
 //!
 //! This file holds the root [`Config`] with the listener, upstream, limits,
 //! timeouts, admin and log sections; the other sections have a file each
-//! (`crypt`, `links`, `xmpp`). Loading and environment overrides are in
-//! `load`, semantic checks in `validate`, and placing a problem at its line
-//! in the file in `locate`.
+//! (`crypt`, `links`, `xmpp`). Loading is in `load`: the file's tree is
+//! deserialized by `tree` (every refused value collected), `SOTTO_*`
+//! variables are read by `env`, semantic checks are in `validate`, placing
+//! a problem at its line in the file in `locate`, and its wording in `hint`.
 
 mod crypt;
+mod env;
+pub(crate) mod hint;
 mod links;
 mod load;
 mod locate;
+mod tree;
 mod validate;
 mod xmpp;
 

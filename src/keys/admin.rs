@@ -22,6 +22,13 @@ pub enum AdminError {
     Io(String),
     #[error("`{0}` holds no OpenPGP certificate")]
     NoCert(String),
+    #[error(
+        "refresh asks the web sources (wkd, vks) for the certificates of keys.dir, \
+         and keys.sources = [{}] names none: nothing was refreshed. \
+         Add \"wkd\" and/or \"vks\" to keys.sources (e.g. SOTTO_KEYS__SOURCES=dir,wkd,vks)",
+        configured.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+    )]
+    NoWebSource { configured: Vec<KeySource> },
 }
 
 fn emails(cert: &Cert) -> Vec<String> {
@@ -144,8 +151,22 @@ pub async fn lookup(store: &KeyStore, address: &str) -> (String, bool) {
 /// new expiry dates, new subkeys — into its file.
 pub async fn refresh(store: &KeyStore) -> Result<String, AdminError> {
     let dir = store.dir().ok_or(AdminError::NoDir)?;
+    let web = web_sources(&store.inner.sources);
+    if web.is_empty() {
+        return Err(AdminError::NoWebSource {
+            configured: store.inner.sources.clone(),
+        });
+    }
+    let certs = dir.certs();
+    if certs.is_empty() {
+        return Ok(format!(
+            "no certificates in {}: nothing to refresh\n",
+            dir.path().display()
+        ));
+    }
     let mut out = String::new();
-    for cert in dir.certs().iter() {
+    let (mut updated, mut unchanged, mut missing) = (0, 0, 0);
+    for cert in certs.iter() {
         let fpr = cert.fingerprint();
         let mut merged = (**cert).clone();
         let mut seen = false;
@@ -175,14 +196,26 @@ pub async fn refresh(store: &KeyStore) -> Result<String, AdminError> {
         let status = if merged != **cert {
             let path = dir.path().join(format!("{}.asc", fpr.to_hex()));
             write_cert(&path, &merged)?;
+            updated += 1;
             "updated"
         } else if seen {
+            unchanged += 1;
             "unchanged"
         } else {
+            missing += 1;
             "not found on the web sources"
         };
         writeln!(out, "{}  {status}", fpr.to_hex()).ok();
     }
+    let asked: Vec<String> = web.iter().map(ToString::to_string).collect();
+    writeln!(
+        out,
+        "{} certificate(s) of {} asked of {}: {updated} updated, {unchanged} unchanged, {missing} not found",
+        certs.len(),
+        dir.path().display(),
+        asked.join(", ")
+    )
+    .ok();
     Ok(out)
 }
 

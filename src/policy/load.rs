@@ -7,6 +7,11 @@ use toml::de::{DeTable, DeValue};
 
 use super::model::{Channel, Field, Loc, Value};
 use crate::config::Problem;
+use crate::config::hint;
+
+/// The keys of a `[[rule]]` that say which messages it matches (its other
+/// keys are treatment fields).
+pub const MATCH_KEYS: [&str; 5] = ["name", "from", "to", "channel", "to_has_key"];
 
 /// A rule as written, before compilation.
 #[derive(Debug, Clone)]
@@ -53,11 +58,7 @@ impl Ctx<'_> {
 }
 
 pub fn problem_at(loc: &Loc, message: String) -> Problem {
-    Problem {
-        file: Some(loc.file.clone()),
-        position: Some((loc.line, loc.col)),
-        message,
-    }
+    Problem::at(&loc.file, (loc.line, loc.col), message)
 }
 
 /// Parses one policy file, adding every problem found to `problems`.
@@ -90,7 +91,8 @@ pub fn parse_file(path: &Path, text: &str, problems: &mut Vec<Problem>) -> Parse
         match key.get_ref().ref_str() {
             "defaults" => match value.get_ref() {
                 DeValue::Table(t) => {
-                    out.defaults = treatment_fields(&mut cx, t, "[defaults]", &mut |_, _| false)
+                    out.defaults =
+                        treatment_fields(&mut cx, t, "[defaults]", &[], &mut |_, _| false)
                 }
                 _ => cx.problem(value.span().start, "`defaults` must be a table: [defaults]"),
             },
@@ -114,10 +116,19 @@ pub fn parse_file(path: &Path, text: &str, problems: &mut Vec<Problem>) -> Parse
                     "`rule` must be an array of tables: [[rule]]",
                 ),
             },
-            other => cx.problem(
-                key.span().start,
-                format!("unknown key `{other}`; expected [defaults] or [[rule]]"),
-            ),
+            other => {
+                let suggestion = match hint::did_you_mean(other, &["defaults", "rule"]) {
+                    Some("rule") => ", did you mean [[rule]]?",
+                    Some(_) => ", did you mean [defaults]?",
+                    None => ".",
+                };
+                cx.problem(
+                    key.span().start,
+                    format!(
+                        "unknown field `{other}`{suggestion} A policy file holds [defaults] and [[rule]] tables"
+                    ),
+                )
+            }
         }
     }
     out
@@ -139,11 +150,13 @@ type OtherKeys<'f> =
     dyn FnMut(&mut Ctx<'_>, (&str, &toml::Spanned<DeValue<'_>>, usize)) -> bool + 'f;
 
 /// Reads the treatment fields of a table; `other` handles the keys that
-/// are not treatment fields (returns false for unknown ones).
+/// are not treatment fields (returns false for unknown ones), which are
+/// `other_known`.
 fn treatment_fields(
     cx: &mut Ctx<'_>,
     table: &DeTable<'_>,
     what: &str,
+    other_known: &[&str],
     other: &mut OtherKeys<'_>,
 ) -> Vec<(Field, Value, Loc)> {
     let mut set = Vec::new();
@@ -166,14 +179,12 @@ fn treatment_fields(
             }
             None => {
                 if !other(cx, (name, value, at)) {
-                    let fields: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
-                    cx.problem(
-                        at,
-                        format!(
-                            "unknown key `{name}` in {what}; expected one of {}",
-                            fields.join(", ")
-                        ),
-                    );
+                    let known: Vec<&str> = other_known
+                        .iter()
+                        .copied()
+                        .chain(Field::ALL.iter().map(|f| f.name()))
+                        .collect();
+                    cx.problem(at, hint::unknown_field(name, &format!("in {what}"), &known));
                 }
             }
         }
@@ -210,46 +221,53 @@ fn rule(cx: &mut Ctx<'_>, table: &DeTable<'_>, at: usize) -> Option<RawRule> {
     let mut to = None;
     let mut channel = None;
     let mut to_has_key = None;
-    let set = treatment_fields(cx, table, "[[rule]]", &mut |cx, (key, v, _)| {
-        match key {
-            "name" => match v.get_ref() {
-                DeValue::String(s) if !s.trim().is_empty() => name = Some(s.to_string()),
-                _ => cx.problem(v.span().start, "`name` must be a non-empty string"),
-            },
-            "from" => from = string_list(cx, key, v),
-            "to" => to = string_list(cx, key, v),
-            "channel" => {
-                if let Some(list) = string_list(cx, key, v) {
-                    let mut chans = Vec::new();
-                    let mut bad = false;
-                    for c in list {
-                        match Channel::parse(&c) {
-                            Some(ch) => chans.push(ch),
-                            None => {
-                                bad = true;
-                                cx.problem(
+    let set =
+        treatment_fields(
+            cx,
+            table,
+            "[[rule]]",
+            &MATCH_KEYS,
+            &mut |cx, (key, v, _)| {
+                match key {
+                    "name" => match v.get_ref() {
+                        DeValue::String(s) if !s.trim().is_empty() => name = Some(s.to_string()),
+                        _ => cx.problem(v.span().start, "`name` must be a non-empty string"),
+                    },
+                    "from" => from = string_list(cx, key, v),
+                    "to" => to = string_list(cx, key, v),
+                    "channel" => {
+                        if let Some(list) = string_list(cx, key, v) {
+                            let mut chans = Vec::new();
+                            let mut bad = false;
+                            for c in list {
+                                match Channel::parse(&c) {
+                                    Some(ch) => chans.push(ch),
+                                    None => {
+                                        bad = true;
+                                        cx.problem(
                                     v.span().start,
                                     format!("unknown channel `{c}`; expected \"smtp\" or \"xmpp\""),
                                 );
+                                    }
+                                }
                             }
+                            // Already reported: do not also call the rule unmatchable.
+                            channel = if chans.is_empty() && bad {
+                                None
+                            } else {
+                                Some(chans)
+                            };
                         }
                     }
-                    // Already reported: do not also call the rule unmatchable.
-                    channel = if chans.is_empty() && bad {
-                        None
-                    } else {
-                        Some(chans)
-                    };
+                    "to_has_key" => match v.get_ref() {
+                        DeValue::Boolean(b) => to_has_key = Some(*b),
+                        _ => cx.problem(v.span().start, "`to_has_key` must be true or false"),
+                    },
+                    _ => return false,
                 }
-            }
-            "to_has_key" => match v.get_ref() {
-                DeValue::Boolean(b) => to_has_key = Some(*b),
-                _ => cx.problem(v.span().start, "`to_has_key` must be true or false"),
+                true
             },
-            _ => return false,
-        }
-        true
-    });
+        );
     let loc = cx.loc(at);
     let Some(name) = name else {
         cx.problem(at, "rule without a `name`");

@@ -92,11 +92,10 @@ impl PolicySet {
                         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
                         .collect(),
                     Err(e) => {
-                        return Err(vec![Problem {
-                            file: Some(d.to_path_buf()),
-                            position: None,
-                            message: format!("cannot read the policy directory: {e}"),
-                        }]);
+                        return Err(vec![Problem::whole(
+                            d,
+                            format!("cannot read the policy directory: {e}"),
+                        )]);
                     }
                 };
                 names.sort();
@@ -105,11 +104,7 @@ impl PolicySet {
                     match std::fs::read_to_string(&n) {
                         Ok(t) => files.push((n, t)),
                         Err(e) => {
-                            return Err(vec![Problem {
-                                file: Some(n),
-                                position: None,
-                                message: format!("cannot read: {e}"),
-                            }]);
+                            return Err(vec![Problem::whole(&n, format!("cannot read: {e}"))]);
                         }
                     }
                 }

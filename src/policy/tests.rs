@@ -152,7 +152,7 @@ missing_key = "plain"
     .unwrap_err();
     let want = [
         "p.toml:2:11: bad value for `encrypt`: expected one of \"required\", \"if-key\", \"never\"",
-        "p.toml:3:1: unknown key `colour` in [defaults]",
+        "p.toml:3:1: unknown field `colour`. Known in [defaults]: encrypt,",
         "p.toml:5:1: rule \"r1\" can never match: `to` is an empty list",
         "p.toml:8:9: bad value for `links`",
         "p.toml:10:1: rule without a `name`",
@@ -163,6 +163,27 @@ missing_key = "plain"
     for (e, w) in errs.iter().zip(want) {
         assert!(e.starts_with(w), "got {e:?}, want {w:?}");
     }
+}
+
+#[test]
+fn a_typo_names_the_key_it_meant_and_every_known_key() {
+    let errs = set(&[(
+        "p.toml",
+        "[defualts]\nencrpyt = \"never\"\n\n[defaults]\nlnks = \"strip\"\n\n\
+         [[rule]]\nname = \"r\"\nfrm = [\"*@a.example\"]\nchanel = \"smtp\"\n",
+    )])
+    .unwrap_err();
+    let fields = "encrypt, missing_key, links, links_when_encrypted, subject, sign, \
+                  encrypt_to_sender, archive_key, xmpp_format, store";
+    assert_eq!(
+        errs,
+        [
+            "p.toml:1:2: unknown field `defualts`, did you mean [defaults]? A policy file holds [defaults] and [[rule]] tables".to_string(),
+            format!("p.toml:5:1: unknown field `lnks`, did you mean `links`? Known in [defaults]: {fields}"),
+            format!("p.toml:9:1: unknown field `frm`, did you mean `from`? Known in [[rule]]: name, from, to, channel, to_has_key, {fields}"),
+            format!("p.toml:10:1: unknown field `chanel`, did you mean `channel`? Known in [[rule]]: name, from, to, channel, to_has_key, {fields}"),
+        ]
+    );
 }
 
 #[test]
