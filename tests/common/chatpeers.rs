@@ -124,17 +124,29 @@ impl Setup {
     }
 
     /// The sotto-held key file of `jid` (its secret parts passphrase-protected).
+    /// sotto makes users' keys in the background at login, so this waits
+    /// (up to 20 s) for the file to be there and whole.
     pub fn key_file(&self, jid: &str) -> PathBuf {
-        for entry in std::fs::read_dir(&self.gw.user_keys).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read(&path).unwrap();
-            let listing = gpg_show(&text);
-            // --with-colons escapes the URI's colon.
-            if listing.contains(&format!("xmpp\\x3a{jid}")) {
-                return path;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            for entry in std::fs::read_dir(&self.gw.user_keys).unwrap() {
+                let path = entry.unwrap().path();
+                let Ok(text) = std::fs::read(&path) else {
+                    continue;
+                };
+                let listing = gpg_show(&text);
+                // --with-colons escapes the URI's colon.
+                if listing.contains(&format!("xmpp\\x3a{jid}")) {
+                    return path;
+                }
             }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no key file for {jid} in {}",
+                self.gw.user_keys.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!("no key file for {jid} in {}", self.gw.user_keys.display());
     }
 }
 
