@@ -106,8 +106,8 @@ pub fn rewrite_value(raw: &str, kind: Kind, rw: &LinkRewriter) -> Option<String>
             let (new, _) = html::rewrite(&text, rw)?;
             Some(escape_text(&new))
         }
-        Kind::Text => replace_mapped(raw, unescape(raw), escape_text, rw),
-        Kind::Uri => replace_mapped(raw, unescape(raw), str::to_string, rw),
+        Kind::Text => replace_mapped(raw, unescape, escape_text, rw),
+        Kind::Uri => replace_mapped(raw, unescape, str::to_string, rw),
     }
 }
 
@@ -115,17 +115,23 @@ pub fn rewrite_value(raw: &str, kind: Kind, rw: &LinkRewriter) -> Option<String>
 /// escaped (RFC 6868) to go between quotes; `None` when nothing changed.
 pub fn rewrite_param(raw: &str, rw: &LinkRewriter) -> Option<String> {
     // What stays of the old value is copied as it was: it holds no `"`.
-    replace_mapped(raw, uncaret(raw), caret, rw)
+    replace_mapped(raw, uncaret, caret, rw)
 }
 
-/// `raw` with the bytes of each URL of its decoded form (`decoded`, with
-/// the raw offset of each of its bytes) replaced by the new URL, encoded.
+/// `raw` with the bytes of each URL of its form decoded by `decode` (which
+/// gives the raw offset of each decoded byte) replaced by the new URL,
+/// encoded. No escape makes a `://` or `www.` that is not in `raw` but for
+/// `\:`, so other values are not decoded at all.
 fn replace_mapped(
     raw: &str,
-    (text, map): (String, Vec<usize>),
+    decode: fn(&str) -> (String, Vec<usize>),
     encode: impl Fn(&str) -> String,
     rw: &LinkRewriter,
 ) -> Option<String> {
+    if !find::may_contain(raw) && !raw.contains("\\:") {
+        return None;
+    }
+    let (text, map) = decode(raw);
     let edits = rw.replacements(&text);
     if edits.is_empty() {
         return None;
