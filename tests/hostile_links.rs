@@ -1,7 +1,8 @@
 //! Hostile URLs in text and HTML: the `[[url]]` and `[[html]]` cases of
 //! `tests/data/hostile/MANIFEST.toml` (the exact result of each mode), 64 KB
 //! URLs (in text, HTML, quoted-printable and format=flowed parts, redirect
-//! tokens), work that must stay linear, and panics on message text.
+//! tokens), work that must stay linear, panics on message text, and
+//! hostile calendars, vCards, tables and attached messages.
 //!
 //! A case marked `bug` in the manifest is checked by the `bug_*` test named
 //! for it below and skipped by `url_cases` and `html_cases`.
@@ -327,4 +328,91 @@ async fn bug_char_boundary_panic_through_the_gateway() {
         &urls(&["ypal.example"]),
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------
+// Attachments read in their own syntax: broken, deep or huge ones are
+// still rewritten (read as text where their syntax fails), never a panic.
+
+/// A message with one attached part: its header fields and body.
+fn attached(headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = format!(
+        "{HEAD}Subject: attached\r\nContent-Type: multipart/mixed; boundary=\"att\"\r\n\r\n--att\r\n{headers}\r\n\r\n"
+    )
+    .into_bytes();
+    m.extend_from_slice(body);
+    m.extend_from_slice(b"\r\n--att--\r\n");
+    m
+}
+
+#[test]
+fn hostile_calendars_vcards_tables_and_messages() {
+    let cal = "Content-Type: text/calendar; charset=utf-8";
+    let long = format!("DESCRIPTION:https://leak.example/{}", "a".repeat(1 << 20));
+    let folded = long
+        .as_bytes()
+        .chunks(74)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n ");
+    let nested = format!(
+        "BEGIN:VCALENDAR\r\n{}DESCRIPTION:https://leak.example/deep\r\n{}END:VCALENDAR",
+        "BEGIN:X\r\n".repeat(100_000),
+        "END:X\r\n".repeat(100_000)
+    );
+    let mut bad_utf8 =
+        b"BEGIN:VCALENDAR\r\nDESCRIPTION:\xff\xfe https://leak.example/u \xc3\r\nEND:VCALENDAR"
+            .to_vec();
+    bad_utf8.extend_from_slice(b"\r\n");
+    let mut eml = b"Subject: s\r\n\r\nsee https://leak.example/eml-deep\r\n".to_vec();
+    for i in 0..6 {
+        let mut wrap = format!(
+            "Subject: level {i}\r\nContent-Type: multipart/mixed; boundary=\"e{i}\"\r\n\r\n--e{i}\r\nContent-Type: application/octet-stream; name=\"f{i}.eml\"\r\n\r\n"
+        )
+        .into_bytes();
+        wrap.extend_from_slice(&eml);
+        wrap.extend_from_slice(format!("\r\n--e{i}--\r\n").as_bytes());
+        eml = wrap;
+    }
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "an unclosed quote in a parameter",
+            cal,
+            b"BEGIN:VCALENDAR\r\nDESCRIPTION;ALTREP=\"https://leak.example/q:see https://leak.example/d\r\nEND:VCALENDAR".to_vec(),
+        ),
+        (
+            "a continuation before any line",
+            cal,
+            b" https://leak.example/first\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR".to_vec(),
+        ),
+        (
+            "END without BEGIN",
+            cal,
+            b"END:VCALENDAR\r\nURL:https://leak.example/end\r\n".to_vec(),
+        ),
+        ("a 1 MB URL folded 14,000 times", cal, format!("BEGIN:VCALENDAR\r\n{folded}\r\nEND:VCALENDAR").into_bytes()),
+        ("100,000 nested components", cal, nested.into_bytes()),
+        ("invalid UTF-8 in a calendar", cal, bad_utf8),
+        (
+            "a vCard group without a name",
+            "Content-Type: text/vcard",
+            b"BEGIN:VCARD\r\nitem1.:https://leak.example/g\r\nEND:VCARD".to_vec(),
+        ),
+        (
+            "a table with an unclosed quote",
+            "Content-Type: text/csv",
+            b"a,\"https://leak.example/csv\r\nb,c".to_vec(),
+        ),
+        (
+            "attached messages six deep",
+            "Content-Type: application/octet-stream; name=\"top.eml\"",
+            eml,
+        ),
+    ];
+    for (what, headers, body) in cases {
+        let m = attached(headers, &body);
+        finishes(what, move || {
+            check_links(what, &m, &urls(&["leak.example"]), true);
+        });
+    }
 }

@@ -3,8 +3,10 @@
 //! - each mode's output equals `expected/NAME.MODE.eml` (a mismatch writes
 //!   `NAME.MODE.failed` beside it; `SOTTO_BLESS=1` rewrites the expected files);
 //! - in strip mode no listed URL's host+path survives anywhere a reader looks;
-//! - not-links and attachments come out unchanged; the result is valid MIME;
+//! - not-links and the parts listed as untouched (attachments no reader
+//!   shows as text) come out unchanged; the result is valid MIME;
 //! - redirect links open, on sotto's redirector, to the original URL;
+//!   ftp URLs, which have no redirect, are removed;
 //! - end to end: a policy with `links = "strip"` strips what the sink gets.
 
 mod common;
@@ -55,7 +57,7 @@ fn cases() -> Vec<Case> {
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(out.len() >= 12, "corpus too small");
+    assert!(out.len() >= 18, "corpus too small");
     out
 }
 
@@ -72,19 +74,36 @@ fn rewriter(mode: LinkMode) -> LinkRewriter {
     LinkRewriter::new(mode, &LinksConfig::default(), Some(redirect))
 }
 
-/// Everything a reader sees: the decoded Subject and every readable part,
-/// decoded (HTML character references too).
+/// Everything a reader (or a scanner) sees: the decoded Subject and every
+/// part read as text — attachments, calendars and vCards (lines unfolded)
+/// included, attached messages (`.eml`) in turn —, decoded (HTML
+/// character references too).
 fn readable(message: &[u8]) -> String {
     let msg = MessageParser::default()
         .parse(message)
         .expect("output parses as MIME");
-    let mut out = msg.subject().unwrap_or_default().to_string();
+    let mut out = String::new();
+    collect_readable(&msg, &mut out);
+    out
+}
+
+fn collect_readable(msg: &mail_parser::Message<'_>, out: &mut String) {
+    out.push_str(msg.subject().unwrap_or_default());
     for p in &msg.parts {
-        if p.content_disposition()
-            .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
-        {
-            continue;
-        }
+        let ct = p
+            .content_type()
+            .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")).to_lowercase())
+            .unwrap_or_default();
+        let name = p.attachment_name().unwrap_or_default().to_lowercase();
+        let lines = [
+            "text/calendar",
+            "application/ics",
+            "text/vcard",
+            "text/x-vcard",
+        ]
+        .contains(&ct.as_str())
+            || name.ends_with(".ics")
+            || name.ends_with(".vcf");
         let flowed = p
             .content_type()
             .and_then(|c| c.attribute("format"))
@@ -93,16 +112,39 @@ fn readable(message: &[u8]) -> String {
             .content_type()
             .and_then(|c| c.attribute("delsp"))
             .is_some_and(|d| d.eq_ignore_ascii_case("yes"));
+        let named_text = [".txt", ".htm", ".html", ".md", ".csv"]
+            .iter()
+            .any(|e| name.ends_with(e));
         match &p.body {
             PartType::Text(t) if flowed => {
                 out.push_str(&format!("\n{}", sotto::mail::codec::unflow(t, delsp)))
             }
+            PartType::Text(t) if lines => out.push_str(&format!("\n{}", unfold(t))),
             PartType::Text(t) => out.push_str(&format!("\n{t}")),
             PartType::Html(h) => out.push_str(&format!("\n{}", decode_entities(h))),
+            PartType::Message(m) => collect_readable(m, out),
+            PartType::Binary(b) | PartType::InlineBinary(b) if name.ends_with(".eml") => {
+                let m = MessageParser::default()
+                    .parse(b)
+                    .expect("attached message parses");
+                collect_readable(&m, out);
+            }
+            PartType::Binary(b) | PartType::InlineBinary(b) if lines => {
+                out.push_str(&format!("\n{}", unfold(&String::from_utf8_lossy(b))))
+            }
+            PartType::Binary(b) | PartType::InlineBinary(b) if named_text => out.push_str(
+                &format!("\n{}", decode_entities(&String::from_utf8_lossy(b))),
+            ),
             _ => {}
         }
     }
-    out
+}
+
+/// Calendar and vCard lines unfolded (RFC 5545 3.1, RFC 6350 3.2).
+fn unfold(text: &str) -> String {
+    text.replace("\r\n ", "")
+        .replace("\r\n\t", "")
+        .replace("\n ", "")
 }
 
 /// `host/path` of a URL (no scheme, userinfo, query), lower-cased.
@@ -201,7 +243,7 @@ fn strip_leaves_no_url_anywhere_a_reader_looks() {
             rewrite_links(&case.message, &rewriter(LinkMode::Strip)).expect("something to strip");
         assert!(report.urls > 0);
         let seen = readable(&out).to_lowercase();
-        // The raw bytes too, but for the attachments, which stay as they are.
+        // The raw bytes too, but for the parts that stay as they are.
         let mut raw = String::from_utf8_lossy(&out).to_lowercase();
         for d in case.untouched.iter().filter_map(|d| part_bytes(&out, d)) {
             raw = raw.replace(&String::from_utf8_lossy(d).to_lowercase(), "");
@@ -241,17 +283,7 @@ fn redirect_links_open_to_the_original_urls() {
             rewrite_links(&case.message, &rewriter(LinkMode::Redirect)).expect("rewritten");
         check_valid_mime(&case.name, &out, &case.message);
         let seen = readable(&out);
-        let mut opened = Vec::new();
-        for (i, _) in seen.match_indices("https://links.example.org/l/") {
-            let token: String = seen[i + 28..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect();
-            opened.push(
-                keys.open(&token)
-                    .unwrap_or_else(|e| panic!("{}: token does not open: {e:?}", case.name)),
-            );
-        }
+        let opened = open_all(&case.name, &seen, &keys);
         assert!(!opened.is_empty(), "{}: no redirect links", case.name);
         let lower = seen.to_lowercase();
         for url in case
@@ -270,6 +302,67 @@ fn redirect_links_open_to_the_original_urls() {
             );
         }
     }
+}
+
+/// Where each redirect link in `seen` leads.
+fn open_all(name: &str, seen: &str, keys: &TokenKeys) -> Vec<String> {
+    seen.match_indices("https://links.example.org/l/")
+        .map(|(i, _)| {
+            let token: String = seen[i + 28..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            keys.open(&token)
+                .unwrap_or_else(|e| panic!("{name}: token does not open: {e:?}"))
+        })
+        .collect()
+}
+
+/// ftp:// URLs have no redirect link (browsers no longer open ftp:, and
+/// the redirector leads to http and https only): in redirect mode they are
+/// removed, in the body as in a calendar.
+#[test]
+fn ftp_links_are_stripped_in_redirect_mode() {
+    let keys = keys();
+    let mut checked = 0;
+    for case in cases() {
+        let ftp: Vec<&String> = case
+            .urls
+            .iter()
+            .filter(|u| u.to_lowercase().starts_with("ftp://"))
+            .collect();
+        if ftp.is_empty() {
+            continue;
+        }
+        let (out, _) =
+            rewrite_links(&case.message, &rewriter(LinkMode::Redirect)).expect("rewritten");
+        let seen = readable(&out);
+        let raw = String::from_utf8_lossy(&out).to_lowercase();
+        for url in ftp {
+            let hp = host_path(url);
+            assert!(
+                !seen.to_lowercase().contains(&hp),
+                "{}: `{hp}` kept",
+                case.name
+            );
+            assert!(!raw.contains(&hp), "{}: `{hp}` kept (raw)", case.name);
+            checked += 1;
+        }
+        assert!(
+            seen.contains("[link removed]"),
+            "{}: no marker where the ftp URL was",
+            case.name
+        );
+        for dest in open_all(&case.name, &seen, &keys) {
+            let scheme = dest.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            assert!(
+                matches!(scheme.as_deref(), Some("http" | "https")),
+                "{}: a redirect to {dest}",
+                case.name
+            );
+        }
+    }
+    assert!(checked >= 2, "the corpus has ftp URLs in 10 and 13");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,6 +12,7 @@ pub mod find;
 pub mod html;
 pub mod token;
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,29 +106,27 @@ impl LinkRewriter {
 
     /// Rewrites every URL in plain text; `None` when nothing changed.
     pub fn rewrite_text(&self, text: &str) -> Option<String> {
+        let edits = self.replacements(text);
+        (!edits.is_empty()).then(|| splice(text, edits))
+    }
+
+    /// Where each URL of plain `text` that changes is, and what it becomes
+    /// (the marker for a removed one), in order, not overlapping.
+    pub fn replacements(&self, text: &str) -> Vec<(Range<usize>, String)> {
         if self.mode == LinkMode::Keep {
-            return None;
+            return Vec::new();
         }
-        let found = find::find(text);
-        let mut out = String::with_capacity(text.len() + 64);
-        let mut last = 0;
-        let mut changed = false;
-        for f in found {
-            let new = match self.rewrite_url(&f.url) {
-                Rewritten::Kept => continue,
-                Rewritten::Url(u) => u,
-                Rewritten::Removed => self.marker.clone(),
-            };
-            out.push_str(&text[last..f.span.start]);
-            out.push_str(&new);
-            last = f.span.end;
-            changed = true;
-        }
-        if !changed {
-            return None;
-        }
-        out.push_str(&text[last..]);
-        Some(out)
+        find::find(text)
+            .into_iter()
+            .filter_map(|f| {
+                let new = match self.rewrite_url(&f.url) {
+                    Rewritten::Kept => return None,
+                    Rewritten::Url(u) => u,
+                    Rewritten::Removed => self.marker.clone(),
+                };
+                Some((f.span, new))
+            })
+            .collect()
     }
 
     /// Removes userinfo and the configured parameters; `None` if the URL
@@ -161,6 +160,26 @@ impl LinkRewriter {
         }
         Some(s)
     }
+}
+
+/// A rewriter with the default configuration and no redirector (tests).
+#[cfg(test)]
+pub(crate) fn test_rewriter(mode: LinkMode) -> LinkRewriter {
+    LinkRewriter::new(mode, &LinksConfig::default(), None)
+}
+
+/// `text` with each span of `edits` (in order, not overlapping) replaced
+/// by its new text.
+pub fn splice(text: &str, edits: impl IntoIterator<Item = (Range<usize>, String)>) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut last = 0;
+    for (span, new) in edits {
+        out.push_str(&text[last..span.start]);
+        out.push_str(&new);
+        last = span.end;
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 fn has_scheme(url: &str) -> bool {
@@ -237,6 +256,31 @@ mod tests {
         assert_eq!(
             r.rewrite_url("www.shop.example/?utm_medium=x"),
             Rewritten::Url("www.shop.example/".into())
+        );
+    }
+
+    #[test]
+    fn redirect_leads_to_http_and_https_only() {
+        let keys = Arc::new(TokenKeys::from_secrets(vec![(1, [7u8; 32])]));
+        let redirect = Redirect {
+            public_url: "https://l.example".into(),
+            ttl: Duration::from_secs(60),
+            keys: keys.clone(),
+        };
+        let r = LinkRewriter::new(LinkMode::Redirect, &LinksConfig::default(), Some(redirect));
+        let Rewritten::Url(u) = r.rewrite_url("https://a.example/x") else {
+            panic!("https has a redirect");
+        };
+        let token = u.strip_prefix("https://l.example/l/").unwrap();
+        assert_eq!(keys.open(token).as_deref(), Ok("https://a.example/x"));
+        assert_eq!(
+            r.rewrite_url("ftp://f.example/pub/x.zip"),
+            Rewritten::Removed
+        );
+        assert_eq!(
+            r.rewrite_text("get ftp://f.example/pub/x.zip now")
+                .as_deref(),
+            Some("get [link removed] now")
         );
     }
 

@@ -4,7 +4,12 @@
 //! mail-parser.
 
 pub mod codec;
+pub mod contentline;
+pub mod csv;
+pub mod ical;
+pub mod readable;
 pub mod rewrite;
+pub mod vcard;
 
 use mail_parser::{MessageParser, MimeHeaders};
 

@@ -1,17 +1,24 @@
-//! Rewriting the links of a message that stays readable: each text/plain
-//! and text/html part (attachments excepted) is decoded as its reader would
-//! see it (transfer encoding, charset, format=flowed), rewritten, and
-//! re-encoded the way it came; the Subject too. Forwarded messages
-//! (message/rfc822, whatever their disposition: readers show them as
-//! messages) are rewritten the same way, their Subject included, however
-//! deep; a transfer-encoded one is decoded, rewritten and encoded again, up
-//! to `MAX_ENCODED_DEPTH` deep. Everything else — other parts,
-//! boundaries, headers — stays byte for byte.
+//! Rewriting the links of a message that stays readable: every part a
+//! mail client shows, indexes or offers to open as text — the body's
+//! text/plain and text/html, any text/* part or attachment, calendars,
+//! vCards, parts named `.txt` `.html` `.htm` `.md` `.csv` `.ics` `.vcf`
+//! whatever their type (see `readable`) — is decoded as its reader would
+//! see it (transfer encoding, charset, format=flowed), rewritten in its own
+//! syntax, and re-encoded the way it came; the Subject too. Forwarded
+//! messages (message/rfc822, `.eml`, any message/* type, whatever their
+//! disposition: readers show them as messages) are rewritten the same way,
+//! their Subject included, however deep; a transfer-encoded one (or one
+//! mail-parser did not parse in place) is decoded, rewritten and encoded
+//! again, up to `MAX_ENCODED_DEPTH` deep, and read as plain text below
+//! that. Everything else — parts no reader shows as text, boundaries,
+//! headers but the Subject, the lines of a calendar or vCard without a
+//! URL — stays byte for byte.
 
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::codec::{self, Transfer};
-use crate::links::{LinkRewriter, html};
+use super::readable::{Reading, Syntax};
+use crate::links::LinkRewriter;
 
 /// How many transfer-encoded message/rfc822 levels are decoded and
 /// rewritten (mail-parser itself parses three).
@@ -113,13 +120,12 @@ fn rewrite_parts(message: &[u8], rw: &LinkRewriter, depth: usize) -> Option<(Vec
     let mut report = Report::default();
     for part in messages(&msg).into_iter().flat_map(|m| &m.parts) {
         let done = match &part.body {
-            PartType::Message(_) if part.encoding != Encoding::None => {
-                encoded_message_edit(message, part, rw, depth)
-            }
+            // Its parts are among the parts walked here.
+            PartType::Message(_) if part.encoding == Encoding::None => None,
+            PartType::Multipart(_) => None,
             // (A part with an encoding problem — e.g. no closing boundary —
             // is still shown by readers: it is rewritten too.)
-            PartType::Text(_) | PartType::Html(_) => text_part_edit(message, part, rw),
-            _ => None,
+            _ => readable_part_edit(message, part, rw, depth),
         };
         if let Some((edit, r)) = done {
             edits.push(edit);
@@ -133,24 +139,22 @@ fn rewrite_parts(message: &[u8], rw: &LinkRewriter, depth: usize) -> Option<(Vec
     Some((apply(message, edits), report))
 }
 
-/// A forwarded message in base64 or quoted-printable: decoded, rewritten,
-/// encoded the same way again.
-fn encoded_message_edit(
-    message: &[u8],
+/// A message in a part (forwarded in base64 or quoted-printable, or an
+/// `.eml` attachment): decoded, rewritten, encoded the same way again.
+fn message_part_edit(
     part: &MessagePart<'_>,
+    raw: &[u8],
+    transfer: Transfer,
+    bytes: &[u8],
     rw: &LinkRewriter,
     depth: usize,
 ) -> Option<(Edit, Report)> {
-    if depth >= MAX_ENCODED_DEPTH {
-        return None;
-    }
-    let (start, end) = (part.offset_body as usize, part.offset_end as usize);
-    let raw = message.get(start..end)?;
-    let transfer = Transfer::parse(part.content_transfer_encoding())?;
-    let inner = codec::decode_transfer(transfer, raw)?;
-    let (new, report) = rewrite_message(&inner, rw, depth + 1)?;
+    let (new, report) = rewrite_message(bytes, rw, depth + 1)?;
     let encoded = same_ending(codec::encode_transfer(transfer, &new), raw);
-    Some(((start, end, encoded), report))
+    Some((
+        (part.offset_body as usize, part.offset_end as usize, encoded),
+        report,
+    ))
 }
 
 /// `encoded` ending as `raw` did (the CRLF before a boundary belongs to
@@ -166,107 +170,31 @@ fn same_ending(mut encoded: Vec<u8>, raw: &[u8]) -> Vec<u8> {
     encoded
 }
 
-/// How a text part is written: subtype, charset, format=flowed and delsp.
-struct TextKind {
-    html: bool,
-    charset: Option<String>,
-    flowed: bool,
-    delsp: bool,
-}
-
-impl TextKind {
-    /// `None` for anything but a text/plain or text/html part that is not
-    /// an attachment.
-    fn of(part: &MessagePart<'_>) -> Option<TextKind> {
-        if part
-            .content_disposition()
-            .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
-        {
-            return None;
-        }
-        let Some(ct) = part.content_type() else {
-            return Some(TextKind {
-                html: false,
-                charset: None,
-                flowed: false,
-                delsp: false,
-            });
-        };
-        if !ct.ctype().eq_ignore_ascii_case("text") {
-            return None;
-        }
-        let sub = ct.subtype().unwrap_or("plain").to_ascii_lowercase();
-        if sub != "plain" && sub != "html" {
-            return None;
-        }
-        let is = |name: &str, value: &str| {
-            ct.attribute(name)
-                .is_some_and(|v| v.eq_ignore_ascii_case(value))
-        };
-        Some(TextKind {
-            html: sub == "html",
-            charset: ct.attribute("charset").map(str::to_string),
-            flowed: is("format", "flowed"),
-            delsp: is("delsp", "yes"),
-        })
-    }
-
-    /// The URLs of `text` (decoded) rewritten; `None` when nothing changed.
-    fn rewrite(&self, text: &str, rw: &LinkRewriter) -> Option<(String, usize)> {
-        if self.html {
-            html::rewrite(text, rw)
-        } else if self.flowed {
-            let plain = codec::unflow(text, self.delsp);
-            let new = rw.rewrite_text(&plain)?;
-            Some((codec::reflow(&new, self.delsp), 1))
-        } else {
-            Some((rw.rewrite_text(text)?, 1))
-        }
-    }
-
-    /// The part's content (transfer-decoded) with its URLs rewritten;
-    /// `None` when nothing changed.
-    fn rewrite_bytes(&self, bytes: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, usize)> {
-        let mut enc = codec::charset(self.charset.as_deref());
-        if codec::is_utf16(enc)
-            && let Some((bom, _)) = encoding_rs::Encoding::for_bom(bytes)
-        {
-            // Readers follow the byte order mark of a UTF-16 part.
-            enc = bom;
-        }
-        // Bytes invalid in the declared charset: read as the reader would,
-        // with replacement characters, rather than leave the part's URLs.
-        let text = codec::to_text(enc, bytes)
-            .unwrap_or_else(|| enc.decode_without_bom_handling(bytes).0.into_owned());
-        let declared = self
-            .rewrite(&text, rw)
-            .map(|(new, n)| (codec::from_text(enc, &new), n));
-        if !codec::is_utf16(enc) {
-            return declared;
-        }
-        // ASCII bytes under a UTF-16 label: readers see CJK, a provider's
-        // scanner the URLs. Those go too (rewritten output is UTF-16, so
-        // nothing is rewritten twice).
-        let (data, n) = declared.clone().unwrap_or_else(|| (bytes.to_vec(), 0));
-        match rw.rewrite_text(&codec::bytes_view(&data)) {
-            Some(new) => Some((codec::from_bytes_view(&new), n + 1)),
-            None => declared,
-        }
-    }
-}
-
-/// A readable text part with its URLs rewritten, re-encoded as it came.
-fn text_part_edit(
+/// A readable part with its URLs rewritten in its syntax, re-encoded as
+/// it came.
+fn readable_part_edit(
     message: &[u8],
     part: &MessagePart<'_>,
     rw: &LinkRewriter,
+    depth: usize,
 ) -> Option<(Edit, Report)> {
-    let kind = TextKind::of(part)?;
+    let mut reading = Reading::of(part)?;
+    if let PartType::Message(_) = part.body {
+        // (A digest's parts are messages without saying so.)
+        reading.syntax = Syntax::Message;
+    }
     let (start, end) = (part.offset_body as usize, part.offset_end as usize);
     let raw = message.get(start..end)?;
     let transfer = Transfer::parse(part.content_transfer_encoding())?;
     let bytes = codec::decode_transfer(transfer, raw)?;
-    let (data, urls) = kind.rewrite_bytes(&bytes, rw)?;
+    if reading.syntax == Syntax::Message {
+        if depth < MAX_ENCODED_DEPTH {
+            return message_part_edit(part, raw, transfer, &bytes, rw, depth);
+        }
+        // Deeper than sotto decodes messages: its text is still read.
+        reading.syntax = Syntax::Plain;
+    }
+    let (data, urls) = reading.rewrite_bytes(&bytes, rw)?;
     // Longer lines than the part may carry as it is (a redirect link for a
     // long signed URL): it travels quoted-printable instead.
     let switch = transfer == Transfer::Identity && codec::has_long_line(&data);
@@ -332,7 +260,7 @@ mod tests {
 
     #[test]
     fn only_readable_parts_change() {
-        let m = b"Subject: hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGo to https://ex=\r\nample.com/r?token=3D1 now\r\n--b\r\nContent-Type: text/plain; name=x.txt\r\nContent-Disposition: attachment\r\n\r\nhttps://attached.example/\r\n--b--\r\n";
+        let m = b"Subject: hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGo to https://ex=\r\nample.com/r?token=3D1 now\r\n--b\r\nContent-Type: text/plain; name=x.txt\r\nContent-Disposition: attachment\r\n\r\nhttps://attached.example/\r\n--b\r\nContent-Type: application/pdf; name=x.pdf\r\nContent-Disposition: attachment\r\n\r\n/URI (https://pdf.example/)\r\n--b--\r\n";
         let (out, report) = rewrite_links(m, &strip()).unwrap();
         let text = String::from_utf8_lossy(&out);
         assert!(
@@ -340,10 +268,14 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("https://attached.example/"),
-            "attachments stay: {text}"
+            text.contains("attachment\r\n\r\n[link removed]\r\n--b\r\n"),
+            "text attachments are read: {text}"
         );
-        assert_eq!(report.parts, 1);
+        assert!(
+            text.contains("/URI (https://pdf.example/)"),
+            "other attachments stay: {text}"
+        );
+        assert_eq!(report.parts, 2);
         assert!(rewrite_links(b"Subject: none\r\n\r\nno links\r\n", &strip()).is_none());
         let (out, _) = rewrite_links(b"no header https://a.example/x\r\n", &strip()).unwrap();
         assert_eq!(out, b"no header [link removed]\r\n");
