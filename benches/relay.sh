@@ -24,6 +24,9 @@
 #   SLOW      seconds; a run slower than this is not repeated (default 10),
 #             which bounds the runtime when one path is badly slow
 #   GPG_MESSAGES  messages for the gpg-per-message baseline (default 200)
+#   PROFILE   set to 1: record the encrypting sotto with `perf record -e
+#             cpu-clock -g` during its first run at the last session count,
+#             and print where its CPU time went (symbols, self time)
 #
 # smtp-source opens one connection per message (its default), so both paths
 # pay connection setup; sotto keeps a pool of upstream connections.
@@ -201,7 +204,18 @@ for sess in $SESSIONS; do
     for round in $(seq "$ROUNDS"); do
         read -r d cd < <(run "$SINK_PORT" "$sess" "$MESSAGES" "$SINK_PID")
         read -r s cs < <(run "$SOTTO_PORT" "$sess" "$MESSAGES" "$SOTTO_PID")
+        profiling=
+        if [[ ${PROFILE:-} == 1 && $round == 1 && $sess == "${SESSIONS##* }" ]]; then
+            command -v perf >/dev/null || die "PROFILE=1 needs perf (Debian package linux-perf)"
+            perf record -q -e cpu-clock -F 1999 -g -p "$ENC_PID" -o "$TMP/perf.data" 2>"$TMP/perf.err" &
+            profiling=$!
+            sleep 0.5
+        fi
         read -r e ce < <(run "$ENC_PORT" "$sess" "$MESSAGES" "$ENC_PID")
+        if [[ -n $profiling ]]; then
+            kill -INT "$profiling"
+            wait "$profiling" || true
+        fi
         best_direct=$(min "$best_direct" "$d")
         best_sotto=$(min "$best_sotto" "$s")
         best_enc=$(min "$best_enc" "$e")
@@ -224,6 +238,13 @@ done
 echo "(µs: CPU time per message, user + system, lowest of the rounds: smtp-sink on the direct"
 echo " path, the relaying sotto, the encrypting sotto; peak RSS: relaying sotto / encrypting sotto)"
 echo
+
+if [[ -s $TMP/perf.data ]]; then
+    echo "where the encrypting sotto's CPU time went (perf, self time, top 40 symbols):"
+    perf report -i "$TMP/perf.data" --no-children --stdio --sort symbol 2>/dev/null \
+        | grep -E '^ +[0-9.]+%' | head -n 40
+    echo
+fi
 
 # The script-gateway baseline: one gpg process per message, same size.
 head -c "$SIZE" /dev/urandom | base64 -w 76 | head -c "$SIZE" >"$TMP/body.txt"

@@ -155,15 +155,15 @@ pub struct Parsed {
     fields: Vec<(usize, usize, usize)>,
     header_end: usize,
     body_start: usize,
-    /// The values read from the header.
-    pub info: HeaderInfo,
+    /// The values read from the header, once asked for.
+    info: std::sync::OnceLock<HeaderInfo>,
 }
 
 impl Parsed {
-    /// Splits the header and reads its values (one pass each).
+    /// Splits the header (its values are read when first asked for).
     pub fn new(bytes: Vec<u8>) -> Parsed {
         let base = bytes.as_ptr() as usize;
-        let (fields, header_end, body_start, info) = {
+        let (fields, header_end, body_start) = {
             let s = split(&bytes);
             let at = |b: &[u8]| b.as_ptr() as usize - base;
             let fields = s
@@ -173,15 +173,21 @@ impl Parsed {
                 .collect();
             let header_end = at(s.header) + s.header.len();
             let body_start = at(s.body);
-            (fields, header_end, body_start, info(s.header))
+            (fields, header_end, body_start)
         };
         Parsed {
             bytes,
             fields,
             header_end,
             body_start,
-            info,
+            info: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The values sotto needs from the header, read once.
+    pub fn info(&self) -> &HeaderInfo {
+        self.info
+            .get_or_init(|| info(&self.bytes[..self.header_end]))
     }
 
     /// The fields and body, as [`split`] gives them.
@@ -205,7 +211,7 @@ impl Parsed {
 
     /// Whether the message is already encrypted (see [`already_encrypted`]).
     pub fn already_encrypted(&self) -> bool {
-        already_encrypted(&self.info, &self.bytes[self.body_start..])
+        already_encrypted(self.info(), &self.bytes[self.body_start..])
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -258,7 +264,7 @@ mod tests {
         let (a, b) = (split(m), p.split());
         assert_eq!(a.fields, b.fields);
         assert_eq!((a.body, a.header), (b.body, b.header));
-        assert_eq!(p.info.visible_rcpts, vec!["b@y".to_string()]);
+        assert_eq!(p.info().visible_rcpts, vec!["b@y".to_string()]);
         assert!(!p.already_encrypted());
         let s = split(b"just text\r\n");
         assert!(s.fields.is_empty());

@@ -16,6 +16,7 @@
 
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
+use super::Parsed;
 use super::codec::{self, Transfer};
 use super::readable::{Reading, Syntax};
 use crate::links::LinkRewriter;
@@ -41,29 +42,63 @@ pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Repo
     rewrite_message(message, rw, 0)
 }
 
+/// [`rewrite_links`] of a message whose header was already read: it is not
+/// split again, and the MIME structure is parsed once.
+pub fn rewrite_parsed(message: &Parsed, rw: &LinkRewriter) -> Option<(Vec<u8>, Report)> {
+    if message.split().fields.is_empty() {
+        return rewrite_headerless(message.bytes(), rw);
+    }
+    rewrite_with_header(message.bytes(), rw, 0)
+}
+
 /// [`rewrite_links`] of a message `depth` transfer encodings down.
 fn rewrite_message(message: &[u8], rw: &LinkRewriter, depth: usize) -> Option<(Vec<u8>, Report)> {
     if super::split(message).fields.is_empty() {
         // No header at all: the whole message is what a reader sees.
         return rewrite_headerless(message, rw);
     }
+    rewrite_with_header(message, rw, depth)
+}
+
+/// The Subjects and readable parts of a message with a header, from one
+/// parse: every edit is found in the same bytes and made in one pass.
+fn rewrite_with_header(
+    message: &[u8],
+    rw: &LinkRewriter,
+    depth: usize,
+) -> Option<(Vec<u8>, Report)> {
     let msg = MessageParser::default().parse(message)?;
-    // Subjects first: a part's header edit may cover the same bytes.
     let subjects: Vec<Edit> = messages(&msg)
         .into_iter()
         .filter_map(|m| subject_edit(message, m, rw))
         .collect();
-    drop(msg);
-    if subjects.is_empty() {
-        return rewrite_parts(message, rw, depth);
+    let mut edits: Vec<Edit> = Vec::new();
+    let mut report = Report::default();
+    for part in messages(&msg).into_iter().flat_map(|m| &m.parts) {
+        let done = match &part.body {
+            // Its parts are among the parts walked here.
+            PartType::Message(_) if part.encoding == Encoding::None => None,
+            PartType::Multipart(_) => None,
+            // (A part with an encoding problem — e.g. no closing boundary —
+            // is still shown by readers: it is rewritten too.)
+            _ => readable_part_edit(message, part, rw, depth, &subjects),
+        };
+        if let Some((edit, r)) = done {
+            edits.push(edit);
+            report.parts += r.parts;
+            report.urls += r.urls;
+        }
     }
-    let n = subjects.len();
-    let changed = apply(message, subjects);
-    let (out, mut report) =
-        rewrite_parts(&changed, rw, depth).unwrap_or((changed, Report::default()));
-    report.parts += n;
-    report.urls += n;
-    Some((out, report))
+    if edits.is_empty() && subjects.is_empty() {
+        return None;
+    }
+    report.parts += subjects.len();
+    report.urls += subjects.len();
+    // A part edit that rewrites its header (see `with_transfer_encoding`)
+    // already carries the new Subject; `apply` then leaves the Subject's
+    // own edit out, as it overlaps.
+    edits.extend(subjects);
+    Some((apply(message, edits), report))
 }
 
 /// `msg` and every message nested in it without a transfer encoding (whose
@@ -113,32 +148,6 @@ fn rewrite_headerless(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Rep
     Some((codec::from_text(enc, &new), Report { parts: 1, urls: 1 }))
 }
 
-/// Rewrites the readable parts' links; `None` when nothing changed.
-fn rewrite_parts(message: &[u8], rw: &LinkRewriter, depth: usize) -> Option<(Vec<u8>, Report)> {
-    let msg = MessageParser::default().parse(message)?;
-    let mut edits: Vec<Edit> = Vec::new();
-    let mut report = Report::default();
-    for part in messages(&msg).into_iter().flat_map(|m| &m.parts) {
-        let done = match &part.body {
-            // Its parts are among the parts walked here.
-            PartType::Message(_) if part.encoding == Encoding::None => None,
-            PartType::Multipart(_) => None,
-            // (A part with an encoding problem — e.g. no closing boundary —
-            // is still shown by readers: it is rewritten too.)
-            _ => readable_part_edit(message, part, rw, depth),
-        };
-        if let Some((edit, r)) = done {
-            edits.push(edit);
-            report.parts += r.parts;
-            report.urls += r.urls;
-        }
-    }
-    if edits.is_empty() {
-        return None;
-    }
-    Some((apply(message, edits), report))
-}
-
 /// A message in a part (forwarded in base64 or quoted-printable, or an
 /// `.eml` attachment): decoded, rewritten, encoded the same way again.
 fn message_part_edit(
@@ -177,6 +186,7 @@ fn readable_part_edit(
     part: &MessagePart<'_>,
     rw: &LinkRewriter,
     depth: usize,
+    subjects: &[Edit],
 ) -> Option<(Edit, Report)> {
     let mut reading = Reading::of(part)?;
     if let PartType::Message(_) = part.body {
@@ -207,7 +217,8 @@ fn readable_part_edit(
     let report = Report { parts: 1, urls };
     if switch {
         let header_start = part.offset_header as usize;
-        let mut head = with_transfer_encoding(&message[header_start..start], "quoted-printable");
+        let mut head =
+            with_transfer_encoding(message, header_start..start, "quoted-printable", subjects);
         head.extend_from_slice(&encoded);
         Some(((header_start, end, head), report))
     } else {
@@ -215,9 +226,16 @@ fn readable_part_edit(
     }
 }
 
-/// A part header (fields and the blank line) with its
-/// Content-Transfer-Encoding set to `value`.
-fn with_transfer_encoding(header: &[u8], value: &str) -> Vec<u8> {
+/// The part header at `range` of `message` (fields and the blank line)
+/// with its Content-Transfer-Encoding set to `value`, and a Subject field
+/// that one of `subjects` rewrites written rewritten.
+fn with_transfer_encoding(
+    message: &[u8],
+    range: std::ops::Range<usize>,
+    value: &str,
+    subjects: &[Edit],
+) -> Vec<u8> {
+    let header = &message[range.clone()];
     let parts = super::split(header);
     let mut out = Vec::with_capacity(header.len() + 48);
     for f in parts
@@ -225,7 +243,11 @@ fn with_transfer_encoding(header: &[u8], value: &str) -> Vec<u8> {
         .iter()
         .filter(|f| !f.is("content-transfer-encoding"))
     {
-        out.extend_from_slice(f.raw);
+        let at = range.start + (f.raw.as_ptr() as usize - header.as_ptr() as usize);
+        match subjects.iter().find(|e| e.0 == at) {
+            Some((_, _, new)) => out.extend_from_slice(new),
+            None => out.extend_from_slice(f.raw),
+        }
     }
     out.extend_from_slice(format!("Content-Transfer-Encoding: {value}\r\n\r\n").as_bytes());
     out
@@ -301,6 +323,32 @@ mod tests {
         let (back, bad) = encoding_rs::UTF_16BE.decode_without_bom_handling(body);
         assert!(!bad);
         assert_eq!(back, "\u{feff}Caf\u{e9} [link removed] ok");
+    }
+
+    #[test]
+    fn subject_kept_rewritten_when_the_part_header_is_rewritten_too() {
+        // A single-part message whose rewritten body needs quoted-printable:
+        // the part's header (the message's own) is written again, and must
+        // carry the rewritten Subject, from the same parse.
+        let long = format!("https://l.example/{}", "x".repeat(1200));
+        let m = format!(
+            "Subject: see https://s.example/x\r\nContent-Type: text/plain\r\n\r\nshort\r\n{long}\r\n"
+        );
+        let defang = LinkRewriter::new(LinkMode::Defang, &LinksConfig::default(), None);
+        let (out, report) = rewrite_links(m.as_bytes(), &defang).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("Subject: see hxxps://s[.]example/x\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Content-Transfer-Encoding: quoted-printable\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("https://"), "{text}");
+        assert_eq!(report.parts, 2);
+        let parsed = Parsed::new(m.into_bytes());
+        assert_eq!(rewrite_parsed(&parsed, &defang).unwrap().0, out);
     }
 
     #[test]

@@ -297,6 +297,8 @@ async fn deliver<X: Transaction>(
         mut certs,
         rcpts,
     } = group;
+    // Read once here; link rewriting and encryption work on this parsed form.
+    let message = crate::mail::Parsed::new(message);
     let message = match &effective {
         Some(e) if e.links != LinkMode::Keep => {
             match rewrite_links(crypt.clone(), message, e.links).await {
@@ -314,11 +316,9 @@ async fn deliver<X: Transaction>(
         _ => message,
     };
     let Some(effective) = effective.filter(|e| e.encrypt) else {
-        return inner.commit(message).await;
+        return inner.commit(message.into_bytes()).await;
     };
     let started = Instant::now();
-    // Read once here; encryption works on this parsed form.
-    let message = crate::mail::Parsed::new(message);
     if message.already_encrypted() {
         tracing::info!(event = "encrypt", result = "already_encrypted");
         metrics::counter!("sotto_encryptions_total", "result" => "already_encrypted").increment(1);
@@ -326,7 +326,7 @@ async fn deliver<X: Transaction>(
     }
     let hide = rcpts
         .iter()
-        .any(|r| !message.info.visible_rcpts.contains(r));
+        .any(|r| !message.info().visible_rcpts.contains(r));
     if effective.encrypt_to_sender
         && !from.is_empty()
         && let Some(found) = crypt.keys.lookup(from).await.found
@@ -412,33 +412,39 @@ async fn deliver<X: Transaction>(
 }
 
 /// Rewrites the message's links per `mode`, off the async threads; `None`
-/// only if that work died.
-async fn rewrite_links(crypt: Arc<Crypt>, message: Vec<u8>, mode: LinkMode) -> Option<Vec<u8>> {
-    {
-        let rw = crypt.link_rewriter(mode);
-        let started = Instant::now();
-        let work = cpu(message.len(), move || {
-            let result = crate::mail::rewrite::rewrite_links(&message, &rw);
-            (message, result)
-        });
-        match work.await {
-            Ok((_, Some((rewritten, report)))) => {
-                metrics::counter!("sotto_link_rewrites_total", "mode" => mode.name())
-                    .increment(report.urls as u64);
-                tracing::info!(
-                    event = "links",
-                    mode = mode.name(),
-                    parts = report.parts,
-                    urls = report.urls,
-                    ms = started.elapsed().as_millis() as u64,
-                );
-                Some(rewritten)
-            }
-            Ok((message, None)) => Some(message),
-            Err(_) => {
-                tracing::warn!(event = "links", result = "failed");
-                None
-            }
+/// only if that work died. A changed message is read again (its bytes are
+/// new); an unchanged one is handed on as it was read.
+async fn rewrite_links(
+    crypt: Arc<Crypt>,
+    message: crate::mail::Parsed,
+    mode: LinkMode,
+) -> Option<crate::mail::Parsed> {
+    let rw = crypt.link_rewriter(mode);
+    let started = Instant::now();
+    let work = cpu(
+        message.bytes().len(),
+        move || match crate::mail::rewrite::rewrite_parsed(&message, &rw) {
+            Some((rewritten, report)) => (crate::mail::Parsed::new(rewritten), Some(report)),
+            None => (message, None),
+        },
+    );
+    match work.await {
+        Ok((rewritten, Some(report))) => {
+            metrics::counter!("sotto_link_rewrites_total", "mode" => mode.name())
+                .increment(report.urls as u64);
+            tracing::info!(
+                event = "links",
+                mode = mode.name(),
+                parts = report.parts,
+                urls = report.urls,
+                ms = started.elapsed().as_millis() as u64,
+            );
+            Some(rewritten)
+        }
+        Ok((message, None)) => Some(message),
+        Err(_) => {
+            tracing::warn!(event = "links", result = "failed");
+            None
         }
     }
 }
