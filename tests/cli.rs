@@ -181,7 +181,7 @@ fn explain_for_chat_names_the_format_and_never_makes_keys() {
     .unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "pass\n").unwrap();
-    let user_keys = dir.path().join("user-keys");
+    let store = format!("sqlite://{}", dir.path().join("sotto.db").display());
     let out = sotto()
         .args(["explain", "--channel", "xmpp", "--policies"])
         .arg(&policies)
@@ -195,7 +195,7 @@ fn explain_for_chat_names_the_format_and_never_makes_keys() {
         ])
         .env("SOTTO_KEYS__SOURCES", "dir")
         .env("SOTTO_XMPP__DOMAIN", "example.org")
-        .env("SOTTO_XMPP__USER_KEYS", &user_keys)
+        .env("SOTTO_STORE__URL", &store)
         .env("SOTTO_XMPP__USER_KEYS_SECRET", &secret)
         .output()
         .unwrap();
@@ -231,10 +231,18 @@ fn explain_for_chat_names_the_format_and_never_makes_keys() {
         "{text}"
     );
     // explain only reads: no key was made for the local user.
-    let made = std::fs::read_dir(&user_keys)
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(made, 0, "explain must not create keys");
+    let snapshot = dir.path().join("snapshot");
+    let out = sotto()
+        .args(["store", "backup"])
+        .arg(&snapshot)
+        .env("SOTTO_STORE__URL", &store)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(": 0 identities"),
+        "explain must not create keys: {said}"
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod crypt;
 mod links;
 mod load;
 mod locate;
+mod store;
 mod validate;
 mod xmpp;
 
@@ -27,6 +28,7 @@ pub use crypt::{CryptConfig, Encrypt, KeySource, KeysConfig, PolicyConfig, Subje
 pub use links::{LinksConfig, RedirectConfig, TokenKey};
 pub use load::ENV_PREFIX;
 pub use locate::Problem;
+pub use store::StoreConfig;
 pub use xmpp::XmppConfig;
 
 /// The whole configuration of one sotto process.
@@ -46,6 +48,7 @@ pub struct Config {
     pub links: LinksConfig,
     pub redirect: RedirectConfig,
     pub xmpp: XmppConfig,
+    pub store: StoreConfig,
 }
 
 /// The SMTP listener (smarthost or before-queue filter use).

@@ -123,18 +123,19 @@ impl Setup {
         )
     }
 
-    /// The sotto-held key file of `jid` (its secret parts passphrase-protected).
+    /// The sotto-held key of `jid` as a file (armoured, its secret parts
+    /// passphrase-protected as in the store).
     pub fn key_file(&self, jid: &str) -> PathBuf {
-        for entry in std::fs::read_dir(&self.gw.user_keys).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read(&path).unwrap();
-            let listing = gpg_show(&text);
-            // --with-colons escapes the URI's colon.
-            if listing.contains(&format!("xmpp\\x3a{jid}")) {
-                return path;
-            }
-        }
-        panic!("no key file for {jid} in {}", self.gw.user_keys.display());
+        use sequoia_openpgp::parse::Parse;
+        use sequoia_openpgp::serialize::SerializeInto;
+        let tsk = self
+            .gw
+            .stored_key(jid)
+            .unwrap_or_else(|| panic!("no key for {jid} in the store"));
+        let cert = sequoia_openpgp::Cert::from_bytes(&tsk).expect("a stored key");
+        let path = self.gw.scratch.join(format!("{jid}.pgp"));
+        std::fs::write(&path, cert.as_tsk().armored().to_vec().unwrap()).unwrap();
+        path
     }
 }
 
