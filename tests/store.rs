@@ -134,7 +134,7 @@ async fn a_change_reaches_the_other_process_postgres() {
 }
 
 /// gpg with the given passphrase for secret keys, in its own home.
-fn gpg(home: &Path, pass: &str) -> Command {
+fn gpg(home: &Path, pass: &str, args: &[&str]) -> Command {
     common::require("gpg");
     let mut c = Command::new("gpg");
     c.env("GNUPGHOME", home).args([
@@ -147,6 +147,7 @@ fn gpg(home: &Path, pass: &str) -> Command {
         "--trust-model",
         "always",
     ]);
+    c.args(args);
     c
 }
 
@@ -203,9 +204,9 @@ async fn backup_on_sqlite_restores_on_postgres() {
     // A message to alice, encrypted by GnuPG to her public key.
     let sender = gpg_home();
     let public = alice.cert().armored().to_vec().unwrap();
-    gpg_io(gpg(sender.path(), "").arg("--import").to_owned(), &public);
-    let mut enc = gpg(sender.path(), "");
-    enc.args(["--armor", "--encrypt", "-r", &alice.fingerprint().to_hex()]);
+    gpg_io(gpg(sender.path(), "", &["--import"]), &public);
+    let fpr = alice.fingerprint().to_hex();
+    let enc = gpg(sender.path(), "", &["--armor", "--encrypt", "-r", &fpr]);
     let ciphertext = gpg_io(enc, b"for alice only 4711");
 
     let file = dir.path().join("backup.txt");
@@ -255,14 +256,8 @@ async fn backup_on_sqlite_restores_on_postgres() {
     assert!(tsk.keys().secret().all(|k| k.key().secret().is_encrypted()));
     let reader = gpg_home();
     let armored = tsk.as_tsk().armored().to_vec().unwrap();
-    gpg_io(
-        gpg(reader.path(), PASS).arg("--import").to_owned(),
-        &armored,
-    );
-    let plain = gpg_io(
-        gpg(reader.path(), PASS).arg("--decrypt").to_owned(),
-        &ciphertext,
-    );
+    gpg_io(gpg(reader.path(), PASS, &["--import"]), &armored);
+    let plain = gpg_io(gpg(reader.path(), PASS, &["--decrypt"]), &ciphertext);
     assert_eq!(plain, b"for alice only 4711");
     // And sotto itself uses it: the same key, unlocked.
     let key = restored.get("alice@example.org").await.unwrap().unwrap();
@@ -280,9 +275,9 @@ fn legacy_dir(dir: &Path, pass: &str) -> BTreeMap<String, String> {
             .add_signing_subkey()
             .add_transport_encryption_subkey()
             .add_userid(format!("xmpp:{jid}"))
-            .set_password(Some(pass.into()))
             .generate()
             .unwrap();
+        let cert = locked(cert, pass);
         let out = Command::new("sha256sum")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -305,8 +300,37 @@ fn legacy_dir(dir: &Path, pass: &str) -> BTreeMap<String, String> {
         .unwrap();
         made.insert(jid.to_string(), cert.fingerprint().to_hex());
     }
-    std::fs::write(dir.join("README"), "not a key").unwrap();
+    std::fs::write(dir.join("junk.pgp"), "not a key").unwrap();
+    std::fs::write(dir.join("README"), "not even named like a key").unwrap();
     made
+}
+
+/// `cert` with its secret parts encrypted under `pass`, with the S2K the
+/// old directories used (iterated SHA-256, 4 MiB).
+fn locked(cert: Cert, pass: &str) -> Cert {
+    use sequoia_openpgp::Packet;
+    use sequoia_openpgp::crypto::S2K;
+    use sequoia_openpgp::packet::Key;
+    use sequoia_openpgp::packet::key::{KeyRole, SecretParts};
+    use sequoia_openpgp::types::{HashAlgorithm, SymmetricAlgorithm};
+    fn lock<R: KeyRole>(
+        k: Key<SecretParts, R>,
+        pass: &sequoia_openpgp::crypto::Password,
+    ) -> Key<SecretParts, R> {
+        let (public, mut secret) = k.take_secret();
+        let s2k = S2K::new_iterated(HashAlgorithm::SHA256, 4 << 20).unwrap();
+        secret
+            .encrypt_in_place_with(&public, s2k, SymmetricAlgorithm::AES256, None, pass)
+            .unwrap();
+        public.add_secret(secret).0
+    }
+    let pass = pass.into();
+    let packets = cert.into_tsk().into_packets().map(|p| match p {
+        Packet::SecretKey(k) => Packet::SecretKey(lock(k, &pass)),
+        Packet::SecretSubkey(k) => Packet::SecretSubkey(lock(k, &pass)),
+        other => other,
+    });
+    Cert::from_packets(packets).unwrap()
 }
 
 fn listing(dir: &Path) -> BTreeMap<String, Vec<u8>> {

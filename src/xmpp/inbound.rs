@@ -102,7 +102,7 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
         {
             Ok((new, digest)) => {
                 if let (Some(to), Some(digest)) = (&live, digest)
-                    && let Err(why) = first_sighting(chat, users, &to, &digest).await
+                    && let Err(why) = first_sighting(chat, users, to, &digest).await
                 {
                     count("undecryptable");
                     tracing::info!(event = "xmpp_decrypt_failed", reason = why, from_domain = %domain(&from));
