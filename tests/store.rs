@@ -535,3 +535,45 @@ fn backup_and_restore_commands() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("backup line 2"));
 }
+
+async fn http_get(url: String) -> (u16, String) {
+    let r = reqwest::get(url).await.expect("admin answers");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// `serve` on a PostgreSQL store that goes away: `/readyz` says not ready
+/// (and why), mail that needs no store keeps flowing, the store metrics
+/// count the failures, and readiness comes back by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reports_the_store_in_readyz_and_keeps_relaying() {
+    let pg = Postgres::start();
+    let sink = common::Sink::start(&[]);
+    let mut cfg = common::config(&sink.addr);
+    cfg.store.url = Some(pg.database());
+    cfg.store.timeout = Duration::from_secs(1);
+    let gw = common::gateway(&cfg).await;
+    let admin = gw.admin.unwrap();
+    let ready = || http_get(format!("http://{admin}/readyz"));
+    assert_eq!(ready().await, (200, "ready\n".into()));
+
+    pg.halt();
+    let (status, body) = ready().await;
+    assert_eq!((status, body.as_str()), (503, "state store unavailable\n"));
+    let mut c = common::Client::greeted(gw.smtp.unwrap()).await;
+    let r = c
+        .send_mail("a@example.com", &["b@example.org"], b"hello\r\n.\r\n")
+        .await;
+    assert!(r.starts_with("250"), "mail needs no store: {r}");
+    let (_, metrics) = http_get(format!("http://{admin}/metrics")).await;
+    assert!(
+        metrics.contains("sotto_store_errors_total{op=\"ping\",backend=\"postgres\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sotto_store_query_duration_seconds_bucket"),
+        "{metrics}"
+    );
+
+    pg.resume();
+    eventually("readyz is ready again", || async { ready().await.0 == 200 }).await;
+}
