@@ -22,9 +22,10 @@ pub const TRANSIT_NS: &str = "urn:x-sotto:transit:0";
 const CARBONS_NS: &str = "urn:xmpp:carbons:2";
 const FORWARD_NS: &str = "urn:xmpp:forward:0";
 const MAM_NS: &str = "urn:xmpp:mam:2";
+const DELAY_NS: &str = "urn:xmpp:delay";
 /// Not accepted from inside a payload: wrappers that would make it look
 /// forwarded or archived, delays, and the transit marker.
-const UNTRUSTED_NS: [&str; 5] = [TRANSIT_NS, CARBONS_NS, FORWARD_NS, MAM_NS, "urn:xmpp:delay"];
+const UNTRUSTED_NS: [&str; 5] = [TRANSIT_NS, CARBONS_NS, FORWARD_NS, MAM_NS, DELAY_NS];
 
 /// Removes sotto's transit marker wherever it is in a message from the
 /// server: only sotto may say a message was encrypted in transit.
@@ -60,10 +61,13 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
         };
         let from = inner.attr("from").map(bare_jid).unwrap_or_default();
         // A live message (not a carbon or archive result) is recorded
-        // against its replay, per receiving resource.
-        let live = path
-            .is_empty()
-            .then(|| inner.attr("to").unwrap_or(me).to_string());
+        // against its replay, per receiving resource. One the server says
+        // it held (`<delay/>`: offline storage, redelivery after a stream
+        // resumption) is recorded but shown as the old message it says it is.
+        let live = path.is_empty().then(|| Live {
+            to: inner.attr("to").unwrap_or(me).to_string(),
+            delayed: inner.child("delay", DELAY_NS).is_some(),
+        });
         // The addressee the <to/> must name: the message's own addressee.
         let to = inner
             .attr("to")
@@ -101,8 +105,9 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
         .await
         {
             Ok((new, digest)) => {
-                if let (Some(to), Some(digest)) = (&live, digest)
-                    && let Err(why) = first_sighting(chat, users, to, &digest).await
+                if let (Some(live), Some(digest)) = (&live, digest)
+                    && let Err(why) = first_sighting(chat, users, &live.to, &digest).await
+                    && !live.delayed
                 {
                     count("undecryptable");
                     tracing::info!(event = "xmpp_decrypt_failed", reason = why, from_domain = %domain(&from));
@@ -215,6 +220,13 @@ async fn sender_certs(chat: &Chat, from: &str) -> Vec<Cert> {
         .found
         .map(|f| vec![(*f.cert).clone()])
         .unwrap_or_default()
+}
+
+/// A live message's receiving resource, and whether the server says it
+/// held it.
+struct Live {
+    to: String,
+    delayed: bool,
 }
 
 /// Whether a live message with signed content `digest`, for the resource
