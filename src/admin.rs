@@ -1,6 +1,7 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus), `/healthz` (the process
 //! answers) and `/readyz` (policies loaded, the upstream accepts
-//! connections, and sotto is not shutting down).
+//! connections, the state store answers when sotto uses one, and sotto is
+//! not shutting down).
 
 use axum::Router;
 use axum::extract::State;
@@ -14,14 +15,21 @@ use crate::relay::Upstream;
 #[derive(Clone)]
 struct AdminState {
     upstream: Upstream,
+    store: Option<crate::store::Store>,
     shutdown: CancellationToken,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Serves the admin endpoint until shutdown.
-pub async fn run(listener: TcpListener, upstream: Upstream, shutdown: CancellationToken) {
+pub async fn run(
+    listener: TcpListener,
+    upstream: Upstream,
+    store: Option<crate::store::Store>,
+    shutdown: CancellationToken,
+) {
     let state = AdminState {
         upstream,
+        store,
         shutdown: shutdown.clone(),
         metrics: crate::telemetry::install(),
     };
@@ -55,6 +63,10 @@ async fn render(
 async fn ready(State(s): State<AdminState>) -> (StatusCode, &'static str) {
     if s.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if let Some(store) = &s.store
+        && store.ping().await.is_err()
+    {
+        (StatusCode::SERVICE_UNAVAILABLE, "state store unavailable\n")
     } else if s.upstream.reachable().await {
         (StatusCode::OK, "ready\n")
     } else {

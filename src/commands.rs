@@ -200,15 +200,10 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
 
 /// Chat recipients' keys for `explain --channel xmpp`, read-only.
 fn preview_keys(cfg: &Config, keys: KeyStore) -> Result<PreviewKeys, ExitCode> {
-    let users = match (&cfg.xmpp.user_keys, &cfg.xmpp.user_keys_secret) {
-        (Some(dir), Some(secret)) => Some(
-            sotto::xmpp::userkeys::UserKeys::open_with_secret_file(dir, secret).map_err(|e| {
-                eprintln!("xmpp.user_keys: {e}");
-                ExitCode::from(1)
-            })?,
-        ),
-        _ => None,
-    };
+    let users = sotto::store::cli::preview_users(cfg).map_err(|e| {
+        eprintln!("sotto: {e}");
+        ExitCode::from(1)
+    })?;
     Ok(PreviewKeys {
         keys,
         users,

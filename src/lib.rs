@@ -17,6 +17,7 @@ pub mod relay;
 pub mod reply;
 pub mod serve;
 pub mod smtp;
+pub mod store;
 pub mod telemetry;
 pub mod transform;
 pub mod xmpp;

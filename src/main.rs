@@ -131,6 +131,13 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Manage the state store (store.url): migrate, backup, restore, import.
+    Store {
+        #[command(flatten)]
+        sources: Sources,
+        #[command(subcommand)]
+        action: sotto::store::cli::StoreAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +195,9 @@ fn main() -> ExitCode {
         Command::Redirect { sources } => commands::with_config(&sources, true, commands::redirect),
         Command::Keys { sources, action } => {
             commands::with_config(&sources, false, |cfg| commands::keys(cfg, action))
+        }
+        Command::Store { sources, action } => {
+            commands::with_config(&sources, false, |cfg| sotto::store::cli::run(cfg, action))
         }
     }
 }

@@ -38,6 +38,8 @@ pub enum ServeError {
     Policy(String),
     #[error("XMPP: {0}")]
     Xmpp(String),
+    #[error("state store: {0}")]
+    Store(String),
 }
 
 /// A running gateway: where it listens, and how to stop it.
@@ -97,6 +99,19 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let (smtp_addr, lmtp_addr, admin_addr) = (addr(&smtp), addr(&lmtp), addr(&admin));
     let redirect_addr = addr(&redirect);
 
+    let store = match crate::store::cli::wanted(cfg) {
+        true => Some(
+            crate::store::cli::open(cfg)
+                .await
+                .map_err(|e| ServeError::Store(e.to_string()))?,
+        ),
+        false => None,
+    };
+    crate::store::describe_metrics();
+    if let Some(store) = &store {
+        tracing::info!(event = "store_open", backend = store.backend());
+        prune_replay(store.clone(), cfg.store.replay_max, shutdown.clone());
+    }
     let keys = crate::keys::KeyStore::from_config(cfg);
     let policies = Policies::load(cfg.policy.dir.clone()).map_err(|ps| {
         ServeError::Policy(
@@ -170,6 +185,15 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
                 ));
             }
         };
+        let users = match &store {
+            Some(store) => crate::store::cli::user_keys(cfg, store)
+                .await
+                .map_err(ServeError::Store)?,
+            None => None,
+        };
+        if let Some(users) = &users {
+            users.watch(shutdown.clone());
+        }
         let shared = Arc::new(crate::xmpp::session::XmppShared {
             domain: cfg.xmpp.domain.clone(),
             upstream: cfg.xmpp.upstream.clone(),
@@ -181,14 +205,17 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             shutdown: shutdown.clone(),
             handshake_timeout: cfg.timeouts.command,
             upstream_tls: xmpp_upstream_tls(cfg)?,
-            chat: Some(Arc::new(crate::xmpp::chat::Chat::new(
-                cfg.xmpp.domain.clone(),
-                chat_policies,
-                chat_crypt,
-                user_keys(cfg)?,
-                service(cfg, &shutdown)?,
-                cfg.xmpp.max_stanza_bytes,
-            ))),
+            chat: Some(Arc::new(
+                crate::xmpp::chat::Chat::new(
+                    cfg.xmpp.domain.clone(),
+                    chat_policies,
+                    chat_crypt,
+                    users,
+                    service(cfg, &shutdown)?,
+                    cfg.xmpp.max_stanza_bytes,
+                )
+                .with_replay_ttl(cfg.store.replay_ttl),
+            )),
         });
         for (addr, direct) in [(&cfg.xmpp.listen, false), (&cfg.xmpp.listen_tls, true)] {
             if let Some(socket) = bind(
@@ -226,6 +253,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         listeners.push(tokio::spawn(crate::admin::run(
             admin,
             upstream,
+            store.clone(),
             shutdown.clone(),
         )));
     }
@@ -267,18 +295,20 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     })
 }
 
-/// The local chat users' key store, when configured.
-fn user_keys(cfg: &Config) -> Result<Option<Arc<crate::xmpp::userkeys::UserKeys>>, ServeError> {
-    let x = &cfg.xmpp;
-    match (&x.user_keys, &x.user_keys_secret) {
-        (None, _) => Ok(None),
-        (Some(dir), Some(secret)) => crate::xmpp::userkeys::UserKeys::open_with_secret_file(dir, secret)
-            .map(|k| Some(Arc::new(k)))
-            .map_err(|e| ServeError::Xmpp(format!("xmpp.user_keys: {e}"))),
-        (Some(_), None) => Err(ServeError::Xmpp(
-            "xmpp.user_keys needs xmpp.user_keys_secret (a file whose first line is the passphrase)".into(),
-        )),
-    }
+/// Every ten minutes until shutdown, drops expired OX replay records and
+/// the oldest beyond `max`.
+fn prune_replay(store: crate::store::Store, max: u64, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = store.prune_replay(max).await {
+                tracing::warn!(event = "store_prune_failed", error = %e);
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(600)) => {}
+            }
+        }
+    });
 }
 
 /// sotto's service connection to the XMPP server (PEP), when configured.

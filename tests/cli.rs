@@ -194,7 +194,7 @@ fn explain_for_chat_names_the_format_and_never_makes_keys() {
     .unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "pass\n").unwrap();
-    let user_keys = dir.path().join("user-keys");
+    let store = format!("sqlite://{}", dir.path().join("sotto.db").display());
     let out = sotto()
         .args(["explain", "--channel", "xmpp", "--policies"])
         .arg(&policies)
@@ -208,7 +208,7 @@ fn explain_for_chat_names_the_format_and_never_makes_keys() {
         ])
         .env("SOTTO_KEYS__SOURCES", "dir")
         .env("SOTTO_XMPP__DOMAIN", "example.org")
-        .env("SOTTO_XMPP__USER_KEYS", &user_keys)
+        .env("SOTTO_STORE__URL", &store)
         .env("SOTTO_XMPP__USER_KEYS_SECRET", &secret)
         .output()
         .unwrap();
@@ -244,10 +244,18 @@ fn explain_for_chat_names_the_format_and_never_makes_keys() {
         "{text}"
     );
     // explain only reads: no key was made for the local user.
-    let made = std::fs::read_dir(&user_keys)
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(made, 0, "explain must not create keys");
+    let snapshot = dir.path().join("snapshot");
+    let out = sotto()
+        .args(["store", "backup"])
+        .arg(&snapshot)
+        .env("SOTTO_STORE__URL", &store)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(": 0 identities"),
+        "explain must not create keys: {said}"
+    );
 }
 
 #[test]
@@ -290,7 +298,7 @@ SOTTO_SMTP__REQUIRE_TLS=maybe: expected true or false
 SOTTO_TIMEOUTS__DATA=10 fortnights: expected a duration such as 30s, 5m, 1h or 2d
 SOTTO_UPSTREAM__TLS=yes: expected one of none, starttls, tls
 SOTTO_UPSTREM__ADDRESS: no setting `upstrem` at the top level, did you mean SOTTO_UPSTREAM__ADDRESS? \
-Known at the top level: smtp, lmtp, upstream, limits, timeouts, admin, log, keys, policy, crypt, links, redirect, xmpp
+Known at the top level: smtp, lmtp, upstream, limits, timeouts, admin, log, keys, policy, crypt, links, redirect, xmpp, store
 ";
     assert_eq!(err, want);
 }

@@ -280,12 +280,15 @@ async fn gpg_reads_the_stored_user_key_only_with_the_passphrase() {
     let g = Gpg::new();
     let dir = tempfile::tempdir().unwrap();
     let alice = alice(&dir).await;
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("user-keys"))
+    // The key as the state store holds it.
+    let keys = UserKeys::open(dir.path().join("user-keys"), "at-rest secret".into()).unwrap();
+    let stored = keys
+        .store()
+        .identity("alice@example.org")
+        .await
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(files.len(), 1);
-    let stored = std::fs::read(&files[0]).unwrap();
+        .expect("alice's key is stored")
+        .tsk;
     let (ok, _, status) = gpg(&g, &["--passphrase", "at-rest secret", "--import"], &stored);
     assert!(ok, "gpg --import: {status}");
     assert!(status.contains("IMPORT_OK"), "{status}");

@@ -18,6 +18,7 @@ pub(crate) mod hint;
 mod links;
 mod load;
 mod locate;
+mod store;
 mod tree;
 mod validate;
 mod xmpp;
@@ -31,6 +32,7 @@ pub use crypt::{CryptConfig, Encrypt, KeySource, KeysConfig, PolicyConfig, Subje
 pub use links::{LinksConfig, RedirectConfig, TokenKey};
 pub use load::ENV_PREFIX;
 pub use locate::Problem;
+pub use store::StoreConfig;
 pub use xmpp::XmppConfig;
 
 /// The whole configuration of one sotto process.
@@ -50,6 +52,7 @@ pub struct Config {
     pub links: LinksConfig,
     pub redirect: RedirectConfig,
     pub xmpp: XmppConfig,
+    pub store: StoreConfig,
 }
 
 /// The SMTP listener (smarthost or before-queue filter use).

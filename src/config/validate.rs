@@ -198,6 +198,7 @@ impl Config {
         if self.keys.cache_size == 0 {
             out.push(("keys.cache_size".into(), "must be at least 1".into()));
         }
+        out.extend(self.store.validate(&self.xmpp));
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             out.push((
                 "log.level".into(),

@@ -69,6 +69,8 @@ pub struct Chat {
     /// Largest stanza the server takes: an encrypted message must fit.
     max_stanza: usize,
     policy: StandardPolicy<'static>,
+    /// How long a live OX message is remembered against its replay.
+    replay_ttl: std::time::Duration,
 }
 
 impl Chat {
@@ -92,7 +94,19 @@ impl Chat {
             published: Mutex::new(HashSet::new()),
             max_stanza,
             policy: StandardPolicy::new(),
+            replay_ttl: std::time::Duration::from_secs(30 * 24 * 3600),
         }
+    }
+
+    /// Remember live OX messages for `ttl` against their replay
+    /// (`store.replay_ttl`).
+    pub fn with_replay_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.replay_ttl = ttl;
+        self
+    }
+
+    pub fn replay_ttl(&self) -> std::time::Duration {
+        self.replay_ttl
     }
 
     pub fn users(&self) -> Option<&Arc<UserKeys>> {
@@ -476,7 +490,7 @@ async fn chat_lookup(
             Err(e) => failed(e.to_string()),
         };
     }
-    match users.public_cert(rcpt) {
+    match users.public_cert(rcpt).await {
         Ok(Some(cert)) => found(Arc::new(cert)),
         Ok(None) => failed(NO_KEY_YET.into()),
         Err(e) => failed(e.to_string()),

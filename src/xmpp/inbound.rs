@@ -22,9 +22,10 @@ pub const TRANSIT_NS: &str = "urn:x-sotto:transit:0";
 const CARBONS_NS: &str = "urn:xmpp:carbons:2";
 const FORWARD_NS: &str = "urn:xmpp:forward:0";
 const MAM_NS: &str = "urn:xmpp:mam:2";
+const DELAY_NS: &str = "urn:xmpp:delay";
 /// Not accepted from inside a payload: wrappers that would make it look
 /// forwarded or archived, delays, and the transit marker.
-const UNTRUSTED_NS: [&str; 5] = [TRANSIT_NS, CARBONS_NS, FORWARD_NS, MAM_NS, "urn:xmpp:delay"];
+const UNTRUSTED_NS: [&str; 5] = [TRANSIT_NS, CARBONS_NS, FORWARD_NS, MAM_NS, DELAY_NS];
 
 /// Removes sotto's transit marker wherever it is in a message from the
 /// server: only sotto may say a message was encrypted in transit.
@@ -59,6 +60,14 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
             continue;
         };
         let from = inner.attr("from").map(bare_jid).unwrap_or_default();
+        // A live message (not a carbon or archive result) is recorded
+        // against its replay, per receiving resource. One the server says
+        // it held (`<delay/>`: offline storage, redelivery after a stream
+        // resumption) is recorded but shown as the old message it says it is.
+        let live = path.is_empty().then(|| Live {
+            to: inner.attr("to").unwrap_or(me).to_string(),
+            delayed: inner.child("delay", DELAY_NS).is_some(),
+        });
         // The addressee the <to/> must name: the message's own addressee.
         let to = inner
             .attr("to")
@@ -95,7 +104,15 @@ pub async fn open(chat: &Chat, mut msg: Element, me: &str) -> Option<Element> {
         )
         .await
         {
-            Ok(new) => {
+            Ok((new, digest)) => {
+                if let (Some(live), Some(digest)) = (&live, digest)
+                    && let Err(why) = first_sighting(chat, users, &live.to, &digest).await
+                    && !live.delayed
+                {
+                    count("undecryptable");
+                    tracing::info!(event = "xmpp_decrypt_failed", reason = why, from_domain = %domain(&from));
+                    continue;
+                }
                 *inner = new;
                 opened = true;
             }
@@ -205,7 +222,47 @@ async fn sender_certs(chat: &Chat, from: &str) -> Vec<Cert> {
         .unwrap_or_default()
 }
 
-/// Decrypts one message off the async threads; its replacement.
+/// A live message's receiving resource, and whether the server says it
+/// held it.
+struct Live {
+    to: String,
+    delayed: bool,
+}
+
+/// Whether a live message with signed content `digest`, for the resource
+/// `to`, is new: a replay, or a store that cannot say, is not opened.
+async fn first_sighting(
+    chat: &Chat,
+    users: &super::userkeys::UserKeys,
+    to: &str,
+    digest: &[u8],
+) -> Result<(), &'static str> {
+    let mut key = digest.to_vec();
+    key.extend_from_slice(to.as_bytes());
+    let key = sha256(&[&key]);
+    match users.store().first_sighting(&key, chat.replay_ttl()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("replay"),
+        Err(_) => Err("store_unavailable"),
+    }
+}
+
+/// SHA-256 over `parts`, each prefixed with its length.
+fn sha256(parts: &[&[u8]]) -> Vec<u8> {
+    use sequoia_openpgp::types::HashAlgorithm;
+    let Ok(ctx) = HashAlgorithm::SHA256.context() else {
+        return Vec::new();
+    };
+    let mut ctx = ctx.for_digest();
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_be_bytes());
+        ctx.update(p);
+    }
+    ctx.into_digest().unwrap_or_default()
+}
+
+/// Decrypts one message off the async threads; its replacement and, for
+/// OX, a digest of what the sender signed (sender, signer, time, payload).
 async fn open_one(
     chat: &Chat,
     msg: Element,
@@ -214,7 +271,7 @@ async fn open_one(
     to: &str,
     tsk: Cert,
     certs: Vec<Cert>,
-) -> Result<Element, &'static str> {
+) -> Result<(Element, Option<Vec<u8>>), &'static str> {
     let (from, to) = (from.to_string(), to.to_string());
     let max = chat.max_stanza();
     let done = crate::transform::cpu(sealed.text.len(), move || {
@@ -229,7 +286,10 @@ async fn open_one(
         };
         if !sealed.legacy {
             let v = ox::decrypt(&sealed.text, &how).map_err(|e| kind(&e))?;
-            Ok(plain(msg, v.signcrypt.payload, "ox"))
+            // The whole signed text (its random padding included) names
+            // this one message: the same text again is a replay.
+            let digest = sha256(&[from.as_bytes(), v.signer.as_bytes(), &v.signed]);
+            Ok((plain(msg, v.signcrypt.payload, "ox"), Some(digest)))
         } else {
             let v = ox::legacy_decrypt(&sealed.text, &how).map_err(|e| kind(&e))?;
             // XEP-0027 names no recipient: only a message the sender signed
@@ -243,7 +303,8 @@ async fn open_one(
             }
             let mut body = Element::new("body", CLIENT_NS);
             body.children.push(Node::Text(v.body));
-            Ok(plain(msg, vec![body], "legacy"))
+            // XEP-0027 signs no time: not recorded against replay.
+            Ok((plain(msg, vec![body], "legacy"), None))
         }
     })
     .await

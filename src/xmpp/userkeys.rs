@@ -1,25 +1,28 @@
 //! The local users' chat keys: one OpenPGP key per user, made by sotto the
-//! first time it is needed and kept, secret parts encrypted with a
-//! passphrase from config, in a directory (`[xmpp] user_keys`).
+//! first time it is needed and kept in the state store ([`crate::store`]),
+//! secret parts encrypted with the passphrase of `[store] secret_file`.
 //!
 //! A key is an Ed25519 primary key (certify, sign) with a Curve25519
 //! encryption subkey, user ID `xmpp:user@domain`, no expiry, advertising
 //! only SEIPDv1 so that GnuPG-based XMPP clients can encrypt to it and read
-//! what it encrypts. Each file is a standard armoured transferable secret
-//! key (`gpg --import` / `sq` read it with the passphrase), named by the
-//! SHA-256 of the bare JID, so no JID can name a path outside the directory.
+//! what it encrypts. What the store holds is a standard transferable secret
+//! key (`gpg --import` / `sq` read it with the passphrase).
 //!
-//! This module owns the files and an in-memory cache of unlocked keys; it
-//! does not publish keys (PEP) or decide when to use them. Generating and
-//! unlocking keys is CPU work, done in `spawn_blocking`.
+//! This module is a cache of unlocked keys over the store: making a key is
+//! insert-if-absent there, so two processes racing for one user end with
+//! one key; a key rotated or revoked through another process is noticed by
+//! [`UserKeys::watch`] within [`WATCH_INTERVAL`]. It also imports the older
+//! one-file-per-user directories (`import`). It does not publish keys (PEP)
+//! or decide when to use them. Generating and unlocking keys is CPU work,
+//! done in `spawn_blocking`.
+
+mod import;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sequoia_openpgp::cert::{CertBuilder, CipherSuite};
 use sequoia_openpgp::crypto::{Password, S2K};
@@ -30,6 +33,15 @@ use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::types::{Features, HashAlgorithm, KeyFlags, SymmetricAlgorithm};
 use sequoia_openpgp::{Cert, Fingerprint, Packet};
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+use crate::store::{Identity, Store, StoreError};
+
+pub use import::Imported;
+
+/// How often the cache asks the store which identities changed.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why a user's key could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -37,14 +49,10 @@ use tokio::sync::OnceCell;
 pub enum UserKeyError {
     #[error("not a bare JID: {0:?}")]
     BadJid(String),
-    #[error("the passphrase does not unlock {jid}'s key ({path})")]
-    WrongPassphrase { jid: String, path: PathBuf },
-    #[error("{path}: not {jid}'s key: {why}")]
-    Corrupt {
-        jid: String,
-        path: PathBuf,
-        why: String,
-    },
+    #[error("the passphrase does not unlock {jid}'s key")]
+    WrongPassphrase { jid: String },
+    #[error("the stored key of {jid} is not theirs: {why}")]
+    Corrupt { jid: String, why: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -56,6 +64,15 @@ pub enum UserKeyError {
     OpenPgp(String),
     #[error("the key task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl UserKeyError {
+    /// Whether trying again later may succeed (the store was unavailable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, UserKeyError::Store(e) if e.is_transient())
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> UserKeyError + '_ {
@@ -74,6 +91,8 @@ pub struct UserKey {
     jid: String,
     cert: Arc<Cert>,
     secret: Cert,
+    /// The store row's generation this key was read from.
+    generation: i64,
 }
 
 impl UserKey {
@@ -96,7 +115,8 @@ impl UserKey {
     ///
     /// # Security
     /// Never serialize it: it holds unencrypted secret keys (in sequoia's
-    /// in-memory protection).
+    /// in-memory protection, which encrypts them while unused and zeroes
+    /// them when dropped).
     pub fn secret(&self) -> &Cert {
         &self.secret
     }
@@ -111,153 +131,249 @@ impl fmt::Debug for UserKey {
     }
 }
 
-/// The directory of the users' keys, with a cache of unlocked keys.
+type Cell = Arc<OnceCell<Arc<UserKey>>>;
+
+/// The users' keys: the store, and a cache of unlocked keys.
 pub struct UserKeys {
-    dir: PathBuf,
+    store: Store,
     passphrase: Password,
-    cells: Mutex<HashMap<String, Arc<OnceCell<Arc<UserKey>>>>>,
+    cells: Mutex<HashMap<String, Cell>>,
 }
 
 impl fmt::Debug for UserKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserKeys")
-            .field("dir", &self.dir)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
 
+/// The passphrase in the first line of `secret_file`; refuses an empty one.
+/// The file's text is zeroed once read.
+pub fn read_passphrase(secret_file: &Path) -> Result<Password, UserKeyError> {
+    let text = Zeroizing::new(std::fs::read_to_string(secret_file).map_err(io_error(secret_file))?);
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r');
+    if line.is_empty() {
+        return Err(UserKeyError::EmptyPassphrase(secret_file.to_owned()));
+    }
+    Ok(Password::from(line))
+}
+
 impl UserKeys {
-    /// Opens (creating it, mode 0700, if missing) the key directory `dir`,
-    /// whose keys are encrypted with `passphrase`. A wrong passphrase shows
-    /// when a key is loaded.
+    /// The users' keys in `store`, secret parts encrypted with `passphrase`.
+    /// A wrong passphrase shows when a key is loaded.
+    pub fn new(store: Store, passphrase: Password) -> Self {
+        UserKeys {
+            store,
+            passphrase,
+            cells: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A private SQLite store in the directory `dir` (created, mode 0700,
+    /// if missing): for tools and tests that run alone.
     pub fn open(dir: impl Into<PathBuf>, passphrase: Password) -> Result<Self, UserKeyError> {
         let dir = dir.into();
-        fs::DirBuilder::new()
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
             .map_err(io_error(&dir))?;
-        Ok(UserKeys {
-            dir,
-            passphrase,
-            cells: Mutex::new(HashMap::new()),
-        })
+        let url = crate::store::sqlite_url(&dir.join("sotto.db"));
+        let store = Store::open_lazy(&crate::store::Options::new(url))?;
+        Ok(Self::new(store, passphrase))
     }
 
-    /// [`UserKeys::open`] with the passphrase read from the first line of
-    /// `secret_file` (config `user_keys_secret`).
-    pub fn open_with_secret_file(
-        dir: impl Into<PathBuf>,
-        secret_file: &Path,
-    ) -> Result<Self, UserKeyError> {
-        let text = fs::read_to_string(secret_file).map_err(io_error(secret_file))?;
-        let line = text
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('\r');
-        if line.is_empty() {
-            return Err(UserKeyError::EmptyPassphrase(secret_file.to_owned()));
-        }
-        Self::open(dir, Password::from(line))
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The user's key, made (and stored) if the user has none yet. Many
-    /// callers asking at once for the same user wait for one generation.
+    /// The user's key, made (and stored) if the user has none yet, or a new
+    /// one if theirs was revoked. Many callers asking at once for the same
+    /// user wait for one answer; several processes get the one key stored
+    /// first.
     pub async fn get_or_create(&self, bare_jid: &str) -> Result<Arc<UserKey>, UserKeyError> {
         let jid = normalize_jid(bare_jid)?;
         let cell = self.cell(&jid);
-        let key = cell
-            .get_or_try_init(|| {
-                let path = self.path_for(&jid);
-                let passphrase = self.passphrase.clone();
-                let jid = jid.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || load_or_create(&path, &jid, &passphrase))
-                        .await
-                        .map_err(|e| UserKeyError::Task(e.to_string()))?
-                        .map(Arc::new)
-                }
-            })
-            .await?;
+        let key = cell.get_or_try_init(|| self.load_or_create(&jid)).await?;
         Ok(key.clone())
     }
 
-    /// The user's key if the user has one (on disk or cached); never makes one.
+    /// The user's key if the user has one (stored or cached); never makes one.
     pub async fn get(&self, bare_jid: &str) -> Result<Option<Arc<UserKey>>, UserKeyError> {
         let jid = normalize_jid(bare_jid)?;
         if let Some(key) = self.cell(&jid).get() {
             return Ok(Some(key.clone()));
         }
-        if !self.path_for(&jid).exists() {
-            return Ok(None);
+        match self.store.identity(&jid).await? {
+            Some(id) if id.revoked.is_none() => self.get_or_create(&jid).await.map(Some),
+            _ => Ok(None),
         }
-        self.get_or_create(&jid).await.map(Some)
     }
 
-    /// The user's public certificate from disk, without unlocking anything;
-    /// `None` if the user has no key yet.
-    pub fn public_cert(&self, bare_jid: &str) -> Result<Option<Cert>, UserKeyError> {
+    /// The user's public certificate, without unlocking anything; `None`
+    /// if the user has no key yet.
+    pub async fn public_cert(&self, bare_jid: &str) -> Result<Option<Cert>, UserKeyError> {
         let jid = normalize_jid(bare_jid)?;
         if let Some(key) = self.cell(&jid).get() {
             return Ok(Some(Cert::clone(key.cert())));
         }
-        let path = self.path_for(&jid);
-        Ok(read_cert(&path, &jid)?.map(Cert::strip_secret_key_material))
-    }
-
-    /// Every stored key: the user's bare JID and the key's fingerprint, in
-    /// no particular order. Files that are not keys of this directory are
-    /// skipped.
-    pub fn list(&self) -> Result<Vec<(String, Fingerprint)>, UserKeyError> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(io_error(&self.dir))? {
-            let entry = entry.map_err(io_error(&self.dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') || !name.ends_with(".pgp") {
-                continue;
+        match self.store.identity(&jid).await? {
+            Some(id) if id.revoked.is_none() => {
+                Ok(Some(stored_cert(&id, &jid)?.strip_secret_key_material()))
             }
-            let Ok(cert) = Cert::from_file(entry.path()) else {
-                continue;
-            };
-            let jid = cert.userids().find_map(|u| {
-                std::str::from_utf8(u.userid().value())
-                    .ok()?
-                    .strip_prefix("xmpp:")
-                    .map(str::to_owned)
-            });
-            if let Some(jid) = jid
-                && self.path_for(&jid) == entry.path()
-            {
-                out.push((jid, cert.fingerprint()));
-            }
+            _ => Ok(None),
         }
-        Ok(out)
     }
 
-    fn cell(&self, jid: &str) -> Arc<OnceCell<Arc<UserKey>>> {
+    /// Every user's bare JID and key fingerprint, by JID.
+    pub async fn list(&self) -> Result<Vec<(String, Fingerprint)>, UserKeyError> {
+        let rows = self.store.list_identities().await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(jid, fpr, _)| Some((jid, fpr.parse().ok()?)))
+            .collect())
+    }
+
+    /// Replaces the user's key with a new one (stored for every process);
+    /// the new key.
+    pub async fn rotate(&self, bare_jid: &str) -> Result<Arc<UserKey>, UserKeyError> {
+        let jid = normalize_jid(bare_jid)?;
+        let current = self.get_or_create(&jid).await?;
+        let (secret, locked) = self.generate_locked(&jid).await?;
+        let fpr = secret.fingerprint().to_hex();
+        // If someone else changed it first, theirs holds.
+        self.store
+            .rotate_identity(&jid, current.generation, &fpr, &locked)
+            .await?;
+        self.forget(&jid);
+        self.get_or_create(&jid).await
+    }
+
+    /// Drops the cached key of `jid` (the next use reads the store).
+    pub fn forget(&self, jid: &str) {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        cells.remove(jid);
+    }
+
+    /// Polls the store every [`WATCH_INTERVAL`] until `shutdown` for
+    /// identities changed (rotated, revoked) by any process, and drops
+    /// their cached keys whose generation is older. A poll that fails is
+    /// tried again; its window covers the time missed.
+    pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            // Overlap covers commits that land late and clock skew between
+            // replicas (times are each writer's clock).
+            const OVERLAP: i64 = 60;
+            let mut since = crate::store::now() - OVERLAP;
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(WATCH_INTERVAL) => {}
+                }
+                let started = crate::store::now();
+                match me.store.identities_changed_since(since).await {
+                    Ok(changed) => {
+                        for (jid, generation) in changed {
+                            me.invalidate_older(&jid, generation);
+                        }
+                        since = started - OVERLAP;
+                    }
+                    Err(e) => tracing::debug!(event = "user_keys_watch_failed", error = %e),
+                }
+            }
+        });
+    }
+
+    fn invalidate_older(&self, jid: &str, generation: i64) {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = cells
+            .get(jid)
+            .and_then(|c| c.get())
+            .is_some_and(|k| k.generation < generation);
+        if stale {
+            cells.remove(jid);
+        }
+    }
+
+    fn cell(&self, jid: &str) -> Cell {
         let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
         cells.entry(jid.to_owned()).or_default().clone()
     }
 
-    /// `<dir>/<hex SHA-256 of the JID>.pgp`.
-    fn path_for(&self, jid: &str) -> PathBuf {
-        let digest = HashAlgorithm::SHA256
-            .context()
-            .map(|c| {
-                let mut c = c.for_digest();
-                c.update(jid.as_bytes());
-                c.into_digest().unwrap_or_default()
-            })
-            .unwrap_or_default();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}.pgp"))
+    /// The stored key, unlocked; else a new one stored if absent (the
+    /// winner of a race is read back and used).
+    async fn load_or_create(&self, jid: &str) -> Result<Arc<UserKey>, UserKeyError> {
+        let existing = self.store.identity(jid).await?;
+        if let Some(id) = &existing
+            && id.revoked.is_none()
+        {
+            return self.unlock_stored(id.clone(), jid).await;
+        }
+        let (secret, locked) = self.generate_locked(jid).await?;
+        let fpr = secret.fingerprint().to_hex();
+        let stored = match existing {
+            // Revoked: a new key replaces it, unless someone else did first.
+            Some(old) => {
+                self.store
+                    .rotate_identity(jid, old.generation, &fpr, &locked)
+                    .await?;
+                self.store.identity(jid).await?
+            }
+            None => Some(
+                self.store
+                    .insert_identity_if_absent(jid, &fpr, &locked)
+                    .await?,
+            ),
+        };
+        let stored = stored.ok_or_else(|| UserKeyError::Corrupt {
+            jid: jid.to_owned(),
+            why: "vanished".into(),
+        })?;
+        if stored.fingerprint == fpr && stored.revoked.is_none() {
+            return Ok(Arc::new(user_key(jid, secret, stored.generation)));
+        }
+        self.unlock_stored(stored, jid).await
     }
+
+    async fn unlock_stored(&self, id: Identity, jid: &str) -> Result<Arc<UserKey>, UserKeyError> {
+        let passphrase = self.passphrase.clone();
+        let jid = jid.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let cert = stored_cert(&id, &jid)?;
+            unlock(cert, &jid, &passphrase)
+                .map(|secret| Arc::new(user_key(&jid, secret, id.generation)))
+        })
+        .await
+        .map_err(|e| UserKeyError::Task(e.to_string()))?
+    }
+
+    /// A new key for `jid`: unlocked, and serialized with its secret parts
+    /// encrypted under the passphrase.
+    async fn generate_locked(&self, jid: &str) -> Result<(Cert, Vec<u8>), UserKeyError> {
+        let passphrase = self.passphrase.clone();
+        let jid = jid.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let secret = generate(&jid)?;
+            let locked = lock_cert(secret.clone(), &passphrase)?;
+            Ok((secret, locked))
+        })
+        .await
+        .map_err(|e| UserKeyError::Task(e.to_string()))?
+    }
+}
+
+/// `secret` serialized as a TSK with every secret part encrypted under
+/// `passphrase`.
+fn lock_cert(secret: Cert, passphrase: &Password) -> Result<Vec<u8>, UserKeyError> {
+    let locked = map_secrets(secret, |k| lock(k, passphrase))?;
+    locked.as_tsk().to_vec().map_err(pgp_error)
 }
 
 /// A bare JID, trimmed and lowercased; refuses empty ones, resources and
@@ -274,52 +390,36 @@ fn normalize_jid(jid: &str) -> Result<String, UserKeyError> {
     Ok(jid.to_lowercase())
 }
 
-fn load_or_create(path: &Path, jid: &str, passphrase: &Password) -> Result<UserKey, UserKeyError> {
-    if let Some(cert) = read_cert(path, jid)? {
-        return unlock(cert, path, jid, passphrase);
-    }
-    let secret = generate(jid)?;
-    let locked = map_secrets(secret.clone(), |k| lock(k, passphrase))?;
-    let armored = locked.as_tsk().armored().to_vec().map_err(pgp_error)?;
-    if !write_new(path, &armored)? {
-        // Another process stored one first: use that.
-        let cert = read_cert(path, jid)?.ok_or_else(|| UserKeyError::Corrupt {
-            jid: jid.to_owned(),
-            path: path.to_owned(),
-            why: "vanished".into(),
-        })?;
-        return unlock(cert, path, jid, passphrase);
-    }
-    Ok(user_key(jid, secret))
-}
-
-fn user_key(jid: &str, secret: Cert) -> UserKey {
+fn user_key(jid: &str, secret: Cert, generation: i64) -> UserKey {
     UserKey {
         jid: jid.to_owned(),
         cert: Arc::new(secret.clone().strip_secret_key_material()),
         secret,
+        generation,
     }
 }
 
-/// The certificate stored at `path`, checked to be `jid`'s; `None` if there
-/// is no file.
-fn read_cert(path: &Path, jid: &str) -> Result<Option<Cert>, UserKeyError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path)(e)),
-    };
+/// The certificate of a stored identity, checked to be `jid`'s.
+fn stored_cert(id: &Identity, jid: &str) -> Result<Cert, UserKeyError> {
     let corrupt = |why: String| UserKeyError::Corrupt {
         jid: jid.to_owned(),
-        path: path.to_owned(),
         why,
     };
-    let cert = Cert::from_bytes(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let uid = format!("xmpp:{jid}");
-    if !cert.userids().any(|u| u.userid().value() == uid.as_bytes()) {
-        return Err(corrupt(format!("no user ID {uid}")));
+    let cert = Cert::from_bytes(&id.tsk).map_err(|e| corrupt(e.to_string()))?;
+    check_uid(&cert, jid).map_err(corrupt)?;
+    if cert.fingerprint().to_hex() != id.fingerprint {
+        return Err(corrupt("the fingerprint does not match".into()));
     }
-    Ok(Some(cert))
+    Ok(cert)
+}
+
+fn check_uid(cert: &Cert, jid: &str) -> Result<(), String> {
+    let uid = format!("xmpp:{jid}");
+    if cert.userids().any(|u| u.userid().value() == uid.as_bytes()) {
+        Ok(())
+    } else {
+        Err(format!("no user ID {uid}"))
+    }
 }
 
 /// Bytes hashed by the S2K that turns the passphrase into the key that
@@ -340,13 +440,9 @@ fn lock(
     Ok(public.add_secret(secret).0)
 }
 
-fn unlock(
-    cert: Cert,
-    path: &Path,
-    jid: &str,
-    passphrase: &Password,
-) -> Result<UserKey, UserKeyError> {
-    let secret = map_secrets(cert, |k| {
+/// `cert` with its secret parts decrypted with `passphrase`.
+fn unlock(cert: Cert, jid: &str, passphrase: &Password) -> Result<Cert, UserKeyError> {
+    map_secrets(cert, |k| {
         if k.has_unencrypted_secret() {
             Ok(k)
         } else {
@@ -355,9 +451,7 @@ fn unlock(
     })
     .map_err(|_| UserKeyError::WrongPassphrase {
         jid: jid.to_owned(),
-        path: path.to_owned(),
-    })?;
-    Ok(user_key(jid, secret))
+    })
 }
 
 /// Applies `op` to every secret key packet of `cert`.
@@ -402,42 +496,6 @@ fn generate(jid: &str) -> Result<Cert, UserKeyError> {
         .generate()
         .map_err(pgp_error)?;
     Ok(cert)
-}
-
-/// Writes `bytes` to `path` (mode 0600) unless a file is there: through a
-/// temporary file, linked into place only once complete. `false` if `path`
-/// already existed.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, UserKeyError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut nonce = [0u8; 8];
-    sequoia_openpgp::crypto::random(&mut nonce).map_err(pgp_error)?;
-    let tmp_name: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".tmp-{tmp_name}"));
-    let written = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error(&tmp)(e));
-    }
-    let linked = fs::hard_link(&tmp, path);
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(true)
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(io_error(path)(e)),
-    }
 }
 
 #[cfg(test)]

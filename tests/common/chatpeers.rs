@@ -123,30 +123,27 @@ impl Setup {
         )
     }
 
-    /// The sotto-held key file of `jid` (its secret parts passphrase-protected).
-    /// sotto makes users' keys in the background at login, so this waits
-    /// (up to 20 s) for the file to be there and whole.
+    /// The sotto-held key of `jid` as a file (armoured, its secret parts
+    /// passphrase-protected as in the store). sotto makes users' keys in
+    /// the background at login, so this waits (up to 20 s) for it.
     pub fn key_file(&self, jid: &str) -> PathBuf {
+        use sequoia_openpgp::parse::Parse;
+        use sequoia_openpgp::serialize::SerializeInto;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            for entry in std::fs::read_dir(&self.gw.user_keys).unwrap() {
-                let path = entry.unwrap().path();
-                let Ok(text) = std::fs::read(&path) else {
-                    continue;
-                };
-                let listing = gpg_show(&text);
-                // --with-colons escapes the URI's colon.
-                if listing.contains(&format!("xmpp\\x3a{jid}")) {
-                    return path;
-                }
+        let tsk = loop {
+            if let Some(tsk) = self.gw.stored_key(jid) {
+                break tsk;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no key file for {jid} in {}",
-                self.gw.user_keys.display()
+                "no key for {jid} in the store"
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        };
+        let cert = sequoia_openpgp::Cert::from_bytes(&tsk).expect("a stored key");
+        let path = self.gw.scratch.join(format!("{jid}.pgp"));
+        std::fs::write(&path, cert.as_tsk().armored().to_vec().unwrap()).unwrap();
+        path
     }
 }
 

@@ -19,6 +19,9 @@ use tempfile::TempDir;
 
 use crate::common::prosody::Prosody;
 
+#[path = "postgres.rs"]
+pub mod postgres;
+
 /// The passphrase of the local users' keys at rest.
 pub const PASSPHRASE: &str = "chat keys passphrase for the tests";
 
@@ -27,10 +30,13 @@ pub struct ChatGateway {
     pub running: Running,
     /// The certificate sotto serves (self-signed): trust it as the CA.
     pub ca: PathBuf,
-    /// `[xmpp] user_keys` and `user_keys_secret`.
-    pub user_keys: PathBuf,
+    /// `[store] url`, and the passphrase file (`xmpp.user_keys_secret`).
+    pub store_url: String,
     pub user_keys_secret: PathBuf,
+    /// Where helpers write files for the peers (e.g. exported keys).
+    pub scratch: PathBuf,
     _dirs: Vec<TempDir>,
+    _postgres: Option<postgres::Postgres>,
 }
 
 impl ChatGateway {
@@ -45,7 +51,14 @@ impl ChatGateway {
         std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
         let secret = dir.path().join("user-keys.secret");
         std::fs::write(&secret, format!("{PASSPHRASE}\n")).expect("write secret");
-        let user_keys = dir.path().join("user-keys");
+        let postgres = (std::env::var("SOTTO_TEST_STORE").as_deref() == Ok("postgres"))
+            .then(postgres::Postgres::start);
+        let store_url = match &postgres {
+            Some(pg) => pg.database(),
+            None => sotto::store::sqlite_url(&dir.path().join("sotto.db")),
+        };
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).expect("mkdir scratch");
         let keys_dir = dir.path().join("keys");
         std::fs::create_dir(&keys_dir).expect("mkdir keys");
 
@@ -56,7 +69,7 @@ impl ChatGateway {
         cfg.xmpp.domain = domain;
         cfg.xmpp.tls_cert = Some(cert.clone());
         cfg.xmpp.tls_key = Some(key);
-        cfg.xmpp.user_keys = Some(user_keys.clone());
+        cfg.store.url = Some(store_url.clone());
         cfg.xmpp.user_keys_secret = Some(secret.clone());
         cfg.keys.dir = Some(keys_dir);
         let policy_dir = crate::common::policy(&mut cfg, policy);
@@ -65,9 +78,11 @@ impl ChatGateway {
         ChatGateway {
             running,
             ca: cert,
-            user_keys,
+            store_url,
             user_keys_secret: secret,
+            scratch,
             _dirs: vec![dir, policy_dir],
+            _postgres: postgres,
         }
     }
 
@@ -79,5 +94,29 @@ impl ChatGateway {
     /// The direct TLS (XEP-0368) listener.
     pub fn direct_tls_addr(&self) -> SocketAddr {
         self.running.xmpp_tls.expect("xmpp.listen_tls is on")
+    }
+}
+
+impl ChatGateway {
+    /// The stored identity of `jid` (its secret parts passphrase-protected),
+    /// read from the store by a separate connection; `None` if it has none.
+    pub fn stored_key(&self, jid: &str) -> Option<Vec<u8>> {
+        let (url, jid) = (self.store_url.clone(), jid.to_string());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let store = sotto::store::Store::open(&sotto::store::Options::new(url))
+                    .await
+                    .expect("open the store");
+                let row = store.identity(&jid).await.expect("read the store");
+                store.close().await;
+                row.map(|r| r.tsk)
+            })
+        })
+        .join()
+        .expect("store reader")
     }
 }

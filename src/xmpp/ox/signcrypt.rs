@@ -47,6 +47,9 @@ pub struct Verified {
     pub signcrypt: Signcrypt,
     /// Fingerprint of the sender certificate that made the signature.
     pub signer: Fingerprint,
+    /// The signed `<signcrypt/>` as it was decrypted, random padding
+    /// included: two messages never share it, a replayed one does.
+    pub signed: Vec<u8>,
 }
 
 impl Signcrypt {
@@ -262,7 +265,11 @@ pub fn decrypt(base64: &str, how: &Incoming<'_>) -> Result<Verified, OxError> {
             return Err(OxError::RecipientMismatch { expected: me });
         }
     }
-    Ok(Verified { signcrypt, signer })
+    Ok(Verified {
+        signcrypt,
+        signer,
+        signed: opened.plaintext,
+    })
 }
 
 /// Decodes base64 that may be split across lines, padded or not, refusing

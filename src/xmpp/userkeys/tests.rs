@@ -1,18 +1,9 @@
-use std::os::unix::fs::PermissionsExt;
-
 use sequoia_openpgp::policy::StandardPolicy;
 use sequoia_openpgp::types::PublicKeyAlgorithm;
 
 use super::*;
 
 const P: &StandardPolicy<'static> = &StandardPolicy::new();
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect()
-}
 
 #[tokio::test]
 async fn made_once_stored_encrypted_and_reloaded() {
@@ -43,18 +34,15 @@ async fn made_once_stored_encrypted_and_reloaded() {
     assert!(!a.cert().is_tsk(), "the public cert holds secrets");
     assert!(crate::crypt::signing_keypair(a.secret(), P).is_ok());
 
-    // On disk: one armoured TSK, mode 0600, every secret encrypted.
-    let on_disk = files(keys.dir());
-    assert_eq!(on_disk.len(), 1, "{on_disk:?}");
-    let mode = fs::metadata(&on_disk[0]).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
-    let text = fs::read_to_string(&on_disk[0]).unwrap();
-    assert!(
-        text.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"),
-        "{:.80}",
-        text
-    );
-    let stored = Cert::from_bytes(text.as_bytes()).unwrap();
+    // In the store: one TSK, every secret encrypted.
+    let row = keys
+        .store()
+        .identity("alice@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.fingerprint, a.fingerprint().to_hex());
+    let stored = Cert::from_bytes(&row.tsk).unwrap();
     assert_eq!(stored.keys().count(), 2);
     for ka in stored.keys() {
         let key = ka.key().clone().parts_into_secret().expect("secret stored");
@@ -62,14 +50,18 @@ async fn made_once_stored_encrypted_and_reloaded() {
         assert!(key.secret().is_encrypted());
     }
     assert_eq!(
-        keys.list().unwrap(),
+        keys.list().await.unwrap(),
         [("alice@example.org".into(), a.fingerprint())]
     );
 
-    // A restart: same key from disk; the wrong passphrase is refused and
-    // does not replace the key.
+    // A restart: same key from the store; the wrong passphrase is refused
+    // and does not replace the key.
     let keys2 = UserKeys::open(dir.path().join("k"), "s3cret".into()).unwrap();
-    let public = keys2.public_cert("alice@example.org").unwrap().unwrap();
+    let public = keys2
+        .public_cert("alice@example.org")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(public.fingerprint(), a.fingerprint());
     assert!(!public.is_tsk());
     let b = keys2.get("alice@example.org").await.unwrap().unwrap();
@@ -80,16 +72,28 @@ async fn made_once_stored_encrypted_and_reloaded() {
     let err = wrong.get_or_create("alice@example.org").await.unwrap_err();
     assert!(matches!(err, UserKeyError::WrongPassphrase { .. }), "{err}");
     assert!(err.to_string().contains("passphrase"), "{err}");
-    assert_eq!(fs::read_to_string(&on_disk[0]).unwrap(), text);
+    let after = keys
+        .store()
+        .identity("alice@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.tsk, row.tsk);
 }
 
 #[tokio::test]
 async fn racing_callers_get_one_key() {
     let dir = tempfile::tempdir().unwrap();
     let keys = Arc::new(UserKeys::open(dir.path(), "pw".into()).unwrap());
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let keys = keys.clone();
+    // A second process on the same store.
+    let other = Arc::new(UserKeys::open(dir.path(), "pw".into()).unwrap());
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let keys = if i % 2 == 0 {
+                keys.clone()
+            } else {
+                other.clone()
+            };
             tokio::spawn(async move {
                 keys.get_or_create("bob@example.org")
                     .await
@@ -103,28 +107,55 @@ async fn racing_callers_get_one_key() {
         fprs.push(t.await.unwrap());
     }
     fprs.dedup();
-    assert_eq!(fprs.len(), 1);
-    assert_eq!(files(dir.path()).len(), 1);
-
-    // Two directories' worth of callers (two processes) on one dir: the
-    // first file stored wins for both.
-    let other = UserKeys::open(dir.path(), "pw".into()).unwrap();
-    assert_eq!(
-        other
-            .get_or_create("bob@example.org")
-            .await
-            .unwrap()
-            .fingerprint(),
-        fprs[0]
-    );
+    assert_eq!(fprs.len(), 1, "{fprs:?}");
+    assert_eq!(keys.list().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
-async fn jids_cannot_name_paths() {
+async fn rotation_and_revocation_reach_other_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let inner = dir.path().join("keys");
-    let keys = UserKeys::open(&inner, "pw".into()).unwrap();
-    for bad in ["", " ", "../../evil@x", "a@b/res", "a b@c", "a\0@b"] {
+    let a = Arc::new(UserKeys::open(dir.path(), "pw".into()).unwrap());
+    let b = UserKeys::open(dir.path(), "pw".into()).unwrap();
+    let first = a.get_or_create("carol@example.org").await.unwrap();
+    let rotated = b.rotate("carol@example.org").await.unwrap();
+    assert_ne!(rotated.fingerprint(), first.fingerprint());
+    // a's cache still has the old key until it learns of the change.
+    let cached = a.get_or_create("carol@example.org").await.unwrap();
+    assert_eq!(cached.fingerprint(), first.fingerprint());
+    let changed = a.store().identities_changed_since(0).await.unwrap();
+    for (jid, generation) in changed {
+        a.invalidate_older(&jid, generation);
+    }
+    let now = a.get_or_create("carol@example.org").await.unwrap();
+    assert_eq!(now.fingerprint(), rotated.fingerprint());
+
+    // Revoked: no longer used; the next need makes a new key.
+    assert!(
+        b.store()
+            .revoke_identity("carol@example.org")
+            .await
+            .unwrap()
+    );
+    b.forget("carol@example.org");
+    assert!(b.get("carol@example.org").await.unwrap().is_none());
+    assert!(b.public_cert("carol@example.org").await.unwrap().is_none());
+    let fresh = b.get_or_create("carol@example.org").await.unwrap();
+    assert_ne!(fresh.fingerprint(), rotated.fingerprint());
+    let row = b
+        .store()
+        .identity("carol@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.revoked.is_none());
+    assert_eq!(row.fingerprint, fresh.fingerprint().to_hex());
+}
+
+#[tokio::test]
+async fn bad_jids_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = UserKeys::open(dir.path(), "pw".into()).unwrap();
+    for bad in ["", " ", "a@b/res", "a b@c", "a\0@b"] {
         assert!(
             matches!(keys.get_or_create(bad).await, Err(UserKeyError::BadJid(_))),
             "{bad:?}"
@@ -132,24 +163,21 @@ async fn jids_cannot_name_paths() {
     }
     let odd = keys.get_or_create("..@..").await.unwrap();
     assert_eq!(odd.jid(), "..@..");
-    let stored = files(&inner);
-    assert_eq!(stored.len(), 1);
-    let name = stored[0].file_name().unwrap().to_str().unwrap().to_owned();
-    assert!(name.len() == 68 && name.ends_with(".pgp"), "{name}");
-    assert_eq!(files(dir.path()), [inner]);
-    assert_eq!(keys.list().unwrap()[0].0, "..@..");
+    assert_eq!(keys.list().await.unwrap()[0].0, "..@..");
 }
 
 #[test]
 fn passphrase_file_first_line() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
-    fs::write(&secret, "").unwrap();
+    std::fs::write(&secret, "").unwrap();
     assert!(matches!(
-        UserKeys::open_with_secret_file(dir.path().join("k"), &secret),
+        read_passphrase(&secret),
         Err(UserKeyError::EmptyPassphrase(_))
     ));
-    fs::write(&secret, "correct horse\r\nignored\n").unwrap();
-    let keys = UserKeys::open_with_secret_file(dir.path().join("k"), &secret).unwrap();
-    assert_eq!(keys.passphrase, Password::from("correct horse"));
+    std::fs::write(&secret, "correct horse\r\nignored\n").unwrap();
+    assert_eq!(
+        read_passphrase(&secret).unwrap(),
+        Password::from("correct horse")
+    );
 }
