@@ -21,7 +21,7 @@ pub fn did_you_mean<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
 }
 
 /// "unknown field `frm`, did you mean `from`? Known {place}: a, b, c",
-/// where `place` reads "in [[rule]]" or "at the top level".
+/// where `place` reads "in `[[rule]]`" or "at the top level".
 pub fn unknown_field(name: &str, place: &str, known: &[&str]) -> String {
     let suggestion = match did_you_mean(name, known) {
         Some(s) => format!(", did you mean `{s}`?"),

@@ -147,7 +147,7 @@ fn table_name(path: &[Seg]) -> String {
     }
 }
 
-/// Where a key of the table at `path` is: "in [smtp]", "at the top level".
+/// Where a key of the table at `path` is: "in `[smtp]`", "at the top level".
 pub(super) fn place(path: &[Seg]) -> String {
     match path.last() {
         None => "at the top level".to_string(),
