@@ -99,16 +99,21 @@ impl TokenKeys {
     /// from `secret_file`, surrounding whitespace ignored.
     ///
     /// No keys configured: one random key (id 0) for this process, with a
-    /// warning logged once, since its tokens die with the process and other
-    /// replicas cannot open them.
+    /// warning logged once when `public_url` is set (redirect links are
+    /// made), since its tokens die with the process and other replicas
+    /// cannot open them.
     pub fn from_config(cfg: &RedirectConfig) -> Result<TokenKeys, TokenError> {
         if cfg.keys.is_empty() {
             let cipher = PROCESS_KEY.get_or_init(|| {
-                tracing::warn!(
-                    event = "redirect_random_key",
-                    "no redirect.keys configured: using a random token key for this process; \
-                     redirect links stop working when it restarts and other replicas cannot open them"
-                );
+                // Without a public URL no redirect link is ever made, so
+                // the key's short life harms nobody: no warning then.
+                if !cfg.public_url.is_empty() {
+                    tracing::warn!(
+                        event = "redirect_random_key",
+                        "no redirect.keys configured: using a random token key for this process; \
+                         redirect links stop working when it restarts and other replicas cannot open them"
+                    );
+                }
                 XChaCha20Poly1305::new(&XChaCha20Poly1305::generate_key(&mut OsRng))
             });
             return Ok(TokenKeys {
