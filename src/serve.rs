@@ -121,11 +121,12 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
                 .join("\n"),
         )
     })?;
-    let unmet = policies.current().unmet_needs(cfg);
+    let set = policies.current();
+    let unmet = set.unmet_needs(cfg);
     if !unmet.is_empty() {
         return Err(ServeError::Policy(unmet.join("\n")));
     }
-    tracing::info!(event = "links", "{}", policies.current().links_summary());
+    tracing::info!(event = "links", "{}", set.links_summary());
     tracing::info!(
         event = "key_sources",
         sources = %cfg.keys.sources.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
@@ -135,17 +136,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     if (public.contains("://127.")
         || public.contains("://localhost")
         || public.contains("://[::1]"))
-        && let Some(origin) = [
-            crate::policy::Field::Links,
-            crate::policy::Field::LinksWhenEncrypted,
-        ]
-        .into_iter()
-        .find_map(|f| {
-            policies.current().origin_of(
-                f,
-                &crate::policy::Value::Links(crate::policy::LinkMode::Redirect),
-            )
-        })
+        && let Some((_, origin)) = set.redirect_origins().into_iter().next()
     {
         tracing::warn!(
             event = "redirect_public_url_local",

@@ -12,7 +12,6 @@
 //! Plain functions over bytes: no sockets, no key lookups. The caller runs
 //! them off the async threads. Plaintext stays in memory.
 
-use std::borrow::Cow;
 use std::io::Write;
 
 use sequoia_openpgp::Cert;
@@ -46,6 +45,12 @@ const TRACE: &[&str] = &["received", "return-path"];
 /// that know header protection (Thunderbird, Delta Chat, ...) show the real
 /// one from inside; others show this.
 pub const OBSCURED_SUBJECT: &str = "[...]";
+
+/// The outer Subject field when it is obscured.
+const OBSCURED_FIELD: Field<'static> = Field {
+    name: "Subject",
+    raw: b"Subject: [...]\r\n",
+};
 
 /// How to encrypt one message.
 pub struct Options<'a> {
@@ -113,7 +118,7 @@ pub fn encrypt_split(
     let boundary = boundary();
     let mut out = Vec::with_capacity(binary.len() * 4 / 3 + 2048);
     for f in &outer {
-        out.extend_from_slice(f);
+        out.extend_from_slice(f.raw);
     }
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     out.extend_from_slice(
@@ -141,16 +146,14 @@ pub fn encrypt_split(
 /// The non-structural header fields of the outer message, raw (folding
 /// kept): the `OUTER` fields as they came, and the Subject obscured (or as
 /// it came when `protect_subject` is off).
-pub fn outer_fields<'a>(fields: &[Field<'a>], protect_subject: bool) -> Vec<Cow<'a, [u8]>> {
-    let mut out: Vec<Cow<'a, [u8]>> = fields
+pub fn outer_fields<'a>(fields: &[Field<'a>], protect_subject: bool) -> Vec<Field<'a>> {
+    let mut out: Vec<Field<'a>> = fields
         .iter()
         .filter(|f| (f.is("subject") && !protect_subject) || OUTER.iter().any(|n| f.is(n)))
-        .map(|f| Cow::Borrowed(f.raw))
+        .cloned()
         .collect();
     if protect_subject {
-        out.push(Cow::Owned(
-            format!("Subject: {OBSCURED_SUBJECT}\r\n").into_bytes(),
-        ));
+        out.push(OBSCURED_FIELD);
     }
     out
 }
@@ -160,7 +163,7 @@ pub fn outer_fields<'a>(fields: &[Field<'a>], protect_subject: bool) -> Vec<Cow<
 /// message's other fields, an `HP-Outer` field for each of `outer` (the
 /// outer message's non-structural fields, see [`outer_fields`]) but the
 /// trace fields, then the body unchanged.
-pub fn inner_entity(fields: &[Field<'_>], body: &[u8], outer: &[Cow<'_, [u8]>]) -> Vec<u8> {
+pub fn inner_entity(fields: &[Field<'_>], body: &[u8], outer: &[Field<'_>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 2048);
     let mut has_type = false;
     for f in fields.iter().filter(|f| f.is_content()) {
@@ -187,22 +190,13 @@ pub fn inner_entity(fields: &[Field<'_>], body: &[u8], outer: &[Cow<'_, [u8]>]) 
     }
     // Trace fields were added in transit before sotto, not exposed by the
     // composer: RFC 9788 gives them no HP-Outer.
-    for f in outer.iter().filter(|f| !is_trace(f)) {
+    for f in outer.iter().filter(|f| !TRACE.iter().any(|n| f.is(n))) {
         out.extend_from_slice(b"HP-Outer: ");
-        out.extend_from_slice(f);
+        out.extend_from_slice(f.raw);
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out
-}
-
-/// Whether a raw field is a trace field (`Received`, `Return-Path`).
-fn is_trace(raw: &[u8]) -> bool {
-    TRACE.iter().any(|n| {
-        raw.len() > n.len()
-            && raw[..n.len()].eq_ignore_ascii_case(n.as_bytes())
-            && raw[n.len()] == b':'
-    })
 }
 
 /// What the Cryptographic Payload's Content-Type gets (folded onto a line
@@ -326,6 +320,10 @@ mod tests {
     fn inner_entity_keeps_body_and_protects_headers() {
         let msg = b"Received: from x\r\nFrom: a@x\r\nTo: b@y\r\nSubject: secret\r\n plans\r\nContent-Type: text/plain;\r\n charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nMIME-Version: 1.0\r\n\r\nbody \xc3\xa9\r\n";
         let s = split(msg);
+        assert_eq!(
+            OBSCURED_FIELD.raw,
+            format!("Subject: {OBSCURED_SUBJECT}\r\n").as_bytes()
+        );
         let outer = outer_fields(&s.fields, true);
         let inner = inner_entity(&s.fields, s.body, &outer);
         let text = String::from_utf8_lossy(&inner);

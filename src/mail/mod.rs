@@ -209,6 +209,12 @@ impl Parsed {
         }
     }
 
+    /// Whether the message has a header at all (readers show a message
+    /// without one as plain text).
+    pub fn has_header(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
     /// Whether the message is already encrypted (see [`already_encrypted`]).
     pub fn already_encrypted(&self) -> bool {
         already_encrypted(self.info(), &self.bytes[self.body_start..])

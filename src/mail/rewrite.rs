@@ -45,7 +45,7 @@ pub fn rewrite_links(message: &[u8], rw: &LinkRewriter) -> Option<(Vec<u8>, Repo
 /// [`rewrite_links`] of a message whose header was already read: it is not
 /// split again, and the MIME structure is parsed once.
 pub fn rewrite_parsed(message: &Parsed, rw: &LinkRewriter) -> Option<(Vec<u8>, Report)> {
-    if message.split().fields.is_empty() {
+    if !message.has_header() {
         return rewrite_headerless(message.bytes(), rw);
     }
     rewrite_with_header(message.bytes(), rw, 0)

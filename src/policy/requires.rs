@@ -20,18 +20,28 @@ impl PolicySet {
             ));
         }
         if cfg.redirect.public_url.is_empty() {
-            for field in [Field::Links, Field::LinksWhenEncrypted] {
-                if let Some(origin) = self.origin_of(field, &Value::Links(LinkMode::Redirect)) {
-                    out.push(format!(
-                        "{origin}: {} = \"redirect\" needs redirect.public_url, the https:// \
-                         address where readers reach sotto's redirector; without it no \
-                         rewritten link could open (or use links = \"redact\")",
-                        field.name()
-                    ));
-                }
+            for (field, origin) in self.redirect_origins() {
+                out.push(format!(
+                    "{origin}: {} = \"redirect\" needs redirect.public_url, the https:// \
+                     address where readers reach sotto's redirector; without it no \
+                     rewritten link could open (or use links = \"redact\")",
+                    field.name()
+                ));
             }
         }
         out
+    }
+
+    /// Where `links` or `links_when_encrypted` is first set to `redirect`,
+    /// per field that is.
+    pub fn redirect_origins(&self) -> Vec<(Field, String)> {
+        [Field::Links, Field::LinksWhenEncrypted]
+            .into_iter()
+            .filter_map(|f| {
+                self.origin_of(f, &Value::Links(LinkMode::Redirect))
+                    .map(|o| (f, o))
+            })
+            .collect()
     }
 
     /// What the `[defaults]` do to links, and whether rules change it, for
