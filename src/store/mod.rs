@@ -287,28 +287,43 @@ impl Store {
     /// Applies the migrations this binary knows and the database lacks
     /// (`sotto store migrate`); refuses a newer schema.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        // Several processes may open one new store at once: PostgreSQL
+        // migrations take an advisory lock; on SQLite a loser of the race
+        // (reading the schema version, or applying a migration against a
+        // snapshot another process just changed) is told "locked" at once,
+        // without waiting, and tries the whole step again, for at most the
+        // store's timeout (it used to retry only the migration, three
+        // times, and lost under load).
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.migrate_once().await {
+                Err(e)
+                    if self.backend == "sqlite"
+                        && !matches!(e, StoreError::NewerSchema { .. })
+                        && started.elapsed() + pause < self.timeout =>
+                {
+                    tracing::debug!(event = "store_migrate_retry", error = %e);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(800));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One attempt of [`Store::migrate`].
+    async fn migrate_once(&self) -> Result<(), StoreError> {
         let migrator = self.migrator();
         let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
         let found = self.schema_version().await?;
         if found > known {
             return Err(StoreError::NewerSchema { found, known });
         }
-        // Several processes may open one new store at once: PostgreSQL
-        // migrations take an advisory lock; on SQLite, a loser of the race
-        // finds the migration applied when it tries again.
-        let mut tries = 0;
-        loop {
-            let result = on_pool!(self, write, |pool| migrator.run(pool).await);
-            match result {
-                Ok(()) => return Ok(()),
-                Err(e) if tries < 3 && self.backend == "sqlite" => {
-                    tracing::debug!(event = "store_migrate_retry", error = %e);
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
-                }
-                Err(sqlx::migrate::MigrateError::Execute(e)) => return Err(e.into()),
-                Err(e) => return Err(StoreError::Migrate(e.to_string())),
-            }
+        match on_pool!(self, write, |pool| migrator.run(pool).await) {
+            Ok(()) => Ok(()),
+            Err(sqlx::migrate::MigrateError::Execute(e)) => Err(e.into()),
+            Err(e) => Err(StoreError::Migrate(e.to_string())),
         }
     }
 
