@@ -328,20 +328,8 @@ async fn keys_travel_over_pep_both_ways() {
     // sotto's component (not over alice's stream), and it verifies the message.
     let mut alice_fpr = None;
     for _ in 0..50 {
-        let run = s
-            .outside("frank")
-            .no_presence()
-            .run(&json!([{ "op": "fetch", "jid": "alice@example.org", "node": OX_META }]))
-            .await;
-        let text = run
-            .events("items")
-            .first()
-            .map(|i| i["items"].to_string())
-            .unwrap_or_default();
-        if let Some(i) = text.find("v4-fingerprint=") {
-            let rest = &text[i + "v4-fingerprint=".len()..];
-            let rest = rest.trim_start_matches(['\\', '"', '\'']);
-            alice_fpr = Some(rest[..40].to_string());
+        alice_fpr = s.listed_fingerprint("alice@example.org").await;
+        if alice_fpr.is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

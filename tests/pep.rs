@@ -96,7 +96,7 @@ async fn connects_with_the_secret_and_is_refused_without_it() {
 
     // A component name Prosody does not serve.
     let mut unknown = settings(&p, SECRET);
-    unknown.jid = "nobody.example.org".into();
+    unknown.names = vec!["nobody.example.org".into()];
     let err = Service::start(unknown, shutdown.clone())
         .wait_connected(Duration::from_secs(3))
         .await
@@ -367,4 +367,102 @@ async fn the_deploy_recipe_accepts_the_component() {
         run.transcript()
     );
     shutdown.cancel();
+}
+
+/// Replicas share the PEP work with a component name each: three services
+/// given the same two names (`xmpp.component = "sotto-1…, sotto-2…"`)
+/// against one Prosody. Two connect, each as a different name, and each
+/// publishes for its users with its own privilege; the third finds both
+/// names taken (Prosody's `conflict`) and keeps trying, and takes the name
+/// the first gives up when it stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_take_one_component_name_each() {
+    let p = Prosody::start(Options::default().replica_components(SECRET, 2));
+    for user in ["alice", "bob", "carol"] {
+        p.register(user, &format!("{user}-password"));
+    }
+    let names = p.component_jids().join(", ");
+    let start = |token: &CancellationToken| {
+        let mut s = ServiceSettings::new(&names, &p.component_addr(), SECRET);
+        s.backoff_min = Duration::from_millis(200);
+        s.backoff_max = Duration::from_millis(500);
+        Service::start(s, token.clone())
+    };
+    let (one_stop, two_stop, three_stop) = (
+        CancellationToken::new(),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    );
+    let one = start(&one_stop);
+    one.wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("first replica: {e}\n{}", p.log()));
+    let two = start(&two_stop);
+    two.wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("second replica: {e}\n{}", p.log()));
+    assert_eq!(one.jid(), "sotto-1.example.org");
+    assert_eq!(two.jid(), "sotto-2.example.org");
+
+    let three = start(&three_stop);
+    let err = three
+        .wait_connected(Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ServiceError::NotConnected { last: Some(e) } if e.is_conflict()),
+        "both names are held: {err:?}"
+    );
+
+    // Each publishes with its own name's privilege; a real client reads
+    // both keys.
+    let (alice, bob) = (cert("alice@example.org"), cert("bob@example.org"));
+    one.publish_key("alice@example.org", &alice)
+        .await
+        .unwrap_or_else(|e| panic!("publish through sotto-1: {e}\n{}", p.log()));
+    two.publish_key("bob@example.org", &bob)
+        .await
+        .unwrap_or_else(|e| panic!("publish through sotto-2: {e}\n{}", p.log()));
+    let run = p
+        .client("carol")
+        .no_presence()
+        .run(&json!([
+            { "op": "fetch", "jid": "alice@example.org", "node": METADATA },
+            { "op": "fetch", "jid": "bob@example.org", "node": METADATA },
+        ]))
+        .await
+        .assert_ok();
+    let listed: Vec<String> = run
+        .events("items")
+        .iter()
+        .map(|e| {
+            let list = payload(&e["items"][0]);
+            let meta = list.elements().next().expect("pubkey-metadata");
+            meta.attr("v4-fingerprint").unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [alice.fingerprint().to_hex(), bob.fingerprint().to_hex()],
+        "{}",
+        run.transcript()
+    );
+    // Each reads what the other published.
+    assert_eq!(one.fetch_keys("bob@example.org").await.unwrap()[0], bob);
+    assert_eq!(two.fetch_keys("alice@example.org").await.unwrap()[0], alice);
+
+    // The first stops; the waiting one takes its name and publishes.
+    one_stop.cancel();
+    three
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("third replica never took the free name: {e}\n{}", p.log()));
+    assert_eq!(three.jid(), "sotto-1.example.org");
+    three
+        .publish_key("alice@example.org", &alice)
+        .await
+        .unwrap_or_else(|e| panic!("publish through the taken-over name: {e}\n{}", p.log()));
+    assert!(two.is_connected(), "the second replica kept its name");
+    two_stop.cancel();
+    three_stop.cancel();
 }

@@ -2,7 +2,9 @@
 //! sharing one PostgreSQL store: alice and bob log in through both at once,
 //! several times, and each ends with one key that both replicas use —
 //! alice writes through one replica, bob reads through the other, and what
-//! he gets was encrypted to and opened with the same keys.
+//! he gets was encrypted to and opened with the same keys. And the PEP
+//! work: both replicas given the same two component names, each takes one
+//! and publishes the keys of the users logged in through it.
 
 #[path = "common/chatpeers.rs"]
 mod chatpeers;
@@ -14,6 +16,8 @@ use chatpeers::*;
 use chatsetup::ChatGateway;
 use chatsetup::postgres::Postgres;
 use common::prosody::XmppClient;
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::parse::Parse as _;
 use serde_json::json;
 
 fn through(s: &Setup, gw: &ChatGateway, user: &str, resource: &str) -> XmppClient {
@@ -100,4 +104,63 @@ async fn eventually_rows(pg: &Postgres, db: &str, want: usize) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the logins never made the users' keys");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_the_pep_work_with_a_component_name_each() {
+    let pg = Postgres::start();
+    let url = pg.database();
+    let u = url.clone();
+    // Prosody declares sotto-1 and sotto-2, each with the privilege; both
+    // replicas get the same configuration, listing both names.
+    let s = setup_components(ENCRYPT_ALL, 2, move |cfg| cfg.store.url = Some(u)).await;
+    let keys = s.gpg.keys.clone();
+    let u = url.clone();
+    let two = ChatGateway::start(&s.prosody, ENCRYPT_ALL, |cfg| {
+        cfg.keys.dir = Some(keys);
+        cfg.store.url = Some(u);
+        pep_config(&s.prosody, cfg);
+    })
+    .await;
+
+    // alice only ever logs in through replica one, bob through replica
+    // two: each key on PEP was published by that replica's component.
+    // (A login whose publication found the connection still coming up is
+    // published again at the next login.)
+    let mut found = std::collections::BTreeMap::new();
+    for (user, gw) in [("alice", &s.gw), ("bob", &two)] {
+        for _ in 0..50 {
+            through(&s, gw, user, "desk")
+                .run(&json!([]))
+                .await
+                .assert_ok();
+            if let Some(fpr) = s.listed_fingerprint(&format!("{user}@example.org")).await {
+                found.insert(user, fpr);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert!(
+            found.contains_key(user),
+            "{user}'s key never reached PEP through its replica\n{}",
+            s.prosody.log()
+        );
+    }
+    // What PEP lists is each user's one identity in the shared store.
+    for (user, fpr) in &found {
+        let stored =
+            s.gw.stored_key(&format!("{user}@example.org"))
+                .expect("identity in the store");
+        let cert = Cert::from_bytes(&stored).unwrap();
+        assert_eq!(&cert.fingerprint().to_hex(), fpr, "{user}");
+    }
+    // Prosody saw both names authenticated, one per replica.
+    let log = s.prosody.log();
+    for name in ["sotto-1.example.org", "sotto-2.example.org"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(name) && l.contains("authenticated")),
+            "{name} never connected:\n{log}"
+        );
+    }
 }

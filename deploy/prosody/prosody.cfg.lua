@@ -99,6 +99,8 @@ VirtualHost "example.org"
     -- own PEP nodes (only an account's owner may publish there). Fetching
     -- keys needs no privilege: the key nodes are open.
     modules_enabled = { "privilege" }
+    -- With several sotto replicas, one Component per replica (below), each
+    -- listed here with the same grant.
     privileged_entities = {
         ["sotto.example.org"] = {
             iq = { ["http://jabber.org/protocol/pubsub"] = "set" };
@@ -111,6 +113,9 @@ VirtualHost "example.org"
 -- places; keep this file readable by root and prosody only. Whoever has it
 -- can publish to every user's PEP. mod_privilege must be loaded here too,
 -- so that it tells sotto what it may do when it connects.
+-- Several sotto replicas: one such section per replica
+-- ("sotto-1.example.org", "sotto-2.example.org", ...), same secret, and
+-- every name in each replica's [xmpp] component; see README.md.
 Component "sotto.example.org"
     component_secret = "REPLACE-with-sotto's-component-secret"
     modules_enabled = { "privilege" }

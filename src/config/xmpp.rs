@@ -38,7 +38,10 @@ pub struct XmppConfig {
     pub user_keys_secret: Option<PathBuf>,
     /// sotto's own service connection to the server: an XEP-0114 component
     /// with XEP-0356 privileges, used to publish users' keys to their PEP
-    /// nodes and to fetch recipients' keys. Empty disables PEP.
+    /// nodes and to fetch recipients' keys. Empty disables PEP. Several
+    /// names (separated by commas or spaces), each declared on the server
+    /// with the same secret and privileges, let replicas share the work:
+    /// each connects as the first name no other connection holds.
     pub component: String,
     /// The server's component port, on loopback.
     pub component_upstream: String,

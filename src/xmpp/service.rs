@@ -77,6 +77,8 @@ const GRANT_GRACE: Duration = Duration::from_secs(2);
 struct Reports {
     status: watch::Sender<Status>,
     grants: watch::Sender<Grants>,
+    /// The component name of the current (or last) connection.
+    name: watch::Sender<String>,
 }
 
 /// A request for the connection task: an iq (id set) and where its answer
@@ -95,7 +97,7 @@ pub struct Service {
 }
 
 struct Inner {
-    jid: String,
+    name: watch::Receiver<String>,
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<Status>,
     grants: watch::Receiver<Grants>,
@@ -107,7 +109,7 @@ struct Inner {
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("jid", &self.inner.jid)
+            .field("jid", &self.jid())
             .field("connected", &self.is_connected())
             .finish()
     }
@@ -121,11 +123,13 @@ impl Service {
         let (requests, rx) = mpsc::channel(64);
         let (status_tx, status) = watch::channel(Status::Starting);
         let (grants_tx, grants) = watch::channel(Grants::default());
+        let first = settings.names.first().cloned().unwrap_or_default();
+        let (name_tx, name) = watch::channel(first);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let inner = Inner {
-            jid: settings.jid.clone(),
+            name,
             requests,
             status,
             grants,
@@ -136,6 +140,7 @@ impl Service {
         let reports = Reports {
             status: status_tx,
             grants: grants_tx,
+            name: name_tx,
         };
         tokio::spawn(stream::run(settings, rx, reports, shutdown));
         Service {
@@ -143,9 +148,10 @@ impl Service {
         }
     }
 
-    /// The component's JID.
-    pub fn jid(&self) -> &str {
-        &self.inner.jid
+    /// The component JID this process connected as (while connecting
+    /// first: the first name it will try).
+    pub fn jid(&self) -> String {
+        self.inner.name.borrow().clone()
     }
 
     /// Whether the connection is up and authenticated.
@@ -226,7 +232,8 @@ impl Service {
 
     /// An ordinary iq from the component: the answer if it is a result.
     async fn get(&self, to: &str, payload: Element) -> Result<Element, ServiceError> {
-        let iq = pep::iq("get", &self.inner.jid, to, "", payload);
+        // The connection task sets `from` to the name it holds.
+        let iq = pep::iq("get", "", to, "", payload);
         let answer = self.request(iq).await?;
         match pep::error_condition(&answer) {
             Some(condition) => Err(ServiceError::from_condition(condition)),
@@ -238,7 +245,7 @@ impl Service {
     /// forwarded answer if it is a result.
     async fn set_as(&self, user_bare: &str, pubsub: Element) -> Result<(), ServiceError> {
         let inner_id = self.new_id();
-        let iq = pep::privileged_set(&self.inner.jid, user_bare, "", &inner_id, pubsub);
+        let iq = pep::privileged_set("", user_bare, "", &inner_id, pubsub);
         let answer = self.request(iq).await?;
         if let Some(condition) = pep::error_condition(&answer) {
             return Err(ServiceError::from_condition(condition));

@@ -44,9 +44,23 @@ pub async fn setup_full(
     pep: bool,
     tune: impl FnOnce(&mut sotto::config::Config),
 ) -> Setup {
+    setup_components(policy, usize::from(pep), tune).await
+}
+
+/// Like [`setup_full`] with PEP, Prosody declaring `replicas` component
+/// names (`sotto-1.example.org`, …) and sotto's `xmpp.component` listing
+/// them all (see [`pep_config`]); 0 is no PEP.
+pub async fn setup_components(
+    policy: &str,
+    replicas: usize,
+    tune: impl FnOnce(&mut sotto::config::Config),
+) -> Setup {
     let mut opts = Options::default().config(&format!("VirtualHost \"{OUTSIDE}\""));
-    if pep {
-        opts = opts.component("component secret for the tests");
+    const SECRET: &str = "component secret for the tests";
+    match replicas {
+        0 => {}
+        1 => opts = opts.component(SECRET),
+        n => opts = opts.replica_components(SECRET, n),
     }
     let prosody = Prosody::start(opts);
     prosody.register("alice", "alice-secret");
@@ -61,33 +75,34 @@ pub async fn setup_full(
         chat_key(&gpg, &email);
         gpg.export(&email, &format!("{user}.asc"));
     }
-    let component = pep.then(|| {
-        (
-            prosody.component_jid(),
-            prosody.component_addr(),
-            prosody.component_secret(),
-        )
-    });
     let keys = gpg.keys.clone();
+    let pep = replicas > 0;
     let gw = ChatGateway::start(&prosody, policy, |cfg| {
         cfg.keys.dir = Some(keys);
-        if let Some((jid, addr, secret)) = component {
-            let file = cfg
-                .xmpp
-                .user_keys_secret
-                .as_ref()
-                .unwrap()
-                .with_file_name("component.secret");
-            std::fs::write(&file, format!("{secret}\n")).unwrap();
-            cfg.xmpp.component = jid;
-            cfg.xmpp.component_upstream = addr;
-            cfg.xmpp.component_secret = Some(file);
-            cfg.keys.sources = vec![sotto::config::KeySource::Dir, sotto::config::KeySource::Pep];
+        if pep {
+            pep_config(&prosody, cfg);
         }
         tune(cfg);
     })
     .await;
     Setup { prosody, gw, gpg }
+}
+
+/// Points `cfg` at `prosody`'s component(s), every name listed, with the
+/// secret in a file beside the user keys' passphrase, and adds the PEP key
+/// source.
+pub fn pep_config(prosody: &Prosody, cfg: &mut sotto::config::Config) {
+    let file = cfg
+        .xmpp
+        .user_keys_secret
+        .as_ref()
+        .unwrap()
+        .with_file_name("component.secret");
+    std::fs::write(&file, format!("{}\n", prosody.component_secret())).unwrap();
+    cfg.xmpp.component = prosody.component_jids().join(", ");
+    cfg.xmpp.component_upstream = prosody.component_addr();
+    cfg.xmpp.component_secret = Some(file);
+    cfg.keys.sources = vec![sotto::config::KeySource::Dir, sotto::config::KeySource::Pep];
 }
 
 impl Setup {
@@ -112,6 +127,25 @@ impl Setup {
             .await
             .assert_ok();
         receiver.finish().await.assert_ok()
+    }
+
+    /// The fingerprint (upper-case hex) `jid`'s XEP-0373 metadata node
+    /// lists first, read by frank (outside, straight to Prosody); `None`
+    /// while nothing is listed.
+    pub async fn listed_fingerprint(&self, jid: &str) -> Option<String> {
+        let run = self
+            .outside("frank")
+            .no_presence()
+            .run(&json!([{ "op": "fetch", "jid": jid, "node": "urn:xmpp:openpgp:0:public-keys" }]))
+            .await;
+        let text = run
+            .events("items")
+            .first()
+            .map(|i| i["items"].to_string())
+            .unwrap_or_default();
+        let at = text.find("v4-fingerprint=")? + "v4-fingerprint=".len();
+        let rest = text[at..].trim_start_matches(['\\', '"', '\'']);
+        Some(rest.get(..40)?.to_uppercase())
     }
 
     /// A user of the other host, straight to Prosody.

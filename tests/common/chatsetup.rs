@@ -74,6 +74,8 @@ impl ChatGateway {
         cfg.keys.dir = Some(keys_dir);
         let policy_dir = crate::common::policy(&mut cfg, policy);
         tune(&mut cfg);
+        // `tune` may have pointed it at another store (a shared one).
+        let store_url = cfg.store.url.clone().unwrap_or(store_url);
         let running = crate::common::gateway(&cfg).await;
         ChatGateway {
             running,

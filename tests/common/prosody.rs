@@ -84,6 +84,18 @@ pub struct ComponentOptions {
     /// nothing. Ignored with [`Options::base_config`], whose own
     /// `privileged_entities` apply.
     pub pubsub_privilege: Option<String>,
+    /// Further component JIDs with the same secret and privilege, one per
+    /// sotto replica ([`Options::replica_components`]).
+    pub others: Vec<String>,
+}
+
+impl ComponentOptions {
+    /// Every component JID: `jid`, then `others`.
+    pub fn jids(&self) -> Vec<String> {
+        std::iter::once(self.jid.clone())
+            .chain(self.others.iter().cloned())
+            .collect()
+    }
 }
 
 impl Default for Options {
@@ -122,8 +134,23 @@ impl Options {
             jid: format!("sotto.{}", self.domain),
             secret: secret.into(),
             pubsub_privilege: Some("set".into()),
+            others: Vec::new(),
         });
         self
+    }
+
+    /// Like [`Options::component`], for `n` sotto replicas: components
+    /// `sotto-1.<domain>` … `sotto-<n>.<domain>`, each with `secret` and
+    /// the pubsub privilege on the VirtualHost.
+    pub fn replica_components(self, secret: &str, n: usize) -> Options {
+        let mut opts = self.component(secret);
+        if let Some(c) = &mut opts.component {
+            let domain = opts.domain.clone();
+            let mut jids = (1..=n).map(|i| format!("sotto-{i}.{domain}"));
+            c.jid = jids.next().expect("at least one replica");
+            c.others = jids.collect();
+        }
+        opts
     }
 
     /// Like [`Options::component`], with no privilege granted: the
@@ -313,6 +340,15 @@ impl Prosody {
             .clone()
     }
 
+    /// Every component JID (see [`Options::replica_components`]), as
+    /// `xmpp.component` lists them. Panics without `Options::component`.
+    pub fn component_jids(&self) -> Vec<String> {
+        self.component
+            .as_ref()
+            .expect("Prosody was started without Options::component")
+            .jids()
+    }
+
     /// The component's secret. Panics without `Options::component`.
     pub fn component_secret(&self) -> String {
         self.component
@@ -473,13 +509,16 @@ fn lua_str(s: &str) -> String {
 /// be loaded on the component too: it hooks the component's authentication
 /// to tell it, and to remember, what it may do.
 fn component_section(c: &ComponentOptions, with_modules: bool) -> String {
-    let mut out = format!(
-        "\n-- sotto's service connection (XEP-0114 component, tests/common/prosody.rs)\nComponent {}\n    component_secret = {}\n",
-        lua_str(&c.jid),
-        lua_str(&c.secret)
-    );
-    if with_modules {
-        out.push_str("    modules_enabled = { \"privilege\" }\n");
+    let mut out = String::new();
+    for jid in c.jids() {
+        out.push_str(&format!(
+            "\n-- sotto's service connection (XEP-0114 component, tests/common/prosody.rs)\nComponent {}\n    component_secret = {}\n",
+            lua_str(&jid),
+            lua_str(&c.secret)
+        ));
+        if with_modules {
+            out.push_str("    modules_enabled = { \"privilege\" }\n");
+        }
     }
     out
 }
@@ -488,11 +527,15 @@ fn component_section(c: &ComponentOptions, with_modules: bool) -> String {
 fn privilege_lines(c: &ComponentOptions) -> String {
     let mut out = String::from("    modules_enabled = { \"privilege\" }\n");
     if let Some(perm) = &c.pubsub_privilege {
-        out.push_str(&format!(
-            "    privileged_entities = {{\n        [{}] = {{ iq = {{ [\"http://jabber.org/protocol/pubsub\"] = {} }} }};\n    }}\n",
-            lua_str(&c.jid),
-            lua_str(perm)
-        ));
+        out.push_str("    privileged_entities = {\n");
+        for jid in c.jids() {
+            out.push_str(&format!(
+                "        [{}] = {{ iq = {{ [\"http://jabber.org/protocol/pubsub\"] = {} }} }};\n",
+                lua_str(&jid),
+                lua_str(perm)
+            ));
+        }
+        out.push_str("    }\n");
     }
     out
 }

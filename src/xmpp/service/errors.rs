@@ -85,6 +85,13 @@ pub enum ServiceError {
     Invalid(&'static str),
 }
 
+impl ConnectError {
+    /// The server refused the name because another connection holds it.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::StreamError { condition, .. } if condition == "conflict")
+    }
+}
+
 impl ServiceError {
     /// Whether trying again later may succeed (connection, timeout, server
     /// trouble), as opposed to an answer that will not change by itself.

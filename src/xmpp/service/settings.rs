@@ -1,5 +1,5 @@
-//! How sotto reaches the server as a component: [`ServiceSettings`] (JID,
-//! component port, shared secret, timeouts, backoff, limits), built from
+//! How sotto reaches the server as a component: [`ServiceSettings`] (the
+//! component names it may take, component port, shared secret, timeouts, backoff, limits), built from
 //! `[xmpp]` by [`ServiceSettings::from_config`], which reads the secret
 //! from its file, and why that can fail ([`SettingsError`]).
 
@@ -12,8 +12,12 @@ use crate::xmpp::framer::Limits;
 /// How to reach the server as a component.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
-    /// The component's JID (a domain, e.g. `sotto.example.org`).
-    pub jid: String,
+    /// The component JIDs (domains, e.g. `sotto-1.example.org`) this
+    /// process may connect as, in order of preference: it takes the first
+    /// that no other connection holds (the server answers `conflict` for a
+    /// name in use), so N replicas given the same N names each get one.
+    /// Never empty.
+    pub names: Vec<String>,
     /// The server's component port, `host:port`.
     pub upstream: String,
     /// The shared secret (`component_secret` in Prosody).
@@ -32,10 +36,12 @@ pub struct ServiceSettings {
 }
 
 impl ServiceSettings {
-    /// Settings for `jid` at `upstream` with `secret`, defaults otherwise.
-    pub fn new(jid: &str, upstream: &str, secret: &str) -> ServiceSettings {
+    /// Settings for the component name(s) `names` (one JID, or several
+    /// separated by commas or spaces, see [`component_names`]) at
+    /// `upstream` with `secret`, defaults otherwise.
+    pub fn new(names: &str, upstream: &str, secret: &str) -> ServiceSettings {
         ServiceSettings {
-            jid: jid.to_owned(),
+            names: component_names(names),
             upstream: upstream.to_owned(),
             secret: secret.to_owned(),
             request_timeout: Duration::from_secs(10),
@@ -52,7 +58,7 @@ impl ServiceSettings {
     /// The settings `[xmpp]` asks for: `None` when `component` is empty
     /// (PEP off); the secret is the first line of `component_secret`.
     pub fn from_config(cfg: &XmppConfig) -> Result<Option<ServiceSettings>, SettingsError> {
-        if cfg.component.is_empty() {
+        if component_names(&cfg.component).is_empty() {
             return Ok(None);
         }
         let path = cfg
@@ -73,6 +79,20 @@ impl ServiceSettings {
             secret,
         )))
     }
+}
+
+/// The component names `xmpp.component` lists: one JID, or several
+/// separated by commas or white space (one per replica), lower-cased, in
+/// order, each once.
+pub fn component_names(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in text.split(|c: char| c == ',' || c.is_whitespace()) {
+        let name = name.trim().to_ascii_lowercase();
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// Why [`ServiceSettings::from_config`] failed.

@@ -3,6 +3,12 @@
 //! them by id, answers the server's own iqs, and ends on a lost connection,
 //! shutdown, or when every [`Service`](super::Service) handle is gone.
 //! Between connections it backs off, failing requests that still arrive.
+//!
+//! With several component names (one per replica), a name another
+//! connection holds is answered with a `conflict` stream error (Prosody's
+//! default `component_conflict_resolve = "kick_new"`): the task tries the
+//! next name at once, and backs off only when every name is taken or the
+//! attempt failed otherwise.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,17 +39,20 @@ pub(super) async fn run(
     reports: Reports,
     shutdown: CancellationToken,
 ) {
-    let Reports { status, grants } = &reports;
+    let Reports {
+        status,
+        grants,
+        name: current,
+    } = &reports;
     let mut backoff = settings.backoff_min;
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(settings.connect_timeout, Conn::open(&settings)) => {
-                r.unwrap_or(Err(ConnectError::Timeout))
-            }
+            r = connect_any(&settings) => r,
         };
         match attempt {
-            Ok(mut conn) => {
+            Ok((mut conn, name)) => {
+                current.send_replace(name.clone());
                 grants.send_replace(Grants {
                     since: Some(Instant::now()),
                     ..Grants::default()
@@ -51,12 +60,12 @@ pub(super) async fn run(
                 let _ = status.send(Status::Connected);
                 tracing::info!(
                     event = "xmpp_service_connected",
-                    component = %settings.jid,
+                    component = %name,
                     upstream = %settings.upstream
                 );
                 let since = Instant::now();
                 let end = conn
-                    .serve(&settings, &mut requests, grants, &shutdown)
+                    .serve(&settings, &name, &mut requests, grants, &shutdown)
                     .await;
                 grants.send_replace(Grants::default());
                 match end {
@@ -67,7 +76,7 @@ pub(super) async fn run(
                     End::Lost(e) => {
                         tracing::warn!(
                             event = "xmpp_service_lost",
-                            component = %settings.jid,
+                            component = %name,
                             error = %e
                         );
                         let _ = status.send(Status::Down(e));
@@ -80,7 +89,7 @@ pub(super) async fn run(
             Err(e) => {
                 tracing::warn!(
                     event = "xmpp_service_connect_failed",
-                    component = %settings.jid,
+                    components = %settings.names.join(","),
                     upstream = %settings.upstream,
                     error = %e,
                     retry_in_ms = backoff.as_millis() as u64
@@ -100,6 +109,27 @@ pub(super) async fn run(
         }
         backoff = (backoff * 2).min(settings.backoff_max);
     }
+}
+
+/// Connects as the first of `settings.names` the server lets this process
+/// have: a name held by another connection (`conflict`) moves on to the
+/// next; any other failure ends the round.
+async fn connect_any(settings: &ServiceSettings) -> Result<(Conn, String), ConnectError> {
+    let mut last = ConnectError::Closed;
+    for name in &settings.names {
+        let attempt = tokio::time::timeout(settings.connect_timeout, Conn::open(settings, name))
+            .await
+            .unwrap_or(Err(ConnectError::Timeout));
+        match attempt {
+            Ok(conn) => return Ok((conn, name.clone())),
+            Err(e) if e.is_conflict() => {
+                tracing::info!(event = "xmpp_service_name_taken", component = %name);
+                last = e;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
 }
 
 /// How an established connection ended.
@@ -122,7 +152,7 @@ fn io_error(e: std::io::Error) -> ConnectError {
 
 impl Conn {
     /// Connects and authenticates (XEP-0114).
-    async fn open(settings: &ServiceSettings) -> Result<Conn, ConnectError> {
+    async fn open(settings: &ServiceSettings, name: &str) -> Result<Conn, ConnectError> {
         let tcp = TcpStream::connect(&settings.upstream)
             .await
             .map_err(io_error)?;
@@ -136,7 +166,7 @@ impl Conn {
         };
         let header = format!(
             "<?xml version='1.0'?><stream:stream xmlns='{COMPONENT_NS}' xmlns:stream='{STREAM_NS}' to='{}'>",
-            attr_escape(&settings.jid)
+            attr_escape(name)
         );
         conn.write(header.as_bytes()).await?;
         let id = loop {
@@ -218,6 +248,7 @@ impl Conn {
     async fn serve(
         &mut self,
         settings: &ServiceSettings,
+        name: &str,
         requests: &mut mpsc::Receiver<Request>,
         grants: &watch::Sender<Grants>,
         shutdown: &CancellationToken,
@@ -237,7 +268,7 @@ impl Conn {
                             grants,
                             out: &mut out,
                         };
-                        if let Err(e) = self.on_frame(frame, settings, to) {
+                        if let Err(e) = self.on_frame(frame, name, to) {
                             return End::Lost(e);
                         }
                     }
@@ -270,7 +301,9 @@ impl Conn {
                     // Forget requests whose caller gave up (timed out).
                     pending.retain(|_, reply| !reply.is_closed());
                     pending.insert(r.id, r.reply);
-                    out = serialize(&r.iq);
+                    let mut iq = r.iq;
+                    iq.set_attr("from", name);
+                    out = serialize(&iq);
                 }
                 _ = keepalive.tick() => out.push(b' '),
                 n = self.reader.read(&mut self.buf) => match n {
@@ -283,12 +316,7 @@ impl Conn {
     }
 
     /// Handles one frame from the server; what to send back goes to `out`.
-    fn on_frame(
-        &self,
-        frame: Frame,
-        settings: &ServiceSettings,
-        to: Outputs<'_>,
-    ) -> Result<(), ConnectError> {
+    fn on_frame(&self, frame: Frame, name: &str, to: Outputs<'_>) -> Result<(), ConnectError> {
         let Outputs {
             pending,
             grants,
@@ -322,7 +350,7 @@ impl Conn {
                     }
                 }
                 _ => {
-                    if let Some(answer) = pep::answer(&element, &settings.jid) {
+                    if let Some(answer) = pep::answer(&element, name) {
                         out.extend_from_slice(&serialize(&answer));
                     }
                 }
@@ -337,7 +365,7 @@ impl Conn {
                 let granted = pep::grants_iq(&element, PUBSUB_NS, "set");
                 tracing::info!(
                     event = "xmpp_service_privileges",
-                    component = %settings.jid,
+                    component = %name,
                     host = %host,
                     pubsub_set = granted
                 );

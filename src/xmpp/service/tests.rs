@@ -50,7 +50,10 @@ fn settings_from_config() {
     std::fs::write(&path, "s3cret \nignored\n").unwrap();
     let s = ServiceSettings::from_config(&cfg).unwrap().unwrap();
     assert_eq!(s.secret, "s3cret");
-    assert_eq!(s.jid, "sotto.example.org");
+    assert_eq!(s.names, ["sotto.example.org"]);
+    cfg.component = "sotto-1.example.org, Sotto-2.example.org sotto-1.example.org".into();
+    let s = ServiceSettings::from_config(&cfg).unwrap().unwrap();
+    assert_eq!(s.names, ["sotto-1.example.org", "sotto-2.example.org"]);
     assert_eq!(s.upstream, "127.0.0.1:5347");
 }
 
