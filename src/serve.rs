@@ -113,6 +113,9 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         prune_replay(store.clone(), cfg.store.replay_max, shutdown.clone());
     }
     let keys = crate::keys::KeyStore::from_config(cfg);
+    if let Some(store) = &store {
+        keys.set_store(store.clone());
+    }
     let policies = Policies::load(cfg.policy.dir.clone()).map_err(|ps| {
         ServeError::Policy(
             ps.iter()

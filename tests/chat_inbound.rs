@@ -17,6 +17,8 @@ mod chatpeers;
 mod chatsetup;
 mod common;
 
+use sequoia_openpgp::parse::Parse as _;
+
 use base64::Engine;
 use chatpeers::*;
 use common::prosody::{ClientRun, RunningClient};
@@ -323,6 +325,22 @@ async fn keys_travel_over_pep_both_ways() {
         xml.contains("<openpgp") && !xml.contains("marker-7070"),
         "{xml}"
     );
+    // What sotto found on PEP is recorded in the store: source, first and
+    // last seen (written in the background, off the message path).
+    let mut learned = Vec::new();
+    for _ in 0..50 {
+        learned = s.gw.learned_keys(&frank);
+        if !learned.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(learned.len(), 1, "{learned:?}");
+    assert_eq!(learned[0].fingerprint, fpr.to_uppercase());
+    assert_eq!(learned[0].source, "pep");
+    assert!(learned[0].first_seen > 0 && learned[0].last_seen >= learned[0].first_seen);
+    let cert = sequoia_openpgp::Cert::from_bytes(&learned[0].cert).unwrap();
+    assert!(!cert.is_tsk(), "public parts only");
 
     // frank's client finds alice's key where XEP-0373 says, published by
     // sotto's component (not over alice's stream), and it verifies the message.

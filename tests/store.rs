@@ -577,3 +577,104 @@ async fn serve_reports_the_store_in_readyz_and_keeps_relaying() {
     pg.resume();
     eventually("readyz is ready again", || async { ready().await.0 == 200 }).await;
 }
+
+/// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop:
+/// a disk that really fills up. Needs root (the test suite runs as root;
+/// tests/run says so).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(kib: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a small tmpfs for the full-disk test failed (needs root with CAP_SYS_ADMIN, as tests/run runs): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    /// Fills the disk with one file until the kernel says it is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.dir.path().join("filler");
+        let mut f = std::fs::File::create(&path).expect("create filler");
+        let chunk = vec![0x5a_u8; 4096];
+        loop {
+            match f.write_all(&chunk).and_then(|()| f.sync_all()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => return path, // ENOSPC
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// SQLite on a disk that fills up: making a key fails with a temporary
+/// error that says the disk is full (a chat user's first message gets a
+/// retryable refusal, nothing is half written), keys already made keep
+/// working, and once space is freed the same request succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_is_reported_as_such_and_passes() {
+    let disk = SmallDisk::mount(1024);
+    let url = sqlite_url(&disk.dir.path().join("sotto.db"));
+    let keys = UserKeys::new(open(&url).await, PASS.into());
+    let known = keys.get_or_create("known@example.org").await.unwrap();
+
+    let filler = disk.fill();
+    let mut failure = None;
+    // The WAL may still hold a page or two: a few more users fill it.
+    for i in 0..50 {
+        match keys.get_or_create(&format!("new{i}@example.org")).await {
+            Ok(_) => continue,
+            Err(e) => {
+                failure = Some((i, e));
+                break;
+            }
+        }
+    }
+    let (i, err) = failure.expect("a full disk never refused a new key");
+    let text = err.to_string();
+    assert!(
+        text.contains("the disk holding the store is full"),
+        "a clear message: {text}"
+    );
+    assert!(err.is_transient(), "a full disk is temporary: {err:?}");
+    // What is known still works.
+    let again = keys.get_or_create("known@example.org").await.unwrap();
+    assert_eq!(again.cert().fingerprint(), known.cert().fingerprint());
+
+    std::fs::remove_file(filler).unwrap();
+    let made = keys
+        .get_or_create(&format!("new{i}@example.org"))
+        .await
+        .expect("with space again, the key is made");
+    let store = open(&url).await;
+    let row = store
+        .identity(&format!("new{i}@example.org"))
+        .await
+        .unwrap()
+        .expect("stored");
+    let stored = Cert::from_bytes(&row.tsk).unwrap();
+    assert_eq!(stored.fingerprint(), made.cert().fingerprint());
+    store.close().await;
+}

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
+use sequoia_openpgp::serialize::SerializeInto as _;
 use tokio::sync::OnceCell;
 
 pub use validate::{Rejection, XMPP_SCHEME, normalize, usable_for};
@@ -120,6 +121,9 @@ struct Inner {
     cache: Mutex<HashMap<String, Arc<OnceCell<Cached>>>>,
     policy: StandardPolicy<'static>,
     pep: OnceLock<Arc<dyn PepFetcher>>,
+    /// Where keys found on the web sources are recorded (source, first and
+    /// last seen), when sotto runs with a state store.
+    learned: OnceLock<crate::store::Store>,
 }
 
 impl KeyStore {
@@ -138,6 +142,7 @@ impl KeyStore {
                 cache: Mutex::new(HashMap::new()),
                 policy: StandardPolicy::new(),
                 pep: OnceLock::new(),
+                learned: OnceLock::new(),
             }),
         }
     }
@@ -145,6 +150,13 @@ impl KeyStore {
     /// Installs the PEP fetcher (once; later calls are ignored).
     pub fn set_pep(&self, fetcher: Arc<dyn PepFetcher>) {
         let _ = self.inner.pep.set(fetcher);
+    }
+
+    /// Records every key the web sources (WKD, VKS, PEP) serve and sotto
+    /// accepts in `store` (once; later calls are ignored): at most once per
+    /// address per cache period, in the background, off the message path.
+    pub fn set_store(&self, store: crate::store::Store) {
+        let _ = self.inner.learned.set(store);
     }
 
     pub fn policy(&self) -> &StandardPolicy<'static> {
@@ -304,12 +316,38 @@ impl KeyStore {
                     }
                 }
             }
-            if out.found.is_some() {
+            if let Some(found) = &out.found {
                 tracing::debug!(event = "key_lookup", source = %source, result = "found");
+                self.learn(address, found);
                 return out;
             }
         }
         out
+    }
+
+    /// Records `found` for `address` in the store, if there is one; a
+    /// failure is logged and counted, never in the way of the lookup.
+    fn learn(&self, address: &str, found: &Found) {
+        let Some(store) = self.inner.learned.get().cloned() else {
+            return;
+        };
+        let Ok(cert) = found.cert.to_vec() else {
+            return;
+        };
+        let address = address
+            .strip_prefix(XMPP_SCHEME)
+            .unwrap_or(address)
+            .to_owned();
+        let fingerprint = found.cert.fingerprint().to_hex();
+        let source = found.source.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .learn_key(&address, &fingerprint, &cert, &source)
+                .await
+            {
+                tracing::warn!(event = "key_learn_failed", error = %e);
+            }
+        });
     }
 
     /// Judges one answer of `source` into `out`; whether it served

@@ -103,7 +103,34 @@ impl ChatGateway {
     /// The stored identity of `jid` (its secret parts passphrase-protected),
     /// read from the store by a separate connection; `None` if it has none.
     pub fn stored_key(&self, jid: &str) -> Option<Vec<u8>> {
-        let (url, jid) = (self.store_url.clone(), jid.to_string());
+        let jid = jid.to_string();
+        self.read_store(move |store| {
+            Box::pin(async move {
+                let row = store.identity(&jid).await.expect("read the store");
+                row.map(|r| r.tsk)
+            })
+        })
+    }
+
+    /// The correspondents' keys the store learned for `address`.
+    pub fn learned_keys(&self, address: &str) -> Vec<sotto::store::LearnedKey> {
+        let address = address.to_string();
+        self.read_store(move |store| {
+            Box::pin(async move { store.learned_keys(&address).await.expect("read the store") })
+        })
+    }
+
+    /// Runs `read` on the store, opened by a separate connection on a
+    /// thread of its own.
+    fn read_store<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(
+            sotto::store::Store,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>
+        + Send
+        + 'static,
+    ) -> T {
+        let url = self.store_url.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -113,9 +140,9 @@ impl ChatGateway {
                 let store = sotto::store::Store::open(&sotto::store::Options::new(url))
                     .await
                     .expect("open the store");
-                let row = store.identity(&jid).await.expect("read the store");
+                let out = read(store.clone()).await;
                 store.close().await;
-                row.map(|r| r.tsk)
+                out
             })
         })
         .join()
