@@ -10,8 +10,8 @@ use sequoia_openpgp::cert::CertBuilder;
 use sequoia_openpgp::policy::StandardPolicy;
 use sequoia_openpgp::serialize::SerializeInto;
 use sotto::config::{Config, KeySource};
-use sotto::crypt::{Options, encrypt_mail};
 use sotto::keys::KeyStore;
+use sotto::openpgp::pgpmime::{Options, encrypt_mail};
 
 fn time<F: FnMut()>(what: &str, n: u32, mut f: F) -> f64 {
     f();

@@ -14,8 +14,8 @@ mod postgres;
 use std::sync::Arc;
 use std::time::Instant;
 
+use sotto::openpgp::identities::Identities;
 use sotto::store::{Options, Store, sqlite_url};
-use sotto::xmpp::userkeys::UserKeys;
 
 const PASS: &str = "store passphrase for the benchmark";
 const CONCURRENCY: usize = 8;
@@ -28,7 +28,7 @@ struct Figures {
 
 async fn measure(url: &str, n: usize) -> Figures {
     let store = Store::open(&Options::new(url)).await.expect("open");
-    let keys = Arc::new(UserKeys::new(store, PASS.into()));
+    let keys = Arc::new(Identities::new(store, PASS.into()));
     let t = Instant::now();
     let mut next = 0;
     while next < n {

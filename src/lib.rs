@@ -6,11 +6,11 @@
 
 pub mod admin;
 pub mod config;
-pub mod crypt;
 pub mod envelope;
 pub mod keys;
 pub mod links;
 pub mod mail;
+pub mod openpgp;
 pub mod policy;
 pub mod redirect;
 pub mod relay;

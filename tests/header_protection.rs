@@ -16,8 +16,8 @@ use common::pgp::{Gpg, armored_part};
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::policy::StandardPolicy;
-use sotto::crypt::{Options, encrypt_mail};
 use sotto::mail::split;
+use sotto::openpgp::pgpmime::{Options, encrypt_mail};
 
 fn vector(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))

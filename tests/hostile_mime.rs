@@ -14,9 +14,9 @@
 mod common;
 
 use sequoia_openpgp::policy::StandardPolicy;
-use sotto::crypt::{Options, encrypt_mail};
 use sotto::mail::rewrite::rewrite_links;
 use sotto::mail::split;
+use sotto::openpgp::pgpmime::{Options, encrypt_mail};
 
 use common::hostile::{
     HEAD, PLAIN, STRIP, check_links, check_strip_gateway, data, files, gw_config, send, string,

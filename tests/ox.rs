@@ -1,7 +1,7 @@
 //! OpenPGP for XMPP against real peers: what sotto encrypts (XEP-0373
 //! signcrypt, XEP-0027 armour body) GnuPG and sq decrypt and verify, and
 //! what GnuPG signs and encrypts sotto opens. Alice is a user behind sotto
-//! (her key made by `UserKeys`); Bob and Carol are outside, with keys made
+//! (her key made by `Identities`); Bob and Carol are outside, with keys made
 //! by gpg or sq.
 
 mod common;
@@ -18,9 +18,9 @@ use sequoia_openpgp::Cert;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::policy::StandardPolicy;
 use sequoia_openpgp::serialize::SerializeInto;
+use sotto::openpgp::identities::{Identities, IdentityKey};
 use sotto::xmpp::framer::{Element, parse_stanza, serialize};
 use sotto::xmpp::ox::{self, Incoming, OxError, Signcrypt};
-use sotto::xmpp::userkeys::{UserKey, UserKeys};
 
 const P: &StandardPolicy<'static> = &StandardPolicy::new();
 
@@ -55,14 +55,14 @@ fn gpg_xmpp_key(g: &Gpg, jid: &str) -> Cert {
     Cert::from_bytes(&g.public(&g.generate_xmpp(jid))).unwrap()
 }
 
-async fn alice(dir: &tempfile::TempDir) -> Arc<UserKey> {
-    let keys = UserKeys::open(dir.path().join("user-keys"), "at-rest secret".into()).unwrap();
+async fn alice(dir: &tempfile::TempDir) -> Arc<IdentityKey> {
+    let keys = Identities::open(dir.path().join("user-keys"), "at-rest secret".into()).unwrap();
     keys.get_or_create("alice@example.org").await.unwrap()
 }
 
 /// Alice behind sotto and `jid` outside with a gpg key; gpg knows Alice's
 /// certificate. Keep the directory alive.
-async fn alice_and_gpg_peer(jid: &str) -> (Gpg, tempfile::TempDir, Arc<UserKey>, Cert) {
+async fn alice_and_gpg_peer(jid: &str) -> (Gpg, tempfile::TempDir, Arc<IdentityKey>, Cert) {
     let g = Gpg::new();
     let dir = tempfile::tempdir().unwrap();
     let alice = alice(&dir).await;
@@ -223,7 +223,7 @@ async fn sotto_opens_what_gpg_signs_and_encrypts() {
     );
     // Addressed to Alice, not to Bob.
     let bob_dir = tempfile::tempdir().unwrap();
-    let bob_keys = UserKeys::open(bob_dir.path(), "x".into()).unwrap();
+    let bob_keys = Identities::open(bob_dir.path(), "x".into()).unwrap();
     let bob = bob_keys.get_or_create("bob@example.org").await.unwrap();
     let as_bob = Incoming {
         tsk: bob.secret(),
@@ -281,7 +281,7 @@ async fn gpg_reads_the_stored_user_key_only_with_the_passphrase() {
     let dir = tempfile::tempdir().unwrap();
     let alice = alice(&dir).await;
     // The key as the state store holds it.
-    let keys = UserKeys::open(dir.path().join("user-keys"), "at-rest secret".into()).unwrap();
+    let keys = Identities::open(dir.path().join("user-keys"), "at-rest secret".into()).unwrap();
     let stored = keys
         .store()
         .identity("alice@example.org")
@@ -330,7 +330,7 @@ fn gpg_seals(g: &Gpg, xml: &str, signer: Option<&Cert>, to: &Cert) -> String {
     STANDARD.encode(message)
 }
 
-fn as_alice<'a>(alice: &'a UserKey, sender: &'a str, certs: &'a [Cert]) -> Incoming<'a> {
+fn as_alice<'a>(alice: &'a IdentityKey, sender: &'a str, certs: &'a [Cert]) -> Incoming<'a> {
     Incoming {
         tsk: alice.secret(),
         sender,

@@ -11,8 +11,8 @@ use common::proptest_config;
 use common::sequoia::{bob, decrypt};
 use proptest::prelude::*;
 use sequoia_openpgp::policy::StandardPolicy;
-use sotto::crypt::{Options, encrypt_mail};
 use sotto::mail::split;
+use sotto::openpgp::pgpmime::{Options, encrypt_mail};
 
 /// A header: some fields (folded sometimes), each `Name: value\r\n`.
 fn header() -> impl Strategy<Value = Vec<u8>> {

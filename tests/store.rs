@@ -17,8 +17,8 @@ use sequoia_openpgp::Cert;
 use sequoia_openpgp::cert::{CertBuilder, CipherSuite};
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::serialize::SerializeInto;
+use sotto::openpgp::identities::Identities;
 use sotto::store::{Options, Store, StoreError, sqlite_url};
-use sotto::xmpp::userkeys::UserKeys;
 use tokio_util::sync::CancellationToken;
 
 const PASS: &str = "store passphrase for the tests";
@@ -51,8 +51,8 @@ where
 /// Two processes (two pools, two caches), 50 concurrent first uses each,
 /// for the same 20 new users: one key per user, and both use it.
 async fn race(url: &str) {
-    let one = Arc::new(UserKeys::new(open(url).await, PASS.into()));
-    let two = Arc::new(UserKeys::new(open(url).await, PASS.into()));
+    let one = Arc::new(Identities::new(open(url).await, PASS.into()));
+    let two = Arc::new(Identities::new(open(url).await, PASS.into()));
     let mut tasks = Vec::new();
     for (p, keys) in [(1, &one), (2, &two)] {
         for i in 0..50 {
@@ -98,8 +98,8 @@ async fn two_processes_race_for_new_users_postgres() {
 /// A rotation and a revocation made through one process reach the other
 /// process's cache (its watch polls the store).
 async fn change_reaches_the_other_process(url: &str) {
-    let a = Arc::new(UserKeys::new(open(url).await, PASS.into()));
-    let b = UserKeys::new(open(url).await, PASS.into());
+    let a = Arc::new(Identities::new(open(url).await, PASS.into()));
+    let b = Identities::new(open(url).await, PASS.into());
     let stop = CancellationToken::new();
     a.watch(stop.clone());
     let jid = "rot@example.org";
@@ -186,7 +186,7 @@ fn gpg_io(mut c: Command, input: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_on_sqlite_restores_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let lite = UserKeys::new(open(&sqlite(&dir)).await, PASS.into());
+    let lite = Identities::new(open(&sqlite(&dir)).await, PASS.into());
     let alice = lite.get_or_create("alice@example.org").await.unwrap();
     lite.get_or_create("bob@example.org").await.unwrap();
     let store = lite.store();
@@ -221,7 +221,7 @@ async fn backup_on_sqlite_restores_on_postgres() {
 
     let pg = Postgres::start();
     let url = pg.database();
-    let restored = UserKeys::new(open(&url).await, PASS.into());
+    let restored = Identities::new(open(&url).await, PASS.into());
     assert_eq!(restored.store().restore(&file).await.unwrap(), summary);
     assert_eq!(lite.list().await.unwrap(), restored.list().await.unwrap());
     let learned = restored
@@ -386,7 +386,7 @@ async fn import_user_keys(url: &str) {
     );
     assert_eq!(listing(&keys), before, "the directory was written to");
 
-    let users = UserKeys::new(open(url).await, PASS.into());
+    let users = Identities::new(open(url).await, PASS.into());
     let stored: BTreeMap<String, String> = users
         .list()
         .await
@@ -472,7 +472,7 @@ async fn newer_schema_is_refused_postgres() {
 async fn database_stopped_and_restarted() {
     let pg = Postgres::start();
     let url = pg.database();
-    let users = UserKeys::new(open(&url).await, PASS.into());
+    let users = Identities::new(open(&url).await, PASS.into());
     let alice = users.get_or_create("alice@example.org").await.unwrap();
     pg.halt();
     let err = users.store().ping().await.unwrap_err();
@@ -637,7 +637,7 @@ impl Drop for SmallDisk {
 async fn a_full_disk_is_reported_as_such_and_passes() {
     let disk = SmallDisk::mount(1024);
     let url = sqlite_url(&disk.dir.path().join("sotto.db"));
-    let keys = UserKeys::new(open(&url).await, PASS.into());
+    let keys = Identities::new(open(&url).await, PASS.into());
     let known = keys.get_or_create("known@example.org").await.unwrap();
 
     let filler = disk.fill();

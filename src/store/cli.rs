@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::xmpp::userkeys::{UserKeys, read_passphrase};
+use crate::openpgp::identities::{Identities, read_passphrase};
 
 use super::{Options, Store};
 
@@ -57,7 +57,7 @@ pub fn wanted(cfg: &Config) -> bool {
 /// The chat users' keys over `store`, when a passphrase is configured; an
 /// existing `xmpp.user_keys` directory is imported first (users already in
 /// the store are skipped without unlocking anything).
-pub async fn user_keys(cfg: &Config, store: &Store) -> Result<Option<Arc<UserKeys>>, String> {
+pub async fn user_keys(cfg: &Config, store: &Store) -> Result<Option<Arc<Identities>>, String> {
     let Some(secret) = cfg.store.secret_file(&cfg.xmpp) else {
         if cfg.xmpp.user_keys.is_some() {
             return Err("xmpp.user_keys needs store.secret_file or xmpp.user_keys_secret (a file whose first line is the passphrase)".into());
@@ -65,7 +65,7 @@ pub async fn user_keys(cfg: &Config, store: &Store) -> Result<Option<Arc<UserKey
         return Ok(None);
     };
     let passphrase = read_passphrase(secret).map_err(|e| format!("store.secret_file: {e}"))?;
-    let users = UserKeys::new(store.clone(), passphrase);
+    let users = Identities::new(store.clone(), passphrase);
     if let Some(dir) = &cfg.xmpp.user_keys
         && dir.is_dir()
     {
@@ -92,14 +92,14 @@ pub async fn user_keys(cfg: &Config, store: &Store) -> Result<Option<Arc<UserKey
 
 /// The users' keys for `explain`: read only, `None` when chat keys are not
 /// configured or the embedded store was never created.
-pub fn preview_users(cfg: &Config) -> Result<Option<UserKeys>, String> {
+pub fn preview_users(cfg: &Config) -> Result<Option<Identities>, String> {
     let Some(secret) = cfg.store.secret_file(&cfg.xmpp) else {
         return Ok(None);
     };
     let passphrase = read_passphrase(secret).map_err(|e| format!("store.secret_file: {e}"))?;
     let opts = Options::from_config(&cfg.store).map_err(|e| e.to_string())?;
     let store = Store::open_lazy(&opts).map_err(|e| e.to_string())?;
-    Ok(Some(UserKeys::new(store, passphrase)))
+    Ok(Some(Identities::new(store, passphrase)))
 }
 
 /// Runs `sotto store ACTION`. Exit 0 on success, 1 otherwise.
@@ -163,7 +163,7 @@ async fn import(
         .as_ref()
         .or(cfg.xmpp.user_keys_secret.as_ref())
         .unwrap_or(store_secret);
-    let users = UserKeys::new(
+    let users = Identities::new(
         store.clone(),
         read_passphrase(store_secret).map_err(|e| e.to_string())?,
     );

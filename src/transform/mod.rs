@@ -18,11 +18,12 @@ pub use decide::{Effective, Outcome, RecipientKeys, decide};
 
 use crate::config::LinksConfig;
 use crate::config::{Config, SubjectMode};
-use crate::crypt::{self, Options};
 use crate::envelope::{MailFrom, domain_of};
 use crate::keys::{KeyStore, dir::read_certs};
 use crate::links::token::TokenKeys;
 use crate::links::{LinkRewriter, Redirect};
+use crate::openpgp::pgpmime::{self, Options};
+use crate::openpgp::seal::signing_keypair;
 use crate::policy::{Channel, LinkMode, Policies, PolicySet};
 use crate::relay::{Target, Transaction};
 use crate::reply::Reply;
@@ -67,8 +68,7 @@ impl Crypt {
                     .into_iter()
                     .next()
                     .ok_or_else(|| err("no key".into()))?;
-                crypt::signing_keypair(&tsk, &StandardPolicy::new())
-                    .map_err(|e| err(e.to_string()))?;
+                signing_keypair(&tsk, &StandardPolicy::new()).map_err(|e| err(e.to_string()))?;
                 Some(tsk)
             }
             None => None,
@@ -364,7 +364,7 @@ async fn deliver<X: Transaction>(
     let nkeys = certs.len();
     let result = cpu(message.bytes().len(), move || {
         let signer = match (&work.signer, effective.sign) {
-            (Some(tsk), true) => Some(crypt::signing_keypair(tsk, &work.policy)?),
+            (Some(tsk), true) => Some(signing_keypair(tsk, &work.policy)?),
             _ => None,
         };
         let opts = Options {
@@ -373,7 +373,7 @@ async fn deliver<X: Transaction>(
             signer,
             policy: &work.policy,
         };
-        crypt::encrypt_split(&message.split(), &certs, opts)
+        pgpmime::encrypt_split(&message.split(), &certs, opts)
     })
     .await;
     match result {

@@ -19,11 +19,11 @@ use super::element::{Element, Node, serialize};
 use super::identity::{bare_jid, domain};
 use super::ox::{self, CLIENT_NS, HINTS_NS, LEGACY_NS, OX_NS};
 use super::service::{Service, ServiceError};
-use super::userkeys::UserKeys;
 use super::xhtml;
 use crate::config::KeySource;
 use crate::keys::web::Fetched;
 use crate::keys::{Found, Lookup, PepFetcher, SourceError, XMPP_SCHEME};
+use crate::openpgp::identities::Identities;
 use crate::policy::{Channel, LinkMode, Policies, XmppFormat};
 use crate::transform::{Crypt, Effective, Outcome, RecipientKeys, decide};
 
@@ -61,7 +61,7 @@ pub struct Chat {
     pub domain: String,
     policies: Arc<Policies>,
     crypt: Arc<Crypt>,
-    users: Option<Arc<UserKeys>>,
+    users: Option<Arc<Identities>>,
     /// sotto's own connection to the server, for PEP.
     service: Option<Service>,
     /// Users whose key this process has published to their PEP nodes.
@@ -78,7 +78,7 @@ impl Chat {
         domain: String,
         policies: Arc<Policies>,
         crypt: Arc<Crypt>,
-        users: Option<Arc<UserKeys>>,
+        users: Option<Arc<Identities>>,
         service: Option<Service>,
         max_stanza: usize,
     ) -> Self {
@@ -109,7 +109,7 @@ impl Chat {
         self.replay_ttl
     }
 
-    pub fn users(&self) -> Option<&Arc<UserKeys>> {
+    pub fn users(&self) -> Option<&Arc<Identities>> {
         self.users.as_ref()
     }
 
@@ -447,7 +447,7 @@ pub const NO_KEY_YET: &str =
 /// a local user without a key yet is reported, not given one.
 pub struct PreviewKeys {
     pub keys: crate::keys::KeyStore,
-    pub users: Option<UserKeys>,
+    pub users: Option<Identities>,
     pub domain: String,
 }
 
@@ -459,7 +459,7 @@ impl RecipientKeys for PreviewKeys {
 
 async fn chat_lookup(
     keys: &crate::keys::KeyStore,
-    users: Option<&UserKeys>,
+    users: Option<&Identities>,
     domain: &str,
     rcpt: &str,
     create: bool,

@@ -233,7 +233,7 @@ struct Live {
 /// `to`, is new: a replay, or a store that cannot say, is not opened.
 async fn first_sighting(
     chat: &Chat,
-    users: &super::userkeys::UserKeys,
+    users: &crate::openpgp::identities::Identities,
     to: &str,
     digest: &[u8],
 ) -> Result<(), &'static str> {

@@ -12,8 +12,9 @@
 //!   `xmpp`: OpenPGP for XMPP via [`ox`], or links rewritten via [`xhtml`],
 //!   XEP-0334 hints), incoming ciphertext opened by [`inbound`], and refused
 //!   messages kept one-for-one for stream management;
-//! - [`userkeys`] holds each local user's key (encrypted at rest);
-//!   [`service`] is sotto's own component connection, for PEP.
+//! - [`service`] is sotto's own component connection, for PEP. Users'
+//!   keys are the organisation's identities in [`crate::openpgp`], which
+//!   also seals and opens the OpenPGP under XMPP's formats.
 
 pub mod chat;
 mod element;
@@ -27,5 +28,4 @@ pub mod ox;
 pub mod service;
 pub mod session;
 pub mod stanzas;
-pub mod userkeys;
 pub mod xhtml;

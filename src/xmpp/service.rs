@@ -48,7 +48,7 @@ use super::framer::Element;
 
 pub use errors::{ConnectError, ServiceError};
 pub use pep::{KeyMetadata, METADATA_NODE, Malformed, key_node};
-pub use settings::{ServiceSettings, SettingsError};
+pub use settings::{ServiceSettings, SettingsError, component_names};
 
 /// The connection's state, as the task publishes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

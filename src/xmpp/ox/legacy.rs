@@ -6,9 +6,10 @@
 use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::{Cert, Fingerprint};
 
-use super::pgp::{Verdict, open, seal_to};
 use super::signcrypt::decode_base64;
 use super::{Incoming, LEGACY_NS, OxError, eme_hint, fallback_body};
+use super::{open, seal_to};
+use crate::openpgp::open::Verdict;
 use crate::xmpp::framer::{Element, Node};
 
 /// The fallback `<body>` of an XEP-0027 message.

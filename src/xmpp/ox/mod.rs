@@ -11,11 +11,10 @@
 //! Plain functions over elements and bytes: no sockets, no key lookups, no
 //! policy. Public-key operations are CPU work: the caller runs them off the
 //! async threads (`spawn_blocking`). Certificates come in already chosen
-//! (recipients' from the key store, the user's own from [`super::userkeys`]).
+//! (recipients' from the key store, the user's own from [`crate::openpgp::identities`]).
 
 mod datetime;
 mod legacy;
-mod pgp;
 mod signcrypt;
 #[cfg(test)]
 mod tests;
@@ -23,7 +22,8 @@ mod tests;
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::Policy;
 
-use crate::crypt::CryptError;
+use crate::openpgp::open::{OpenError, Opened, Opening, Sender};
+use crate::openpgp::seal::{CryptError, seal, seal_binary, signing_keypair};
 
 pub use datetime::{format_datetime, parse_datetime};
 pub use legacy::{LegacyOpened, legacy_decrypt, legacy_encrypt, legacy_message_children};
@@ -95,10 +95,52 @@ impl From<CryptError> for OxError {
     }
 }
 
+impl From<OpenError> for OxError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::NotEncrypted => OxError::NotEncrypted,
+            OpenError::NotForUs => OxError::NotForUs,
+            OpenError::TooLarge { limit } => OxError::TooLarge { limit },
+            OpenError::OpenPgp(why) => OxError::OpenPgp(why),
+        }
+    }
+}
+
+/// Signs `data` with `signer`'s signing key and encrypts it to every valid
+/// transport-encryption key of `recipients`; armoured if `armor`, else the
+/// binary OpenPGP message.
+fn seal_to(
+    data: &[u8],
+    recipients: &[Cert],
+    signer: Option<&Cert>,
+    policy: &dyn Policy,
+    armor: bool,
+) -> Result<Vec<u8>, OxError> {
+    let keypair = signer.map(|tsk| signing_keypair(tsk, policy)).transpose()?;
+    if armor {
+        return Ok(seal(data, recipients, false, keypair, policy)?);
+    }
+    Ok(seal_binary(data, recipients, false, keypair, policy)?)
+}
+
+/// Decrypts the binary message `message` for `how` (see
+/// [`crate::openpgp::open::open`]); the sender is `how.sender`'s bare JID.
+fn open(message: &[u8], how: &Incoming<'_>) -> Result<Opened, OxError> {
+    let sender = super::identity::bare_jid(how.sender);
+    let opening = Opening {
+        tsk: how.tsk,
+        sender: Sender::Jid(&sender),
+        sender_certs: how.sender_certs,
+        max_bytes: how.max_bytes,
+        policy: how.policy,
+    };
+    Ok(crate::openpgp::open::open(message, &opening)?)
+}
+
 /// What the proxy knows about an incoming encrypted message: whose key opens
 /// it and who is supposed to have sent it.
 pub struct Incoming<'a> {
-    /// The local user's key, secret parts usable ([`super::userkeys::UserKey::secret`]).
+    /// The local user's key, secret parts usable ([`crate::openpgp::identities::IdentityKey::secret`]).
     pub tsk: &'a Cert,
     /// The sender's bare JID (the stanza's `from`, resource removed).
     pub sender: &'a str,
@@ -123,7 +165,7 @@ pub fn addressed_to(text: &str, legacy: bool, tsk: &Cert, max_bytes: usize) -> b
     } else {
         signcrypt::decode_base64(text, max_bytes)
     };
-    binary.is_ok_and(|b| pgp::addressed_to(&b, tsk))
+    binary.is_ok_and(|b| crate::openpgp::open::addressed_to(&b, tsk))
 }
 
 /// The fallback `<body>` of an encrypted message, for clients that cannot

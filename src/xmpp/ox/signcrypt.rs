@@ -9,11 +9,12 @@ use base64::engine::{DecodePaddingMode, general_purpose};
 use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::{Cert, Fingerprint};
 
-use super::pgp::{Verdict, open, seal_to};
 use super::{
     CLIENT_NS, HINTS_NS, Incoming, OX_NS, OxError, eme_hint, fallback_body, format_datetime,
     parse_datetime,
 };
+use super::{open, seal_to};
+use crate::openpgp::open::Verdict;
 use crate::xmpp::framer::{Element, Limits, Node, NsContext, parse_stanza_in, serialize};
 use crate::xmpp::identity::bare_jid;
 

@@ -13,7 +13,7 @@ use sequoia_openpgp::cert::CertBuilder;
 use sequoia_openpgp::policy::StandardPolicy;
 use sequoia_openpgp::types::Features;
 
-use super::pgp::seal_to;
+use super::seal_to;
 use super::*;
 use crate::xmpp::framer::{Element, Node, parse_stanza, serialize};
 
@@ -229,7 +229,7 @@ fn unsigned_and_unencrypted_messages_are_refused() {
     {
         use sequoia_openpgp::serialize::stream::{LiteralWriter, Message, Signer};
         use std::io::Write;
-        let kp = crate::crypt::signing_keypair(alice(), P).unwrap();
+        let kp = crate::openpgp::seal::signing_keypair(alice(), P).unwrap();
         let m = Signer::new(Message::new(&mut signed), kp)
             .unwrap()
             .build()

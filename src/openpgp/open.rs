@@ -1,6 +1,8 @@
-//! The OpenPGP layer under both formats: sealing bytes (through
-//! [`crate::crypt::seal`]) and opening a message with a verdict on its
-//! signatures, under a bound on what it decrypts to.
+//! Opening: decrypting an OpenPGP message with a local identity's secret
+//! key, with a verdict on its signatures against the certificates the
+//! sender may have signed with, under a bound on what it decrypts to.
+//! For mail (the sender a mail address, signer user IDs `<addr>`) and chat
+//! (a bare JID, user IDs `xmpp:jid`) alike.
 
 use std::io::Read;
 
@@ -17,42 +19,63 @@ use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::types::{RevocationStatus, SymmetricAlgorithm};
 use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
 
-use super::{Incoming, OxError};
-use crate::crypt::{seal, seal_binary, signing_keypair};
 use crate::keys::XMPP_SCHEME;
-use crate::xmpp::identity::bare_jid;
 
-/// Signs `data` with `signer`'s signing key and encrypts it to every valid
-/// transport-encryption key of `recipients`; armoured if `armor`, else the
-/// binary OpenPGP message.
-pub(super) fn seal_to(
-    data: &[u8],
-    recipients: &[Cert],
-    signer: Option<&Cert>,
-    policy: &dyn Policy,
-    armor: bool,
-) -> Result<Vec<u8>, OxError> {
-    let keypair = signer.map(|tsk| signing_keypair(tsk, policy)).transpose()?;
-    if armor {
-        return Ok(seal(data, recipients, false, keypair, policy)?);
-    }
-    Ok(seal_binary(data, recipients, false, keypair, policy)?)
+/// Who is supposed to have signed: a signature counts as theirs only if
+/// the signing certificate has a valid user ID naming them.
+#[derive(Debug, Clone, Copy)]
+pub enum Sender<'a> {
+    /// A bare JID, lower-case: user ID `xmpp:<jid>`.
+    Jid(&'a str),
+    /// A mail address, lower-case: user ID `<address>` or the bare address.
+    Mail(&'a str),
+}
+
+/// How to open one message.
+pub struct Opening<'a> {
+    /// The local identity's certificate, secret parts usable.
+    pub tsk: &'a Cert,
+    pub sender: Sender<'a>,
+    /// Certificates the sender may have signed with.
+    pub sender_certs: &'a [Cert],
+    /// Largest decrypted content accepted, in bytes.
+    pub max_bytes: usize,
+    pub policy: &'a dyn Policy,
+}
+
+/// Why a message could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The message is not encrypted at all.
+    #[error("the message is not encrypted")]
+    NotEncrypted,
+    /// None of the identity's keys can decrypt the message.
+    #[error("the message is not encrypted to this key")]
+    NotForUs,
+    /// The decrypted content is larger than allowed.
+    #[error("the decrypted content is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// Not an OpenPGP message, or corrupt (e.g. the integrity check
+    /// failed).
+    #[error("OpenPGP: {0}")]
+    OpenPgp(String),
 }
 
 /// What the signatures of a message came to; the best one counts.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Verdict {
+pub enum Verdict {
     Unsigned,
     UnknownSigner,
     Bad,
-    /// Verifies, but the certificate has no valid user ID `xmpp:<sender>`.
+    /// Verifies, but the certificate has no valid user ID naming the sender.
     Mismatch,
     /// Verifies with this certificate, which is the sender's.
     Good(Fingerprint),
 }
 
 /// A decrypted message and the verdict on its signatures.
-pub(super) struct Opened {
+pub struct Opened {
     pub plaintext: Vec<u8>,
     pub verdict: Verdict,
 }
@@ -72,8 +95,7 @@ struct State {
 struct Helper<'a> {
     tsk: &'a Cert,
     senders: &'a [Cert],
-    /// The sender's bare JID, lowercased.
-    sender: String,
+    sender: Sender<'a>,
     policy: &'a dyn Policy,
     state: &'a mut State,
 }
@@ -96,7 +118,7 @@ impl VerificationHelper for Helper<'_> {
                             Ok(good) => {
                                 let theirs = good.ka.valid_cert().userids().any(|u| {
                                     !matches!(u.revocation_status(), RevocationStatus::Revoked(_))
-                                        && names_jid(u.userid().value(), &self.sender)
+                                        && names(u.userid().value(), self.sender)
                                 });
                                 if theirs {
                                     Verdict::Good(good.ka.cert().fingerprint())
@@ -161,8 +183,33 @@ impl DecryptionHelper for Helper<'_> {
                 }
             }
         }
-        Err(openpgp::Error::MissingSessionKey("no key of this user opens it".into()).into())
+        Err(openpgp::Error::MissingSessionKey("no key of this identity opens it".into()).into())
     }
+}
+
+/// Whether a user ID names `sender`.
+fn names(uid: &[u8], sender: Sender<'_>) -> bool {
+    match sender {
+        Sender::Jid(jid) => names_jid(uid, jid),
+        Sender::Mail(address) => names_address(uid, address),
+    }
+}
+
+/// What a user ID holds between its angle brackets (after an optional
+/// name, as OpenPGP tools write addresses), or all of it (trimmed).
+fn uid_inner(text: &str) -> &str {
+    let text = text.trim();
+    match (text.rfind('<'), text.strip_suffix('>')) {
+        (Some(open), Some(rest)) => rest[open + 1..].trim(),
+        _ => text,
+    }
+}
+
+/// Whether a user ID is the mail address `address` (lower-case): in angle
+/// brackets after an optional name (`Alice <alice@example.org>`) or alone
+/// (as Autocrypt clients often write it), without regard to case.
+fn names_address(uid: &[u8], address: &str) -> bool {
+    uid_inner(&String::from_utf8_lossy(uid)).to_lowercase() == address
 }
 
 /// Whether a user ID is XEP-0373's `xmpp:` URI of `jid` (a lowercased
@@ -171,11 +218,7 @@ impl DecryptionHelper for Helper<'_> {
 /// write addresses; the scheme and the JID compared without regard to case.
 fn names_jid(uid: &[u8], jid: &str) -> bool {
     let text = String::from_utf8_lossy(uid);
-    let text = text.trim();
-    let inner = match (text.rfind('<'), text.strip_suffix('>')) {
-        (Some(open), Some(rest)) => &rest[open + 1..],
-        _ => text,
-    };
+    let inner = uid_inner(&text);
     inner
         .get(..XMPP_SCHEME.len())
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case(XMPP_SCHEME))
@@ -187,28 +230,29 @@ fn names_jid(uid: &[u8], jid: &str) -> bool {
 const MAX_HIDDEN_TRIES: usize = 8;
 
 /// Decrypts the binary OpenPGP message `message` with `how.tsk`, checking
-/// signatures against `how.sender_certs`, reading at most `how.max_bytes`.
+/// signatures against `how.sender_certs`, reading at most `how.max_bytes`
+/// (armoured input is read too).
 ///
 /// # Security
 /// Memory is bounded by about twice `max_bytes` whatever the message
 /// claims (compression included): sequoia buffers at most that much to
 /// verify before releasing data, and reading stops one byte past the limit.
 /// A message that is not encrypted is refused even if its signature is good.
-pub(super) fn open(message: &[u8], how: &Incoming<'_>) -> Result<Opened, OxError> {
+pub fn open(message: &[u8], how: &Opening<'_>) -> Result<Opened, OpenError> {
     let mut state = State::default();
     let result = open_with(message, how, &mut state);
     if !state.decrypted {
         return Err(if state.offered {
-            OxError::NotForUs
+            OpenError::NotForUs
         } else if result.is_ok() || state.checked {
-            OxError::NotEncrypted
+            OpenError::NotEncrypted
         } else {
-            result.err().unwrap_or(OxError::NotEncrypted)
+            result.err().unwrap_or(OpenError::NotEncrypted)
         });
     }
     let plaintext = result?;
     if !state.checked || !state.encrypted {
-        return Err(OxError::OpenPgp("the message ended early".into()));
+        return Err(OpenError::OpenPgp("the message ended early".into()));
     }
     Ok(Opened {
         plaintext,
@@ -216,15 +260,15 @@ pub(super) fn open(message: &[u8], how: &Incoming<'_>) -> Result<Opened, OxError
     })
 }
 
-fn open_with(message: &[u8], how: &Incoming<'_>, state: &mut State) -> Result<Vec<u8>, OxError> {
+fn open_with(message: &[u8], how: &Opening<'_>, state: &mut State) -> Result<Vec<u8>, OpenError> {
     let helper = Helper {
         tsk: how.tsk,
         senders: how.sender_certs,
-        sender: bare_jid(how.sender),
+        sender: how.sender,
         policy: how.policy,
         state,
     };
-    let pgp_error = |e: anyhow::Error| OxError::OpenPgp(e.to_string());
+    let pgp_error = |e: anyhow::Error| OpenError::OpenPgp(e.to_string());
     let decryptor = DecryptorBuilder::from_bytes(message)
         .map_err(pgp_error)?
         .buffer_size(how.max_bytes.saturating_add(1))
@@ -235,9 +279,9 @@ fn open_with(message: &[u8], how: &Incoming<'_>, state: &mut State) -> Result<Ve
     decryptor
         .take(limit as u64 + 1)
         .read_to_end(&mut plaintext)
-        .map_err(|e| OxError::OpenPgp(e.to_string()))?;
+        .map_err(|e| OpenError::OpenPgp(e.to_string()))?;
     if plaintext.len() > limit {
-        return Err(OxError::TooLarge { limit });
+        return Err(OpenError::TooLarge { limit });
     }
     Ok(plaintext)
 }
@@ -245,7 +289,7 @@ fn open_with(message: &[u8], how: &Incoming<'_>, state: &mut State) -> Result<Ve
 /// Whether the binary message `message` names one of `tsk`'s keys (or hides
 /// its recipients) in a PKESK: read from its first packets, without any
 /// public-key work.
-pub(super) fn addressed_to(message: &[u8], tsk: &Cert) -> bool {
+pub fn addressed_to(message: &[u8], tsk: &Cert) -> bool {
     use openpgp::Packet;
     use openpgp::parse::{PacketParser, PacketParserResult};
     let mine: Vec<KeyHandle> = tsk.keys().map(|k| k.key().key_handle()).collect();

@@ -11,7 +11,7 @@
 //! This module is a cache of unlocked keys over the store: making a key is
 //! insert-if-absent there, so two processes racing for one user end with
 //! one key; a key rotated or revoked through another process is noticed by
-//! [`UserKeys::watch`] within [`WATCH_INTERVAL`]. It also imports the older
+//! [`Identities::watch`] within [`WATCH_INTERVAL`]. It also imports the older
 //! one-file-per-user directories (`import`). It does not publish keys (PEP)
 //! or decide when to use them. Generating and unlocking keys is CPU work,
 //! done in `spawn_blocking`.
@@ -46,7 +46,7 @@ pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// Why a user's key could not be had.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum UserKeyError {
+pub enum IdentityError {
     #[error("not a bare JID: {0:?}")]
     BadJid(String),
     #[error("the passphrase does not unlock {jid}'s key")]
@@ -68,26 +68,26 @@ pub enum UserKeyError {
     Store(#[from] StoreError),
 }
 
-impl UserKeyError {
+impl IdentityError {
     /// Whether trying again later may succeed (the store was unavailable).
     pub fn is_transient(&self) -> bool {
-        matches!(self, UserKeyError::Store(e) if e.is_transient())
+        matches!(self, IdentityError::Store(e) if e.is_transient())
     }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> UserKeyError + '_ {
-    move |source| UserKeyError::Io {
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
+    move |source| IdentityError::Io {
         path: path.to_owned(),
         source,
     }
 }
 
-fn pgp_error(e: anyhow::Error) -> UserKeyError {
-    UserKeyError::OpenPgp(e.to_string())
+fn pgp_error(e: anyhow::Error) -> IdentityError {
+    IdentityError::OpenPgp(e.to_string())
 }
 
 /// One user's key, unlocked.
-pub struct UserKey {
+pub struct IdentityKey {
     jid: String,
     cert: Arc<Cert>,
     secret: Cert,
@@ -95,7 +95,7 @@ pub struct UserKey {
     generation: i64,
 }
 
-impl UserKey {
+impl IdentityKey {
     /// The user's bare JID (lowercased).
     pub fn jid(&self) -> &str {
         &self.jid
@@ -111,7 +111,7 @@ impl UserKey {
     }
 
     /// The certificate with its secret parts unlocked, to sign
-    /// ([`crate::crypt::signing_keypair`]) and decrypt with.
+    /// ([`crate::openpgp::seal::signing_keypair`]) and decrypt with.
     ///
     /// # Security
     /// Never serialize it: it holds unencrypted secret keys (in sequoia's
@@ -122,27 +122,27 @@ impl UserKey {
     }
 }
 
-impl fmt::Debug for UserKey {
+impl fmt::Debug for IdentityKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserKey")
+        f.debug_struct("IdentityKey")
             .field("jid", &self.jid)
             .field("fingerprint", &self.fingerprint())
             .finish_non_exhaustive()
     }
 }
 
-type Cell = Arc<OnceCell<Arc<UserKey>>>;
+type Cell = Arc<OnceCell<Arc<IdentityKey>>>;
 
 /// The users' keys: the store, and a cache of unlocked keys.
-pub struct UserKeys {
+pub struct Identities {
     store: Store,
     passphrase: Password,
     cells: Mutex<HashMap<String, Cell>>,
 }
 
-impl fmt::Debug for UserKeys {
+impl fmt::Debug for Identities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserKeys")
+        f.debug_struct("Identities")
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
@@ -150,7 +150,7 @@ impl fmt::Debug for UserKeys {
 
 /// The passphrase in the first line of `secret_file`; refuses an empty one.
 /// The file's text is zeroed once read.
-pub fn read_passphrase(secret_file: &Path) -> Result<Password, UserKeyError> {
+pub fn read_passphrase(secret_file: &Path) -> Result<Password, IdentityError> {
     let text = Zeroizing::new(std::fs::read_to_string(secret_file).map_err(io_error(secret_file))?);
     let line = text
         .lines()
@@ -158,16 +158,16 @@ pub fn read_passphrase(secret_file: &Path) -> Result<Password, UserKeyError> {
         .unwrap_or_default()
         .trim_end_matches('\r');
     if line.is_empty() {
-        return Err(UserKeyError::EmptyPassphrase(secret_file.to_owned()));
+        return Err(IdentityError::EmptyPassphrase(secret_file.to_owned()));
     }
     Ok(Password::from(line))
 }
 
-impl UserKeys {
+impl Identities {
     /// The users' keys in `store`, secret parts encrypted with `passphrase`.
     /// A wrong passphrase shows when a key is loaded.
     pub fn new(store: Store, passphrase: Password) -> Self {
-        UserKeys {
+        Identities {
             store,
             passphrase,
             cells: Mutex::new(HashMap::new()),
@@ -176,7 +176,7 @@ impl UserKeys {
 
     /// A private SQLite store in the directory `dir` (created, mode 0700,
     /// if missing): for tools and tests that run alone.
-    pub fn open(dir: impl Into<PathBuf>, passphrase: Password) -> Result<Self, UserKeyError> {
+    pub fn open(dir: impl Into<PathBuf>, passphrase: Password) -> Result<Self, IdentityError> {
         let dir = dir.into();
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -197,7 +197,7 @@ impl UserKeys {
     /// one if theirs was revoked. Many callers asking at once for the same
     /// user wait for one answer; several processes get the one key stored
     /// first.
-    pub async fn get_or_create(&self, bare_jid: &str) -> Result<Arc<UserKey>, UserKeyError> {
+    pub async fn get_or_create(&self, bare_jid: &str) -> Result<Arc<IdentityKey>, IdentityError> {
         let jid = normalize_jid(bare_jid)?;
         let cell = self.cell(&jid);
         let key = cell.get_or_try_init(|| self.load_or_create(&jid)).await?;
@@ -205,7 +205,7 @@ impl UserKeys {
     }
 
     /// The user's key if the user has one (stored or cached); never makes one.
-    pub async fn get(&self, bare_jid: &str) -> Result<Option<Arc<UserKey>>, UserKeyError> {
+    pub async fn get(&self, bare_jid: &str) -> Result<Option<Arc<IdentityKey>>, IdentityError> {
         let jid = normalize_jid(bare_jid)?;
         if let Some(key) = self.cell(&jid).get() {
             return Ok(Some(key.clone()));
@@ -218,7 +218,7 @@ impl UserKeys {
 
     /// The user's public certificate, without unlocking anything; `None`
     /// if the user has no key yet.
-    pub async fn public_cert(&self, bare_jid: &str) -> Result<Option<Cert>, UserKeyError> {
+    pub async fn public_cert(&self, bare_jid: &str) -> Result<Option<Cert>, IdentityError> {
         let jid = normalize_jid(bare_jid)?;
         if let Some(key) = self.cell(&jid).get() {
             return Ok(Some(Cert::clone(key.cert())));
@@ -232,7 +232,7 @@ impl UserKeys {
     }
 
     /// Every user's bare JID and key fingerprint, by JID.
-    pub async fn list(&self) -> Result<Vec<(String, Fingerprint)>, UserKeyError> {
+    pub async fn list(&self) -> Result<Vec<(String, Fingerprint)>, IdentityError> {
         let rows = self.store.list_identities().await?;
         Ok(rows
             .into_iter()
@@ -242,7 +242,7 @@ impl UserKeys {
 
     /// Replaces the user's key with a new one (stored for every process);
     /// the new key.
-    pub async fn rotate(&self, bare_jid: &str) -> Result<Arc<UserKey>, UserKeyError> {
+    pub async fn rotate(&self, bare_jid: &str) -> Result<Arc<IdentityKey>, IdentityError> {
         let jid = normalize_jid(bare_jid)?;
         let current = self.get_or_create(&jid).await?;
         let (secret, locked) = self.generate_locked(&jid).await?;
@@ -309,7 +309,7 @@ impl UserKeys {
 
     /// The stored key, unlocked; else a new one stored if absent (the
     /// winner of a race is read back and used).
-    async fn load_or_create(&self, jid: &str) -> Result<Arc<UserKey>, UserKeyError> {
+    async fn load_or_create(&self, jid: &str) -> Result<Arc<IdentityKey>, IdentityError> {
         let existing = self.store.identity(jid).await?;
         if let Some(id) = &existing
             && id.revoked.is_none()
@@ -332,7 +332,7 @@ impl UserKeys {
                     .await?,
             ),
         };
-        let stored = stored.ok_or_else(|| UserKeyError::Corrupt {
+        let stored = stored.ok_or_else(|| IdentityError::Corrupt {
             jid: jid.to_owned(),
             why: "vanished".into(),
         })?;
@@ -342,7 +342,11 @@ impl UserKeys {
         self.unlock_stored(stored, jid).await
     }
 
-    async fn unlock_stored(&self, id: Identity, jid: &str) -> Result<Arc<UserKey>, UserKeyError> {
+    async fn unlock_stored(
+        &self,
+        id: Identity,
+        jid: &str,
+    ) -> Result<Arc<IdentityKey>, IdentityError> {
         let passphrase = self.passphrase.clone();
         let jid = jid.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -351,12 +355,12 @@ impl UserKeys {
                 .map(|secret| Arc::new(user_key(&jid, secret, id.generation)))
         })
         .await
-        .map_err(|e| UserKeyError::Task(e.to_string()))?
+        .map_err(|e| IdentityError::Task(e.to_string()))?
     }
 
     /// A new key for `jid`: unlocked, and serialized with its secret parts
     /// encrypted under the passphrase.
-    async fn generate_locked(&self, jid: &str) -> Result<(Cert, Vec<u8>), UserKeyError> {
+    async fn generate_locked(&self, jid: &str) -> Result<(Cert, Vec<u8>), IdentityError> {
         let passphrase = self.passphrase.clone();
         let jid = jid.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -365,33 +369,33 @@ impl UserKeys {
             Ok((secret, locked))
         })
         .await
-        .map_err(|e| UserKeyError::Task(e.to_string()))?
+        .map_err(|e| IdentityError::Task(e.to_string()))?
     }
 }
 
 /// `secret` serialized as a TSK with every secret part encrypted under
 /// `passphrase`.
-fn lock_cert(secret: Cert, passphrase: &Password) -> Result<Vec<u8>, UserKeyError> {
+fn lock_cert(secret: Cert, passphrase: &Password) -> Result<Vec<u8>, IdentityError> {
     let locked = map_secrets(secret, |k| lock(k, passphrase))?;
     locked.as_tsk().to_vec().map_err(pgp_error)
 }
 
 /// A bare JID, trimmed and lowercased; refuses empty ones, resources and
 /// control characters.
-fn normalize_jid(jid: &str) -> Result<String, UserKeyError> {
+fn normalize_jid(jid: &str) -> Result<String, IdentityError> {
     let jid = jid.trim();
     let bad = jid.is_empty()
         || jid.len() > 3071
         || jid.contains('/')
         || jid.chars().any(|c| c.is_control() || c.is_whitespace());
     if bad {
-        return Err(UserKeyError::BadJid(jid.to_owned()));
+        return Err(IdentityError::BadJid(jid.to_owned()));
     }
     Ok(jid.to_lowercase())
 }
 
-fn user_key(jid: &str, secret: Cert, generation: i64) -> UserKey {
-    UserKey {
+fn user_key(jid: &str, secret: Cert, generation: i64) -> IdentityKey {
+    IdentityKey {
         jid: jid.to_owned(),
         cert: Arc::new(secret.clone().strip_secret_key_material()),
         secret,
@@ -400,8 +404,8 @@ fn user_key(jid: &str, secret: Cert, generation: i64) -> UserKey {
 }
 
 /// The certificate of a stored identity, checked to be `jid`'s.
-fn stored_cert(id: &Identity, jid: &str) -> Result<Cert, UserKeyError> {
-    let corrupt = |why: String| UserKeyError::Corrupt {
+fn stored_cert(id: &Identity, jid: &str) -> Result<Cert, IdentityError> {
+    let corrupt = |why: String| IdentityError::Corrupt {
         jid: jid.to_owned(),
         why,
     };
@@ -441,7 +445,7 @@ fn lock(
 }
 
 /// `cert` with its secret parts decrypted with `passphrase`.
-fn unlock(cert: Cert, jid: &str, passphrase: &Password) -> Result<Cert, UserKeyError> {
+fn unlock(cert: Cert, jid: &str, passphrase: &Password) -> Result<Cert, IdentityError> {
     map_secrets(cert, |k| {
         if k.has_unencrypted_secret() {
             Ok(k)
@@ -449,7 +453,7 @@ fn unlock(cert: Cert, jid: &str, passphrase: &Password) -> Result<Cert, UserKeyE
             k.decrypt_secret(passphrase)
         }
     })
-    .map_err(|_| UserKeyError::WrongPassphrase {
+    .map_err(|_| IdentityError::WrongPassphrase {
         jid: jid.to_owned(),
     })
 }
@@ -458,7 +462,7 @@ fn unlock(cert: Cert, jid: &str, passphrase: &Password) -> Result<Cert, UserKeyE
 fn map_secrets(
     cert: Cert,
     op: impl Fn(Key<SecretParts, UnspecifiedRole>) -> anyhow::Result<Key<SecretParts, UnspecifiedRole>>,
-) -> Result<Cert, UserKeyError> {
+) -> Result<Cert, IdentityError> {
     let mut packets = Vec::new();
     for packet in cert.into_tsk().into_packets() {
         packets.push(match packet {
@@ -479,7 +483,7 @@ fn map_secrets(
 }
 
 /// A new key for `jid`, secret parts unencrypted.
-fn generate(jid: &str) -> Result<Cert, UserKeyError> {
+fn generate(jid: &str) -> Result<Cert, IdentityError> {
     let (cert, _revocation) = CertBuilder::new()
         .set_cipher_suite(CipherSuite::Cv25519)
         .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())

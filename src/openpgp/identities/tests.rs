@@ -8,7 +8,7 @@ const P: &StandardPolicy<'static> = &StandardPolicy::new();
 #[tokio::test]
 async fn made_once_stored_encrypted_and_reloaded() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = UserKeys::open(dir.path().join("k"), "s3cret".into()).unwrap();
+    let keys = Identities::open(dir.path().join("k"), "s3cret".into()).unwrap();
     assert_eq!(
         keys.get("alice@example.org")
             .await
@@ -32,7 +32,7 @@ async fn made_once_stored_encrypted_and_reloaded() {
     let uids: Vec<_> = vc.userids().map(|u| u.userid().value().to_vec()).collect();
     assert_eq!(uids, [b"xmpp:alice@example.org".to_vec()]);
     assert!(!a.cert().is_tsk(), "the public cert holds secrets");
-    assert!(crate::crypt::signing_keypair(a.secret(), P).is_ok());
+    assert!(crate::openpgp::seal::signing_keypair(a.secret(), P).is_ok());
 
     // In the store: one TSK, every secret encrypted.
     let row = keys
@@ -56,7 +56,7 @@ async fn made_once_stored_encrypted_and_reloaded() {
 
     // A restart: same key from the store; the wrong passphrase is refused
     // and does not replace the key.
-    let keys2 = UserKeys::open(dir.path().join("k"), "s3cret".into()).unwrap();
+    let keys2 = Identities::open(dir.path().join("k"), "s3cret".into()).unwrap();
     let public = keys2
         .public_cert("alice@example.org")
         .await
@@ -66,11 +66,14 @@ async fn made_once_stored_encrypted_and_reloaded() {
     assert!(!public.is_tsk());
     let b = keys2.get("alice@example.org").await.unwrap().unwrap();
     assert_eq!(b.fingerprint(), a.fingerprint());
-    assert!(crate::crypt::signing_keypair(b.secret(), P).is_ok());
+    assert!(crate::openpgp::seal::signing_keypair(b.secret(), P).is_ok());
 
-    let wrong = UserKeys::open(dir.path().join("k"), "guess".into()).unwrap();
+    let wrong = Identities::open(dir.path().join("k"), "guess".into()).unwrap();
     let err = wrong.get_or_create("alice@example.org").await.unwrap_err();
-    assert!(matches!(err, UserKeyError::WrongPassphrase { .. }), "{err}");
+    assert!(
+        matches!(err, IdentityError::WrongPassphrase { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("passphrase"), "{err}");
     let after = keys
         .store()
@@ -84,9 +87,9 @@ async fn made_once_stored_encrypted_and_reloaded() {
 #[tokio::test]
 async fn racing_callers_get_one_key() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = Arc::new(UserKeys::open(dir.path(), "pw".into()).unwrap());
+    let keys = Arc::new(Identities::open(dir.path(), "pw".into()).unwrap());
     // A second process on the same store.
-    let other = Arc::new(UserKeys::open(dir.path(), "pw".into()).unwrap());
+    let other = Arc::new(Identities::open(dir.path(), "pw".into()).unwrap());
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let keys = if i % 2 == 0 {
@@ -114,8 +117,8 @@ async fn racing_callers_get_one_key() {
 #[tokio::test]
 async fn rotation_and_revocation_reach_other_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Arc::new(UserKeys::open(dir.path(), "pw".into()).unwrap());
-    let b = UserKeys::open(dir.path(), "pw".into()).unwrap();
+    let a = Arc::new(Identities::open(dir.path(), "pw".into()).unwrap());
+    let b = Identities::open(dir.path(), "pw".into()).unwrap();
     let first = a.get_or_create("carol@example.org").await.unwrap();
     let rotated = b.rotate("carol@example.org").await.unwrap();
     assert_ne!(rotated.fingerprint(), first.fingerprint());
@@ -154,10 +157,10 @@ async fn rotation_and_revocation_reach_other_processes() {
 #[tokio::test]
 async fn bad_jids_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = UserKeys::open(dir.path(), "pw".into()).unwrap();
+    let keys = Identities::open(dir.path(), "pw".into()).unwrap();
     for bad in ["", " ", "a@b/res", "a b@c", "a\0@b"] {
         assert!(
-            matches!(keys.get_or_create(bad).await, Err(UserKeyError::BadJid(_))),
+            matches!(keys.get_or_create(bad).await, Err(IdentityError::BadJid(_))),
             "{bad:?}"
         );
     }
@@ -173,7 +176,7 @@ fn passphrase_file_first_line() {
     std::fs::write(&secret, "").unwrap();
     assert!(matches!(
         read_passphrase(&secret),
-        Err(UserKeyError::EmptyPassphrase(_))
+        Err(IdentityError::EmptyPassphrase(_))
     ));
     std::fs::write(&secret, "correct horse\r\nignored\n").unwrap();
     assert_eq!(

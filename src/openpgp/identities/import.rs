@@ -9,7 +9,7 @@ use sequoia_openpgp::crypto::Password;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::types::HashAlgorithm;
 
-use super::{UserKeyError, UserKeys, check_uid, io_error, lock_cert, unlock};
+use super::{Identities, IdentityError, check_uid, io_error, lock_cert, unlock};
 
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct Imported {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-impl UserKeys {
+impl Identities {
     /// Copies every user key of the directory `dir` (secret parts under
     /// `passphrase`) into the store, re-encrypted under the store's
     /// passphrase; users the store already has are left as they are.
@@ -32,7 +32,7 @@ impl UserKeys {
         &self,
         dir: &Path,
         passphrase: &Password,
-    ) -> Result<Imported, UserKeyError> {
+    ) -> Result<Imported, IdentityError> {
         let mut out = Imported::default();
         let known: std::collections::HashSet<String> = self
             .store
@@ -53,7 +53,7 @@ impl UserKeys {
                 lock_cert(secret, &new)
             })
             .await
-            .map_err(|e| UserKeyError::Task(e.to_string()))?;
+            .map_err(|e| IdentityError::Task(e.to_string()))?;
             let locked = match locked {
                 Ok(l) => l,
                 Err(e) => {
@@ -62,7 +62,7 @@ impl UserKeys {
                 }
             };
             let fpr = Cert::from_bytes(&locked)
-                .map_err(|e| UserKeyError::OpenPgp(e.to_string()))?
+                .map_err(|e| IdentityError::OpenPgp(e.to_string()))?
                 .fingerprint()
                 .to_hex();
             let stored = self
@@ -84,7 +84,7 @@ impl UserKeys {
 fn read_dir(
     dir: &Path,
     skipped: &mut Vec<(PathBuf, String)>,
-) -> Result<Vec<(PathBuf, Cert, String)>, UserKeyError> {
+) -> Result<Vec<(PathBuf, Cert, String)>, IdentityError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
         let path = entry.map_err(io_error(dir))?.path();
