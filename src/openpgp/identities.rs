@@ -1,12 +1,18 @@
-//! The local users' chat keys: one OpenPGP key per user, made by sotto the
-//! first time it is needed and kept in the state store ([`crate::store`]),
-//! secret parts encrypted with the passphrase of `[store] secret_file`.
+//! The organisation's identities: one OpenPGP key per local address, for
+//! mail and chat alike, made by sotto the first time it is needed and kept
+//! in the state store ([`crate::store`]), secret parts encrypted with the
+//! passphrase of `[store] secret_file`.
 //!
 //! A key is an Ed25519 primary key (certify, sign) with a Curve25519
-//! encryption subkey, user ID `xmpp:user@domain`, no expiry, advertising
-//! only SEIPDv1 so that GnuPG-based XMPP clients can encrypt to it and read
-//! what it encrypts. What the store holds is a standard transferable secret
-//! key (`gpg --import` / `sq` read it with the passphrase).
+//! encryption subkey, no expiry, advertising only SEIPDv1 so that GnuPG and
+//! Autocrypt clients can encrypt to it and read what it encrypts. Its user
+//! IDs are `<address>` once it is used for mail and `xmpp:address` once it
+//! is used for chat ([`Uses`]; the one missing is added when first needed),
+//! so mail and chat correspondents see one fingerprint per person. What the
+//! store holds is a standard transferable secret key (`gpg --import` / `sq`
+//! read it with the passphrase). A user who keeps their own key is
+//! registered with its public part only ([`Identities::register_own`]):
+//! it is published, and never used to sign or decrypt.
 //!
 //! This module is a cache of unlocked keys over the store: making a key is
 //! insert-if-absent there, so two processes racing for one user end with
@@ -17,6 +23,7 @@
 //! done in `spawn_blocking`.
 
 mod import;
+mod material;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,14 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sequoia_openpgp::cert::{CertBuilder, CipherSuite};
-use sequoia_openpgp::crypto::{Password, S2K};
-use sequoia_openpgp::packet::Key;
-use sequoia_openpgp::packet::key::{SecretParts, UnspecifiedRole};
-use sequoia_openpgp::parse::Parse;
-use sequoia_openpgp::serialize::SerializeInto;
-use sequoia_openpgp::types::{Features, HashAlgorithm, KeyFlags, SymmetricAlgorithm};
-use sequoia_openpgp::{Cert, Fingerprint, Packet};
+use sequoia_openpgp::crypto::Password;
+use sequoia_openpgp::{Cert, Fingerprint};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
@@ -39,6 +40,16 @@ use zeroize::Zeroizing;
 use crate::store::{Identity, Store, StoreError};
 
 pub use import::Imported;
+use material::{add_uid, generate, has_uid, lock_cert, stored_cert, unlock};
+
+/// What an identity's key is used for: which user ID it must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uses {
+    /// Mail: user ID `<address>`.
+    Mail,
+    /// Chat: user ID `xmpp:address`.
+    Chat,
+}
 
 /// How often the cache asks the store which identities changed.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -53,6 +64,8 @@ pub enum IdentityError {
     WrongPassphrase { jid: String },
     #[error("the stored key of {jid} is not theirs: {why}")]
     Corrupt { jid: String, why: String },
+    #[error("{0} keeps their own key: sotto holds only its public part")]
+    OwnKey(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -193,14 +206,38 @@ impl Identities {
         &self.store
     }
 
-    /// The user's key, made (and stored) if the user has none yet, or a new
-    /// one if theirs was revoked. Many callers asking at once for the same
-    /// user wait for one answer; several processes get the one key stored
-    /// first.
+    /// The chat key of `bare_jid` ([`Identities::get_or_create_for`] with
+    /// [`Uses::Chat`]).
     pub async fn get_or_create(&self, bare_jid: &str) -> Result<Arc<IdentityKey>, IdentityError> {
-        let jid = normalize_jid(bare_jid)?;
-        let cell = self.cell(&jid);
-        let key = cell.get_or_try_init(|| self.load_or_create(&jid)).await?;
+        self.get_or_create_for(bare_jid, Uses::Chat).await
+    }
+
+    /// The identity of `address` for `uses`, made (and stored) if it has
+    /// none yet, or a new one if theirs was revoked; a key that lacks the
+    /// user ID for `uses` gets it (stored for every process). Many callers
+    /// asking at once for the same address wait for one answer; several
+    /// processes get the one key stored first. A registered own key
+    /// ([`Identities::register_own`]) is [`IdentityError::OwnKey`].
+    pub async fn get_or_create_for(
+        &self,
+        address: &str,
+        uses: Uses,
+    ) -> Result<Arc<IdentityKey>, IdentityError> {
+        let address = normalize_jid(address)?;
+        let cell = self.cell(&address);
+        let key = cell
+            .get_or_try_init(|| self.load_or_create(&address, uses))
+            .await?
+            .clone();
+        if has_uid(key.cert(), &address, uses) {
+            return Ok(key);
+        }
+        // Cached for the other use: add this one's user ID.
+        self.forget(&address);
+        let cell = self.cell(&address);
+        let key = cell
+            .get_or_try_init(|| self.load_or_create(&address, uses))
+            .await?;
         Ok(key.clone())
     }
 
@@ -217,7 +254,7 @@ impl Identities {
     }
 
     /// The user's public certificate, without unlocking anything; `None`
-    /// if the user has no key yet.
+    /// if the user has no key yet (or it was revoked).
     pub async fn public_cert(&self, bare_jid: &str) -> Result<Option<Cert>, IdentityError> {
         let jid = normalize_jid(bare_jid)?;
         if let Some(key) = self.cell(&jid).get() {
@@ -231,6 +268,19 @@ impl Identities {
         }
     }
 
+    /// What is published for `address` (WKD, Autocrypt): its public
+    /// certificate, a revoked one with its revocation included, a
+    /// registered own key as given; `None` if the address has no identity.
+    pub async fn published(&self, address: &str) -> Result<Option<Cert>, IdentityError> {
+        let address = normalize_jid(address)?;
+        match self.store.identity(&address).await? {
+            Some(id) => Ok(Some(
+                stored_cert(&id, &address)?.strip_secret_key_material(),
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// Every user's bare JID and key fingerprint, by JID.
     pub async fn list(&self) -> Result<Vec<(String, Fingerprint)>, IdentityError> {
         let rows = self.store.list_identities().await?;
@@ -241,18 +291,89 @@ impl Identities {
     }
 
     /// Replaces the user's key with a new one (stored for every process);
-    /// the new key.
+    /// the new key, with the user IDs the old one had.
     pub async fn rotate(&self, bare_jid: &str) -> Result<Arc<IdentityKey>, IdentityError> {
         let jid = normalize_jid(bare_jid)?;
-        let current = self.get_or_create(&jid).await?;
-        let (secret, locked) = self.generate_locked(&jid).await?;
+        let current = self.get_or_create_for(&jid, Uses::Chat).await;
+        let current = match current {
+            Ok(k) => k,
+            Err(_) => self.get_or_create_for(&jid, Uses::Mail).await?,
+        };
+        let mail = has_uid(current.cert(), &jid, Uses::Mail);
+        let chat = has_uid(current.cert(), &jid, Uses::Chat);
+        let first = if chat { Uses::Chat } else { Uses::Mail };
+        let (secret, _) = self.generate_locked(&jid, first).await?;
+        let secret = if mail && chat {
+            let j = jid.clone();
+            blocking(move || add_uid(secret, &j, Uses::Mail)).await?
+        } else {
+            secret
+        };
+        let locked = self.lock(secret.clone()).await?;
         let fpr = secret.fingerprint().to_hex();
         // If someone else changed it first, theirs holds.
         self.store
             .rotate_identity(&jid, current.generation, &fpr, &locked)
             .await?;
         self.forget(&jid);
-        self.get_or_create(&jid).await
+        self.get_or_create_for(&jid, first).await
+    }
+
+    /// Revokes `address`'s key: a revocation signature is added and the
+    /// revoked certificate stays published (WKD, Autocrypt) until a new
+    /// key is made at the next need. `false` if it has no key to revoke.
+    pub async fn revoke(&self, address: &str) -> Result<bool, IdentityError> {
+        let address = normalize_jid(address)?;
+        let Some(id) = self.store.identity(&address).await? else {
+            return Ok(false);
+        };
+        if id.revoked.is_some() {
+            return Ok(false);
+        }
+        let cert = stored_cert(&id, &address)?;
+        let locked = if cert.is_tsk() {
+            let (passphrase, a) = (self.passphrase.clone(), address.clone());
+            blocking(move || {
+                let secret = unlock(cert, &a, &passphrase)?;
+                lock_cert(material::revoke(secret)?, &passphrase)
+            })
+            .await?
+        } else {
+            // An own key: sotto cannot revoke it; it stops publishing it.
+            id.tsk.clone()
+        };
+        let done = self
+            .store
+            .revoke_identity_with(&address, id.generation, &locked)
+            .await?;
+        self.forget(&address);
+        Ok(done)
+    }
+
+    /// Registers `cert` (public parts only) as `address`'s own key, in
+    /// place of any key sotto made: published, never used to sign or
+    /// decrypt. It must carry a user ID naming the address.
+    pub async fn register_own(&self, address: &str, cert: &Cert) -> Result<(), IdentityError> {
+        let address = normalize_jid(address)?;
+        let public = cert.clone().strip_secret_key_material();
+        material::check_uid(&public, &address).map_err(|why| IdentityError::Corrupt {
+            jid: address.clone(),
+            why,
+        })?;
+        let bytes =
+            sequoia_openpgp::serialize::SerializeInto::to_vec(&public).map_err(pgp_error)?;
+        let fpr = public.fingerprint().to_hex();
+        let stored = self
+            .store
+            .insert_identity_if_absent(&address, &fpr, &bytes)
+            .await?;
+        if stored.fingerprint != fpr {
+            self.store
+                .rotate_identity(&address, stored.generation, &fpr, &bytes)
+                .await?;
+        }
+        self.forget(&address);
+        Ok(())
     }
 
     /// Drops the cached key of `jid` (the next use reads the store).
@@ -307,16 +428,40 @@ impl Identities {
         cells.entry(jid.to_owned()).or_default().clone()
     }
 
-    /// The stored key, unlocked; else a new one stored if absent (the
-    /// winner of a race is read back and used).
-    async fn load_or_create(&self, jid: &str) -> Result<Arc<IdentityKey>, IdentityError> {
+    /// The stored key, unlocked (with the user ID for `uses` added if it
+    /// lacked it); else a new one stored if absent (the winner of a race is
+    /// read back and used).
+    async fn load_or_create(
+        &self,
+        jid: &str,
+        uses: Uses,
+    ) -> Result<Arc<IdentityKey>, IdentityError> {
         let existing = self.store.identity(jid).await?;
         if let Some(id) = &existing
             && id.revoked.is_none()
         {
-            return self.unlock_stored(id.clone(), jid).await;
+            let key = self.unlock_stored(id.clone(), jid).await?;
+            if has_uid(key.cert(), jid, uses) {
+                return Ok(key);
+            }
+            let (secret, j) = (key.secret.clone(), jid.to_owned());
+            let secret = blocking(move || add_uid(secret, &j, uses)).await?;
+            let locked = self.lock(secret).await?;
+            // Someone else may have changed it first: theirs is read back.
+            self.store
+                .update_identity_tsk(jid, id.generation, &locked)
+                .await?;
+            let id = self
+                .store
+                .identity(jid)
+                .await?
+                .ok_or_else(|| IdentityError::Corrupt {
+                    jid: jid.to_owned(),
+                    why: "vanished".into(),
+                })?;
+            return self.unlock_stored(id, jid).await;
         }
-        let (secret, locked) = self.generate_locked(jid).await?;
+        let (secret, locked) = self.generate_locked(jid, uses).await?;
         let fpr = secret.fingerprint().to_hex();
         let stored = match existing {
             // Revoked: a new key replaces it, unless someone else did first.
@@ -349,39 +494,53 @@ impl Identities {
     ) -> Result<Arc<IdentityKey>, IdentityError> {
         let passphrase = self.passphrase.clone();
         let jid = jid.to_owned();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let cert = stored_cert(&id, &jid)?;
+            if !cert.is_tsk() {
+                return Err(IdentityError::OwnKey(jid));
+            }
             unlock(cert, &jid, &passphrase)
                 .map(|secret| Arc::new(user_key(&jid, secret, id.generation)))
         })
         .await
-        .map_err(|e| IdentityError::Task(e.to_string()))?
     }
 
-    /// A new key for `jid`: unlocked, and serialized with its secret parts
-    /// encrypted under the passphrase.
-    async fn generate_locked(&self, jid: &str) -> Result<(Cert, Vec<u8>), IdentityError> {
+    /// `secret` serialized with its secret parts encrypted under the
+    /// passphrase.
+    async fn lock(&self, secret: Cert) -> Result<Vec<u8>, IdentityError> {
+        let passphrase = self.passphrase.clone();
+        blocking(move || lock_cert(secret, &passphrase)).await
+    }
+
+    /// A new key for `jid` with the user ID for `uses`: unlocked, and
+    /// serialized with its secret parts encrypted under the passphrase.
+    async fn generate_locked(
+        &self,
+        jid: &str,
+        uses: Uses,
+    ) -> Result<(Cert, Vec<u8>), IdentityError> {
         let passphrase = self.passphrase.clone();
         let jid = jid.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let secret = generate(&jid)?;
+        blocking(move || {
+            let secret = generate(&jid, uses)?;
             let locked = lock_cert(secret.clone(), &passphrase)?;
             Ok((secret, locked))
         })
         .await
-        .map_err(|e| IdentityError::Task(e.to_string()))?
     }
 }
 
-/// `secret` serialized as a TSK with every secret part encrypted under
-/// `passphrase`.
-fn lock_cert(secret: Cert, passphrase: &Password) -> Result<Vec<u8>, IdentityError> {
-    let locked = map_secrets(secret, |k| lock(k, passphrase))?;
-    locked.as_tsk().to_vec().map_err(pgp_error)
+/// Runs key work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
+) -> Result<T, IdentityError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| IdentityError::Task(e.to_string()))?
 }
 
-/// A bare JID, trimmed and lowercased; refuses empty ones, resources and
-/// control characters.
+/// A bare JID or mail address, trimmed and lowercased; refuses empty ones,
+/// resources and control characters.
 fn normalize_jid(jid: &str) -> Result<String, IdentityError> {
     let jid = jid.trim();
     let bad = jid.is_empty()
@@ -401,105 +560,6 @@ fn user_key(jid: &str, secret: Cert, generation: i64) -> IdentityKey {
         secret,
         generation,
     }
-}
-
-/// The certificate of a stored identity, checked to be `jid`'s.
-fn stored_cert(id: &Identity, jid: &str) -> Result<Cert, IdentityError> {
-    let corrupt = |why: String| IdentityError::Corrupt {
-        jid: jid.to_owned(),
-        why,
-    };
-    let cert = Cert::from_bytes(&id.tsk).map_err(|e| corrupt(e.to_string()))?;
-    check_uid(&cert, jid).map_err(corrupt)?;
-    if cert.fingerprint().to_hex() != id.fingerprint {
-        return Err(corrupt("the fingerprint does not match".into()));
-    }
-    Ok(cert)
-}
-
-fn check_uid(cert: &Cert, jid: &str) -> Result<(), String> {
-    let uid = format!("xmpp:{jid}");
-    if cert.userids().any(|u| u.userid().value() == uid.as_bytes()) {
-        Ok(())
-    } else {
-        Err(format!("no user ID {uid}"))
-    }
-}
-
-/// Bytes hashed by the S2K that turns the passphrase into the key that
-/// encrypts secret parts on disk (iterated and salted SHA-256). Sequoia's
-/// default is the largest OpenPGP allows (64 MiB, ~0.35 s per key), made
-/// for passphrases people choose; this one comes from a config file, and
-/// each user's key is unlocked at every restart, so 4 MiB (~20 ms).
-const S2K_BYTES: u32 = 4 << 20;
-
-/// `k` with its secret parts encrypted under `passphrase` (AES-256).
-fn lock(
-    k: Key<SecretParts, UnspecifiedRole>,
-    passphrase: &Password,
-) -> anyhow::Result<Key<SecretParts, UnspecifiedRole>> {
-    let s2k = S2K::new_iterated(HashAlgorithm::SHA256, S2K_BYTES)?;
-    let (public, mut secret) = k.take_secret();
-    secret.encrypt_in_place_with(&public, s2k, SymmetricAlgorithm::AES256, None, passphrase)?;
-    Ok(public.add_secret(secret).0)
-}
-
-/// `cert` with its secret parts decrypted with `passphrase`.
-fn unlock(cert: Cert, jid: &str, passphrase: &Password) -> Result<Cert, IdentityError> {
-    map_secrets(cert, |k| {
-        if k.has_unencrypted_secret() {
-            Ok(k)
-        } else {
-            k.decrypt_secret(passphrase)
-        }
-    })
-    .map_err(|_| IdentityError::WrongPassphrase {
-        jid: jid.to_owned(),
-    })
-}
-
-/// Applies `op` to every secret key packet of `cert`.
-fn map_secrets(
-    cert: Cert,
-    op: impl Fn(Key<SecretParts, UnspecifiedRole>) -> anyhow::Result<Key<SecretParts, UnspecifiedRole>>,
-) -> Result<Cert, IdentityError> {
-    let mut packets = Vec::new();
-    for packet in cert.into_tsk().into_packets() {
-        packets.push(match packet {
-            Packet::SecretKey(k) => Packet::SecretKey(
-                op(k.role_into_unspecified())
-                    .map_err(pgp_error)?
-                    .role_into_primary(),
-            ),
-            Packet::SecretSubkey(k) => Packet::SecretSubkey(
-                op(k.role_into_unspecified())
-                    .map_err(pgp_error)?
-                    .role_into_subordinate(),
-            ),
-            other => other,
-        });
-    }
-    Cert::from_packets(packets.into_iter()).map_err(pgp_error)
-}
-
-/// A new key for `jid`, secret parts unencrypted.
-fn generate(jid: &str) -> Result<Cert, IdentityError> {
-    let (cert, _revocation) = CertBuilder::new()
-        .set_cipher_suite(CipherSuite::Cv25519)
-        .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
-        .add_subkey(
-            KeyFlags::empty()
-                .set_transport_encryption()
-                .set_storage_encryption(),
-            None,
-            None,
-        )
-        .add_userid(format!("xmpp:{jid}"))
-        .set_features(Features::empty().set_seipdv1())
-        .map_err(pgp_error)?
-        .generate()
-        .map_err(pgp_error)?;
-    Ok(cert)
 }
 
 #[cfg(test)]

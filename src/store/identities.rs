@@ -127,6 +127,59 @@ impl Store {
         .await
     }
 
+    /// Stores a new `tsk` for the same key of `address` (a user ID added):
+    /// `false` if its generation is no longer `generation`.
+    pub async fn update_identity_tsk(
+        &self,
+        address: &str,
+        generation: i64,
+        tsk: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.run("identity_update", async {
+            let q = "UPDATE identities SET tsk = $3, generation = generation + 1, changed = $4 \
+                 WHERE address = $1 AND generation = $2";
+            let done = on_pool!(self, write, |pool| {
+                sqlx::query(q)
+                    .bind(address)
+                    .bind(generation)
+                    .bind(tsk)
+                    .bind(now())
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
+            Ok(done == 1)
+        })
+        .await
+    }
+
+    /// Marks `address`'s identity revoked and stores `tsk`, its key with
+    /// the revocation signature (what is published from then on): `false`
+    /// if its generation is no longer `generation`.
+    pub async fn revoke_identity_with(
+        &self,
+        address: &str,
+        generation: i64,
+        tsk: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.run("identity_revoke", async {
+            let q = "UPDATE identities SET tsk = $3, revoked = $4, generation = generation + 1, \
+                 changed = $4 WHERE address = $1 AND generation = $2 AND revoked IS NULL";
+            let done = on_pool!(self, write, |pool| {
+                sqlx::query(q)
+                    .bind(address)
+                    .bind(generation)
+                    .bind(tsk)
+                    .bind(now())
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
+            Ok(done == 1)
+        })
+        .await
+    }
+
     /// Marks `address`'s identity revoked: it is no longer used, and the
     /// next need for it makes a new key. `false` if there is none.
     pub async fn revoke_identity(&self, address: &str) -> Result<bool, StoreError> {

@@ -9,7 +9,8 @@ use sequoia_openpgp::crypto::Password;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::types::HashAlgorithm;
 
-use super::{Identities, IdentityError, check_uid, io_error, lock_cert, unlock};
+use super::material::check_uid;
+use super::{Identities, IdentityError, io_error, lock_cert, unlock};
 
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,3 +1,4 @@
+use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::policy::StandardPolicy;
 use sequoia_openpgp::types::PublicKeyAlgorithm;
 
@@ -183,4 +184,91 @@ fn passphrase_file_first_line() {
         read_passphrase(&secret).unwrap(),
         Password::from("correct horse")
     );
+}
+
+fn uids(cert: &Cert) -> Vec<String> {
+    let mut u: Vec<String> = cert
+        .userids()
+        .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+        .collect();
+    u.sort();
+    u
+}
+
+#[tokio::test]
+async fn one_key_for_mail_and_chat_with_both_user_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Identities::open(dir.path().join("k"), "s3cret".into()).unwrap();
+    let mail = ids
+        .get_or_create_for("dora@example.org", Uses::Mail)
+        .await
+        .unwrap();
+    assert_eq!(uids(mail.cert()), ["<dora@example.org>"]);
+    // The same person chats: same key, the xmpp: user ID added and stored.
+    let chat = ids.get_or_create("dora@example.org").await.unwrap();
+    assert_eq!(chat.fingerprint(), mail.fingerprint());
+    assert_eq!(
+        uids(chat.cert()),
+        ["<dora@example.org>", "xmpp:dora@example.org"]
+    );
+    let vc = chat.cert().with_policy(P, None).unwrap();
+    assert_eq!(vc.userids().count(), 2, "both user IDs valid");
+    // Another process reads the key with both.
+    let other = Identities::open(dir.path().join("k"), "s3cret".into()).unwrap();
+    let again = other
+        .get_or_create_for("dora@example.org", Uses::Mail)
+        .await
+        .unwrap();
+    assert_eq!(again.fingerprint(), mail.fingerprint());
+    assert_eq!(uids(again.cert()).len(), 2);
+}
+
+#[tokio::test]
+async fn revoked_keys_stay_published_with_their_revocation() {
+    use sequoia_openpgp::types::RevocationStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Identities::open(dir.path().join("k"), "s3cret".into()).unwrap();
+    let old = ids
+        .get_or_create_for("erin@example.org", Uses::Mail)
+        .await
+        .unwrap();
+    assert!(ids.revoke("erin@example.org").await.unwrap());
+    assert!(!ids.revoke("erin@example.org").await.unwrap(), "once");
+    let published = ids.published("erin@example.org").await.unwrap().unwrap();
+    assert_eq!(published.fingerprint(), old.fingerprint());
+    assert!(!published.is_tsk());
+    assert!(matches!(
+        published.revocation_status(P, None),
+        RevocationStatus::Revoked(_)
+    ));
+    assert!(ids.public_cert("erin@example.org").await.unwrap().is_none());
+    // The next need makes a new key.
+    let new = ids
+        .get_or_create_for("erin@example.org", Uses::Mail)
+        .await
+        .unwrap();
+    assert_ne!(new.fingerprint(), old.fingerprint());
+}
+
+#[tokio::test]
+async fn an_own_key_is_published_and_never_unlocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Identities::open(dir.path().join("k"), "s3cret".into()).unwrap();
+    let (own, _) = sequoia_openpgp::cert::CertBuilder::general_purpose(Some("<fay@example.org>"))
+        .generate()
+        .unwrap();
+    ids.register_own("fay@example.org", &own).await.unwrap();
+    let published = ids.published("fay@example.org").await.unwrap().unwrap();
+    assert_eq!(published.fingerprint(), own.fingerprint());
+    assert!(!published.is_tsk(), "only the public part is kept");
+    let err = ids
+        .get_or_create_for("fay@example.org", Uses::Mail)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IdentityError::OwnKey(_)), "{err}");
+    // A key for someone else is refused.
+    let (other, _) = sequoia_openpgp::cert::CertBuilder::general_purpose(Some("<gil@example.org>"))
+        .generate()
+        .unwrap();
+    assert!(ids.register_own("fay@example.org", &other).await.is_err());
 }
