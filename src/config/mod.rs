@@ -15,6 +15,7 @@
 mod crypt;
 mod env;
 pub(crate) mod hint;
+mod identities;
 mod links;
 mod load;
 mod locate;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crypt::{CryptConfig, Encrypt, KeySource, KeysConfig, PolicyConfig, SubjectMode};
+pub use identities::{IdentitiesConfig, InboundConfig};
 pub use links::{LinksConfig, RedirectConfig, TokenKey};
 pub use load::ENV_PREFIX;
 pub use locate::Problem;
@@ -53,6 +55,8 @@ pub struct Config {
     pub redirect: RedirectConfig,
     pub xmpp: XmppConfig,
     pub store: StoreConfig,
+    pub identities: IdentitiesConfig,
+    pub inbound: InboundConfig,
 }
 
 /// The SMTP listener (smarthost or before-queue filter use).

@@ -199,6 +199,7 @@ impl Config {
             out.push(("keys.cache_size".into(), "must be at least 1".into()));
         }
         out.extend(self.store.validate(&self.xmpp));
+        out.extend(self.identities.validate(&self.store, &self.xmpp));
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             out.push((
                 "log.level".into(),

@@ -1,0 +1,86 @@
+//! The `[identities]` section (the organisation's own keys for mail: which
+//! domains are local, where WKD is served) and the `[inbound]` section (the
+//! listener for mail arriving for local users, in front of the mailbox
+//! server's LMTP).
+
+use serde::Deserialize;
+
+/// The organisation's identities for mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitiesConfig {
+    /// The organisation's mail domains (lower-case). A sender or recipient
+    /// at one of them is a local user: sotto makes their identity on first
+    /// need, publishes it (WKD, Autocrypt) and decrypts mail sent to it.
+    /// Empty: identities for mail are off.
+    pub domains: Vec<String>,
+    /// Where WKD is served over HTTP (the advanced and direct methods, for
+    /// every local domain); put a TLS reverse proxy in front. Empty string:
+    /// not served. Only with `domains` set.
+    pub wkd_listen: String,
+}
+
+impl Default for IdentitiesConfig {
+    fn default() -> Self {
+        IdentitiesConfig {
+            domains: Vec::new(),
+            wkd_listen: "127.0.0.1:8026".into(),
+        }
+    }
+}
+
+impl IdentitiesConfig {
+    /// Whether `address` is at one of the local domains.
+    pub fn is_local(&self, address: &str) -> bool {
+        let domain = crate::envelope::domain_of(address);
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain))
+    }
+
+    /// Every problem with this section, as (dotted key, message).
+    pub fn validate(
+        &self,
+        store: &super::StoreConfig,
+        xmpp: &super::XmppConfig,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for d in &self.domains {
+            let ok = !d.is_empty()
+                && d.contains('.')
+                && d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            if !ok {
+                out.push((
+                    "identities.domains".into(),
+                    format!("`{d}` is not a domain name (e.g. \"example.org\")"),
+                ));
+            }
+        }
+        if !self.domains.is_empty() && store.secret_file(xmpp).is_none() {
+            out.push((
+                "identities.domains".into(),
+                "identities need store.secret_file: a file whose first line is the passphrase that encrypts their secret keys at rest".into(),
+            ));
+        }
+        out
+    }
+}
+
+/// The inbound path: mail for local users from the MTA (Postfix, as LMTP or
+/// SMTP), decrypted for them and handed to the mailbox server's LMTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundConfig {
+    /// Address of the inbound LMTP listener; empty string disables it.
+    pub listen: String,
+    /// The mailbox server's LMTP (Dovecot's `lmtp` service), `host:port`.
+    pub upstream: String,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        InboundConfig {
+            listen: String::new(),
+            upstream: "127.0.0.1:24".into(),
+        }
+    }
+}
