@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod deploy;
+pub mod dovecot;
 pub mod hostile;
 pub mod pgp;
 pub mod postfix;
