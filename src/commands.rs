@@ -313,7 +313,11 @@ fn summary(channel: Channel, e: &Effective) -> String {
         (Channel::Xmpp, true) => format!(" ({})", sotto::policy::Value::XmppFormat(e.xmpp_format)),
         _ => String::new(),
     };
-    let signed = if e.sign { "; signed" } else { "" };
+    let signed = match e.sign {
+        sotto::policy::SignMode::Off => "",
+        sotto::policy::SignMode::Organisation => "; signed (organisation key)",
+        sotto::policy::SignMode::Sender => "; signed (sender's identity, if local)",
+    };
     let store = if e.store { "" } else { "; no-store hints" };
     format!("{what}{format}{signed}; links: {}{store}", e.links.name())
 }

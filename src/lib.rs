@@ -20,4 +20,5 @@ pub mod smtp;
 pub mod store;
 pub mod telemetry;
 pub mod transform;
+pub mod wkd;
 pub mod xmpp;

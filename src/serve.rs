@@ -48,6 +48,8 @@ pub struct Running {
     pub lmtp: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub redirect: Option<SocketAddr>,
+    /// WKD over HTTP, with `identities.domains`.
+    pub wkd: Option<SocketAddr>,
     /// The XMPP listeners (STARTTLS, then direct TLS), when enabled.
     pub xmpp: Option<SocketAddr>,
     pub xmpp_tls: Option<SocketAddr>,
@@ -116,6 +118,22 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     if let Some(store) = &store {
         keys.set_store(store.clone());
     }
+    // The organisation's identities (chat users' keys, local mail
+    // addresses'), when the store has a passphrase for secret keys.
+    let identities = match &store {
+        Some(store) => crate::store::cli::user_keys(cfg, store)
+            .await
+            .map_err(ServeError::Store)?,
+        None => None,
+    };
+    if let Some(ids) = &identities {
+        ids.watch(shutdown.clone());
+    }
+    if !cfg.identities.domains.is_empty() && identities.is_none() {
+        return Err(ServeError::Store(
+            "identities.domains needs store.secret_file (a file whose first line is the passphrase for the identities' secret keys)".into(),
+        ));
+    }
     let policies = Policies::load(cfg.policy.dir.clone()).map_err(|ps| {
         ServeError::Policy(
             ps.iter()
@@ -148,7 +166,8 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         );
     }
     policies.watch(shutdown.clone());
-    let crypt = Crypt::from_config(cfg, keys)?;
+    let crypt = Crypt::from_config(cfg, keys)?
+        .with_identities(identities.clone(), cfg.identities.domains.clone());
     // The redirector opens the tokens this process seals (same keys).
     let redirector = crate::redirect::Redirector::new(crypt.redirect.keys.clone(), &cfg.redirect);
     let pipeline = Gateway::new(upstream.clone(), crypt, policies);
@@ -179,15 +198,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
                 ));
             }
         };
-        let users = match &store {
-            Some(store) => crate::store::cli::user_keys(cfg, store)
-                .await
-                .map_err(ServeError::Store)?,
-            None => None,
-        };
-        if let Some(users) = &users {
-            users.watch(shutdown.clone());
-        }
+        let users = identities.clone();
         let shared = Arc::new(crate::xmpp::session::XmppShared {
             domain: cfg.xmpp.domain.clone(),
             upstream: cfg.xmpp.upstream.clone(),
@@ -234,6 +245,15 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             }
         }
     }
+    let mut wkd_addr = None;
+    if let (Some(ids), false) = (&identities, cfg.identities.domains.is_empty())
+        && let Some(socket) = bind("identities.wkd_listen", &cfg.identities.wkd_listen).await?
+    {
+        wkd_addr = socket.local_addr().ok();
+        tracing::info!(event = "listening", protocol = "wkd", addr = ?wkd_addr);
+        let wkd = crate::wkd::Wkd::new(ids.clone(), &cfg.identities.domains);
+        listeners.push(tokio::spawn(crate::wkd::run(socket, wkd, shutdown.clone())));
+    }
     if let Some(redirect) = redirect {
         tracing::info!(event = "listening", protocol = "redirect", addr = ?redirect_addr);
         listeners.push(tokio::spawn(crate::redirect::run(
@@ -274,6 +294,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         lmtp: lmtp_addr,
         admin: admin_addr,
         redirect: redirect_addr,
+        wkd: wkd_addr,
         xmpp: if cfg.xmpp.listen.is_empty() {
             None
         } else {

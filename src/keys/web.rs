@@ -7,7 +7,6 @@ use std::time::Duration;
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::cert::CertParser;
 use sequoia_openpgp::parse::Parse;
-use sequoia_openpgp::types::HashAlgorithm;
 
 /// Largest response accepted from a key server.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -19,25 +18,6 @@ pub enum Fetched {
     NotFound,
     /// Could not ask (network, timeout, bad response): say why.
     Failed(String),
-}
-
-/// The z-base-32 encoding WKD uses for the hashed local part.
-pub fn zbase32(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ybndrfg8ejkmcpqxot1uwisza345h769";
-    let mut out = String::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &b in data {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
-    }
-    out
 }
 
 fn percent_encode(s: &str) -> String {
@@ -57,9 +37,7 @@ fn percent_encode(s: &str) -> String {
 pub fn wkd_urls(address: &str, base: Option<&str>) -> Option<[String; 2]> {
     let (local, domain) = address.rsplit_once('@')?;
     let domain = domain.to_ascii_lowercase();
-    let mut ctx = HashAlgorithm::SHA1.context().ok()?.for_digest();
-    ctx.update(local.to_lowercase().as_bytes());
-    let hash = zbase32(&ctx.into_digest().ok()?);
+    let hash = crate::openpgp::wkd::hash(local);
     let l = percent_encode(local);
     let (adv, direct) = match base {
         Some(b) => (

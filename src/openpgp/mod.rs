@@ -5,7 +5,9 @@
 //! the inbound path, HTTP) call it; it knows nothing of sockets, and
 //! nothing here does I/O but the identities' store.
 
+pub mod autocrypt;
 pub mod identities;
 pub mod open;
 pub mod pgpmime;
 pub mod seal;
+pub mod wkd;

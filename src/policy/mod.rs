@@ -19,7 +19,10 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-pub use model::{Channel, Field, LinkMode, Loc, MissingKey, Origin, Treatment, Value, XmppFormat};
+pub use model::{
+    Channel, Field, LinkMode, Loc, MissingKey, Origin, PreferEncrypt, SignMode, Treatment, Value,
+    XmppFormat,
+};
 pub use reload::Policies;
 
 use crate::config::{Encrypt, Problem};
@@ -236,9 +239,10 @@ impl PolicySet {
         self.rules.len()
     }
 
-    /// Where `sign = true` is first set, if anywhere (it needs a signing key).
+    /// Where `sign = true` (or `"organisation"`) is first set, if anywhere
+    /// (it needs a signing key).
     pub fn signing_origin(&self) -> Option<String> {
-        self.origin_of(Field::Sign, &Value::Bool(true))
+        self.origin_of(Field::Sign, &Value::Sign(SignMode::Organisation))
     }
 
     /// Where `field = value` is first set — `[defaults]` or a rule — if anywhere.

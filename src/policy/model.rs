@@ -64,6 +64,38 @@ pub enum XmppFormat {
     Legacy,
 }
 
+/// Whose key signs an encrypted message (mail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignMode {
+    /// Not signed.
+    Off,
+    /// The organisation's key (`crypt.signing_key`); `sign = true`.
+    Organisation,
+    /// The sender's own identity, when the sender is a local user with one
+    /// (`identities.domains`); otherwise not signed. Signed and encrypted
+    /// together (RFC 3156 section 6.2).
+    Sender,
+}
+
+impl SignMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SignMode::Off => "false",
+            SignMode::Organisation => "organisation",
+            SignMode::Sender => "sender",
+        }
+    }
+}
+
+/// What a local sender's `Autocrypt:` header says (Autocrypt Level 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PreferEncrypt {
+    /// `prefer-encrypt=mutual`: correspondents' clients encrypt by default.
+    Mutual,
+    /// No `prefer-encrypt` attribute.
+    NoPreference,
+}
+
 /// One treatment field's value as written in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -74,6 +106,8 @@ pub enum Value {
     Bool(bool),
     Path(PathBuf),
     XmppFormat(XmppFormat),
+    Sign(SignMode),
+    PreferEncrypt(PreferEncrypt),
 }
 
 /// The treatment fields, in the order `explain` prints them.
@@ -89,10 +123,11 @@ pub enum Field {
     ArchiveKey,
     XmppFormat,
     Store,
+    Autocrypt,
 }
 
 impl Field {
-    pub const ALL: [Field; 10] = [
+    pub const ALL: [Field; 11] = [
         Field::Encrypt,
         Field::MissingKey,
         Field::Links,
@@ -103,6 +138,7 @@ impl Field {
         Field::ArchiveKey,
         Field::XmppFormat,
         Field::Store,
+        Field::Autocrypt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -117,6 +153,7 @@ impl Field {
             Field::ArchiveKey => "archive_key",
             Field::XmppFormat => "xmpp_format",
             Field::Store => "store",
+            Field::Autocrypt => "autocrypt",
         }
     }
 
@@ -156,7 +193,23 @@ impl Field {
                 Some("keep") => Ok(Value::Subject(SubjectMode::Keep)),
                 _ => Err(choice(&["protect", "keep"])),
             },
-            Field::Sign | Field::EncryptToSender | Field::Store => b
+            Field::Sign => match (s, b) {
+                (_, Some(false)) => Ok(Value::Sign(SignMode::Off)),
+                (_, Some(true)) | (Some("organisation"), _) => {
+                    Ok(Value::Sign(SignMode::Organisation))
+                }
+                (Some("sender"), _) => Ok(Value::Sign(SignMode::Sender)),
+                _ => Err(format!(
+                    "{}, true (= \"organisation\") or false",
+                    choice(&["sender", "organisation"])
+                )),
+            },
+            Field::Autocrypt => match s {
+                Some("mutual") => Ok(Value::PreferEncrypt(PreferEncrypt::Mutual)),
+                Some("nopreference") => Ok(Value::PreferEncrypt(PreferEncrypt::NoPreference)),
+                _ => Err(choice(&["mutual", "nopreference"])),
+            },
+            Field::EncryptToSender | Field::Store => b
                 .map(Value::Bool)
                 .ok_or_else(|| "expected true or false".into()),
             Field::ArchiveKey => match s {
@@ -210,6 +263,9 @@ impl fmt::Display for Value {
             Value::Path(p) => write!(f, "{}", p.display()),
             Value::XmppFormat(XmppFormat::Ox) => f.write_str("ox"),
             Value::XmppFormat(XmppFormat::Legacy) => f.write_str("legacy"),
+            Value::Sign(m) => f.write_str(m.name()),
+            Value::PreferEncrypt(PreferEncrypt::Mutual) => f.write_str("mutual"),
+            Value::PreferEncrypt(PreferEncrypt::NoPreference) => f.write_str("nopreference"),
         }
     }
 }
@@ -257,7 +313,7 @@ pub struct Treatment {
     pub links: LinkMode,
     pub links_when_encrypted: LinkMode,
     pub subject: SubjectMode,
-    pub sign: bool,
+    pub sign: SignMode,
     pub encrypt_to_sender: bool,
     pub archive_key: Option<PathBuf>,
     /// Chat only: the encryption format.
@@ -265,6 +321,8 @@ pub struct Treatment {
     /// Chat only: `false` adds XEP-0334 `<no-store/>` and `<no-copy/>`
     /// hints, asking servers not to archive or copy the message.
     pub store: bool,
+    /// Mail from a local user: what its `Autocrypt:` header says.
+    pub autocrypt: PreferEncrypt,
 }
 
 impl Default for Treatment {
@@ -276,11 +334,12 @@ impl Default for Treatment {
             links: LinkMode::Keep,
             links_when_encrypted: LinkMode::Keep,
             subject: SubjectMode::Protect,
-            sign: false,
+            sign: SignMode::Off,
             encrypt_to_sender: false,
             archive_key: None,
             xmpp_format: XmppFormat::Ox,
             store: true,
+            autocrypt: PreferEncrypt::Mutual,
         }
     }
 }
@@ -293,7 +352,8 @@ impl Treatment {
             (Field::Links, Value::Links(v)) => self.links = *v,
             (Field::LinksWhenEncrypted, Value::Links(v)) => self.links_when_encrypted = *v,
             (Field::Subject, Value::Subject(v)) => self.subject = *v,
-            (Field::Sign, Value::Bool(v)) => self.sign = *v,
+            (Field::Sign, Value::Sign(v)) => self.sign = *v,
+            (Field::Autocrypt, Value::PreferEncrypt(v)) => self.autocrypt = *v,
             (Field::EncryptToSender, Value::Bool(v)) => self.encrypt_to_sender = *v,
             (Field::ArchiveKey, Value::Path(v)) => self.archive_key = Some(v.clone()),
             (Field::XmppFormat, Value::XmppFormat(v)) => self.xmpp_format = *v,
@@ -309,7 +369,8 @@ impl Treatment {
             Field::Links => Value::Links(self.links),
             Field::LinksWhenEncrypted => Value::Links(self.links_when_encrypted),
             Field::Subject => Value::Subject(self.subject),
-            Field::Sign => Value::Bool(self.sign),
+            Field::Sign => Value::Sign(self.sign),
+            Field::Autocrypt => Value::PreferEncrypt(self.autocrypt),
             Field::EncryptToSender => Value::Bool(self.encrypt_to_sender),
             Field::ArchiveKey => match &self.archive_key {
                 Some(p) => Value::Path(p.clone()),

@@ -109,17 +109,19 @@ sign = true
         p.decide(Channel::Smtp, "a@x", "b@y", None).unwrap_err(),
         NeedsKey
     );
-    assert!(
+    assert_eq!(
         p.decide(Channel::Smtp, "a@x", "b@y", Some(true))
             .unwrap()
             .treatment
-            .sign
+            .sign,
+        crate::policy::SignMode::Organisation
     );
-    assert!(
-        !p.decide(Channel::Smtp, "a@x", "b@y", Some(false))
+    assert_eq!(
+        p.decide(Channel::Smtp, "a@x", "b@y", Some(false))
             .unwrap()
             .treatment
-            .sign
+            .sign,
+        crate::policy::SignMode::Off
     );
 }
 
@@ -174,7 +176,7 @@ fn a_typo_names_the_key_it_meant_and_every_known_key() {
     )])
     .unwrap_err();
     let fields = "encrypt, missing_key, links, links_when_encrypted, subject, sign, \
-                  encrypt_to_sender, archive_key, xmpp_format, store";
+                  encrypt_to_sender, archive_key, xmpp_format, store, autocrypt";
     assert_eq!(
         errs,
         [

@@ -9,7 +9,7 @@ use sequoia_openpgp::Cert;
 
 use crate::config::{Encrypt, SubjectMode};
 use crate::keys::{KeyStore, Lookup};
-use crate::policy::{Channel, Decision, LinkMode, PolicySet, XmppFormat};
+use crate::policy::{Channel, Decision, LinkMode, PolicySet, PreferEncrypt, SignMode, XmppFormat};
 use crate::reply::Reply;
 
 /// What actually happens to a recipient's copy: recipients of one
@@ -18,7 +18,8 @@ use crate::reply::Reply;
 pub struct Effective {
     pub encrypt: bool,
     pub subject: SubjectMode,
-    pub sign: bool,
+    /// Whose key signs ([`SignMode::Off`] when not encrypted).
+    pub sign: SignMode,
     pub encrypt_to_sender: bool,
     pub archive_key: Option<PathBuf>,
     /// The link treatment for what is readable (`links_when_encrypted` when encrypted).
@@ -26,6 +27,8 @@ pub struct Effective {
     /// Chat only (the defaults on mail, so they never split a transaction).
     pub xmpp_format: XmppFormat,
     pub store: bool,
+    /// A local sender's `Autocrypt:` header (mail; the default on chat).
+    pub autocrypt: PreferEncrypt,
 }
 
 /// Where a recipient's key is looked up: the key store for mail; the chat
@@ -115,7 +118,7 @@ pub async fn decide(
         } else {
             SubjectMode::Keep
         },
-        sign: encrypt && t.sign,
+        sign: if encrypt { t.sign } else { SignMode::Off },
         encrypt_to_sender: encrypt && t.encrypt_to_sender,
         archive_key: if encrypt { t.archive_key.clone() } else { None },
         links: if encrypt {
@@ -128,6 +131,10 @@ pub async fn decide(
             Channel::Smtp => XmppFormat::Ox,
         },
         store: channel == Channel::Smtp || t.store,
+        autocrypt: match channel {
+            Channel::Smtp => t.autocrypt,
+            Channel::Xmpp => PreferEncrypt::Mutual,
+        },
     };
     Outcome::Accept {
         effective,

@@ -5,6 +5,7 @@
 //! sent in clear.
 
 mod decide;
+mod sender;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,9 +23,10 @@ use crate::envelope::{MailFrom, domain_of};
 use crate::keys::{KeyStore, dir::read_certs};
 use crate::links::token::TokenKeys;
 use crate::links::{LinkRewriter, Redirect};
+use crate::openpgp::identities::Identities;
 use crate::openpgp::pgpmime::{self, Options};
 use crate::openpgp::seal::signing_keypair;
-use crate::policy::{Channel, LinkMode, Policies, PolicySet};
+use crate::policy::{Channel, LinkMode, Policies, PolicySet, SignMode};
 use crate::relay::{Target, Transaction};
 use crate::reply::Reply;
 
@@ -52,6 +54,10 @@ pub struct Crypt {
     links: LinksConfig,
     /// Where `redirect` links point and the keys that seal them.
     pub redirect: Redirect,
+    /// The organisation's identities, with `identities.domains`.
+    pub identities: Option<Arc<Identities>>,
+    /// `identities.domains`, lower-case.
+    local_domains: Vec<String>,
 }
 
 impl Crypt {
@@ -82,7 +88,27 @@ impl Crypt {
             policy: StandardPolicy::new(),
             links: cfg.links.clone(),
             redirect: Redirect::from_config(&cfg.redirect, Arc::new(token_keys)),
+            identities: None,
+            local_domains: Vec::new(),
         })
+    }
+
+    /// Uses `identities` for senders at `domains` (their `Autocrypt:`
+    /// header, `sign = "sender"`).
+    pub fn with_identities(
+        mut self,
+        identities: Option<Arc<Identities>>,
+        domains: Vec<String>,
+    ) -> Self {
+        self.identities = identities;
+        self.local_domains = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// Whether `address` is at one of `identities.domains`.
+    pub fn is_local(&self, address: &str) -> bool {
+        let domain = domain_of(address);
+        self.local_domains.iter().any(|d| *d == domain)
     }
 
     /// A link rewriter for `mode`. Without a public redirector URL there
@@ -315,6 +341,26 @@ async fn deliver<X: Transaction>(
         }
         _ => message,
     };
+    let sender = match sender::identity(crypt, from).await {
+        Ok(s) => s,
+        Err(reply) => {
+            inner.abort().await;
+            return reply;
+        }
+    };
+    let encrypting = effective.as_ref().is_some_and(|e| e.encrypt);
+    let message = match (&sender, &effective) {
+        (Some(key), Some(e)) => {
+            // Gossip only inside encrypted mail to several recipients.
+            let gossip: Vec<(String, Cert)> = if encrypting && rcpts.len() > 1 {
+                rcpts.iter().cloned().zip(certs.iter().cloned()).collect()
+            } else {
+                Vec::new()
+            };
+            sender::with_autocrypt(message, from, key, e.autocrypt, &gossip, &crypt.policy)
+        }
+        _ => message,
+    };
     let Some(effective) = effective.filter(|e| e.encrypt) else {
         return inner.commit(message.into_bytes()).await;
     };
@@ -347,7 +393,7 @@ async fn deliver<X: Transaction>(
             }
         }
     }
-    if effective.sign && crypt.signer.is_none() {
+    if effective.sign == SignMode::Organisation && crypt.signer.is_none() {
         inner.abort().await;
         tracing::warn!(
             event = "encrypt",
@@ -363,8 +409,9 @@ async fn deliver<X: Transaction>(
     let work = crypt.clone();
     let nkeys = certs.len();
     let result = cpu(message.bytes().len(), move || {
-        let signer = match (&work.signer, effective.sign) {
-            (Some(tsk), true) => Some(signing_keypair(tsk, &work.policy)?),
+        let signer = match (effective.sign, &work.signer, &sender) {
+            (SignMode::Organisation, Some(tsk), _) => Some(signing_keypair(tsk, &work.policy)?),
+            (SignMode::Sender, _, Some(key)) => Some(signing_keypair(key.secret(), &work.policy)?),
             _ => None,
         };
         let opts = Options {
