@@ -131,6 +131,14 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The organisation's identities (identities.domains): list, show,
+    /// create, export, rotate, revoke, register a user's own key.
+    Identities {
+        #[command(flatten)]
+        sources: Sources,
+        #[command(subcommand)]
+        action: sotto::openpgp::identities::cli::IdentitiesAction,
+    },
     /// Manage the state store (store.url): migrate, backup, restore, import.
     Store {
         #[command(flatten)]
@@ -196,6 +204,9 @@ fn main() -> ExitCode {
         Command::Keys { sources, action } => {
             commands::with_config(&sources, false, |cfg| commands::keys(cfg, action))
         }
+        Command::Identities { sources, action } => commands::with_config(&sources, false, |cfg| {
+            sotto::openpgp::identities::cli::run(cfg, action)
+        }),
         Command::Store { sources, action } => {
             commands::with_config(&sources, false, |cfg| sotto::store::cli::run(cfg, action))
         }

@@ -22,8 +22,10 @@
 //! or decide when to use them. Generating and unlocking keys is CPU work,
 //! done in `spawn_blocking`.
 
+pub mod cli;
 mod import;
 mod material;
+mod watch;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,13 +36,23 @@ use std::time::Duration;
 use sequoia_openpgp::crypto::Password;
 use sequoia_openpgp::{Cert, Fingerprint};
 use tokio::sync::OnceCell;
-use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
 use crate::store::{Identity, Store, StoreError};
 
 pub use import::Imported;
 use material::{add_uid, generate, has_uid, lock_cert, stored_cert, unlock};
+
+/// A local sender's identity for mail ([`Identities::for_mail`]).
+#[derive(Debug, Clone)]
+pub enum MailIdentity {
+    /// sotto holds the key: it signs and decrypts.
+    Active(Arc<IdentityKey>),
+    /// Revoked: the certificate with its revocation, published as is.
+    Revoked(Cert),
+    /// The user's own key (public only).
+    Own(Cert),
+}
 
 /// What an identity's key is used for: which user ID it must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +253,31 @@ impl Identities {
         Ok(key.clone())
     }
 
+    /// What a local sender's mail goes out with: their active key (made on
+    /// their first message); their revoked key, published until an
+    /// administrator makes a new one (`identities create` or `rotate`), so
+    /// correspondents learn of the revocation; or their own registered key.
+    /// An active cached key needs no store read.
+    pub async fn for_mail(&self, address: &str) -> Result<MailIdentity, IdentityError> {
+        let address = normalize_jid(address)?;
+        if let Some(key) = self.cell(&address).get()
+            && has_uid(key.cert(), &address, Uses::Mail)
+        {
+            return Ok(MailIdentity::Active(key.clone()));
+        }
+        match self.store.identity(&address).await? {
+            Some(id) if id.revoked.is_some() => Ok(MailIdentity::Revoked(
+                stored_cert(&id, &address)?.strip_secret_key_material(),
+            )),
+            Some(id) if !stored_cert(&id, &address)?.is_tsk() => {
+                Ok(MailIdentity::Own(stored_cert(&id, &address)?))
+            }
+            _ => Ok(MailIdentity::Active(
+                self.get_or_create_for(&address, Uses::Mail).await?,
+            )),
+        }
+    }
+
     /// The user's key if the user has one (stored or cached); never makes one.
     pub async fn get(&self, bare_jid: &str) -> Result<Option<Arc<IdentityKey>>, IdentityError> {
         let jid = normalize_jid(bare_jid)?;
@@ -380,47 +417,6 @@ impl Identities {
     pub fn forget(&self, jid: &str) {
         let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
         cells.remove(jid);
-    }
-
-    /// Polls the store every [`WATCH_INTERVAL`] until `shutdown` for
-    /// identities changed (rotated, revoked) by any process, and drops
-    /// their cached keys whose generation is older. A poll that fails is
-    /// tried again; its window covers the time missed.
-    pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            // Overlap covers commits that land late and clock skew between
-            // replicas (times are each writer's clock).
-            const OVERLAP: i64 = 60;
-            let mut since = crate::store::now() - OVERLAP;
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(WATCH_INTERVAL) => {}
-                }
-                let started = crate::store::now();
-                match me.store.identities_changed_since(since).await {
-                    Ok(changed) => {
-                        for (jid, generation) in changed {
-                            me.invalidate_older(&jid, generation);
-                        }
-                        since = started - OVERLAP;
-                    }
-                    Err(e) => tracing::debug!(event = "user_keys_watch_failed", error = %e),
-                }
-            }
-        });
-    }
-
-    fn invalidate_older(&self, jid: &str, generation: i64) {
-        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = cells
-            .get(jid)
-            .and_then(|c| c.get())
-            .is_some_and(|k| k.generation < generation);
-        if stale {
-            cells.remove(jid);
-        }
     }
 
     fn cell(&self, jid: &str) -> Cell {

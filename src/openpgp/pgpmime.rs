@@ -19,8 +19,8 @@ use sequoia_openpgp::policy::Policy;
 use super::seal::{CryptError, armor_into, seal_binary};
 use crate::mail::{Field, Split, split};
 
-/// Header fields left readable outside the encryption: trace fields and what
-/// delivery and threading need. Everything else travels inside only.
+/// Header fields left readable outside the encryption: trace fields, what
+/// delivery and threading need, and the sender's Autocrypt key. Everything else travels inside only.
 const OUTER: &[&str] = &[
     "received",
     "return-path",
@@ -32,6 +32,9 @@ const OUTER: &[&str] = &[
     "message-id",
     "in-reply-to",
     "references",
+    // Autocrypt Level 1: correspondents learn the sender's key from the
+    // outer header.
+    "autocrypt",
 ];
 
 /// Trace fields are the transport's, not the author's: not copied inside.

@@ -108,7 +108,7 @@ impl Crypt {
     /// Whether `address` is at one of `identities.domains`.
     pub fn is_local(&self, address: &str) -> bool {
         let domain = domain_of(address);
-        self.local_domains.iter().any(|d| *d == domain)
+        self.local_domains.contains(&domain)
     }
 
     /// A link rewriter for `mode`. Without a public redirector URL there
@@ -411,7 +411,10 @@ async fn deliver<X: Transaction>(
     let result = cpu(message.bytes().len(), move || {
         let signer = match (effective.sign, &work.signer, &sender) {
             (SignMode::Organisation, Some(tsk), _) => Some(signing_keypair(tsk, &work.policy)?),
-            (SignMode::Sender, _, Some(key)) => Some(signing_keypair(key.secret(), &work.policy)?),
+            (SignMode::Sender, _, sender) => match sender::signing_key(sender) {
+                Some(key) => Some(signing_keypair(key.secret(), &work.policy)?),
+                None => None,
+            },
             _ => None,
         };
         let opts = Options {

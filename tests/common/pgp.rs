@@ -158,6 +158,31 @@ impl Gpg {
         self.run(&["--import", file.to_str().unwrap()]);
     }
 
+    /// Decrypts an armoured OpenPGP message, with gpg's status lines:
+    /// (plaintext, status); never fails (the status says why).
+    pub fn decrypt_status(&self, armored: &[u8]) -> (String, String) {
+        let out = self.piped(&["--status-fd", "2", "--decrypt"], armored);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs gpg with `args`, `input` on its standard input.
+    fn piped(&self, args: &[&str], input: &[u8]) -> std::process::Output {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Decrypts an armoured OpenPGP message; returns the plaintext.
     pub fn decrypt(&self, armored: &[u8]) -> Vec<u8> {
         let mut child = self
