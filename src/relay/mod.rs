@@ -10,12 +10,14 @@
 //! This module knows nothing of the client side's sockets or parsing.
 
 mod capture;
+pub mod lmtp;
 pub(crate) mod stream;
 pub mod upstream;
 
 use std::future::Future;
 
 pub use capture::Capture;
+pub use lmtp::Lmtp;
 pub use upstream::Upstream;
 
 use crate::envelope::MailFrom;

@@ -5,8 +5,9 @@
 //!
 //! Format (one record a line, fields separated by one space, text and
 //! bytes in base64, absent values `-`):
-//! `sotto-store-backup 1 <schema>`, then `identity …`, `key …`, `replay …`
-//! lines, then `end <records>` so that a truncated file is refused.
+//! `sotto-store-backup 1 <schema>`, then `identity …`, `key …`, `replay …`,
+//! `peer …` lines, then `end <records>` so that a truncated file is refused.
+//! A backup of schema 1 (no `peer` lines) restores into a newer store.
 
 use std::io::Write;
 use std::path::Path;
@@ -24,6 +25,8 @@ pub struct BackupSummary {
     pub identities: usize,
     pub keys: usize,
     pub replay: usize,
+    /// Autocrypt peers.
+    pub peers: usize,
 }
 
 type IdRow = (
@@ -38,6 +41,15 @@ type IdRow = (
 );
 type KeyRow = (String, String, Vec<u8>, String, i64, i64);
 type ReplayRow = (Vec<u8>, i64, i64);
+type PeerRow = (
+    String,
+    i64,
+    Option<i64>,
+    Option<Vec<u8>>,
+    i64,
+    Option<i64>,
+    Option<Vec<u8>>,
+);
 
 const ID_COLS: &str = "address, fingerprint, tsk, created, rotated, revoked, generation, changed";
 const KEY_COLS: &str = "address, fingerprint, cert, source, first_seen, last_seen";
@@ -50,6 +62,7 @@ struct Snapshot {
     ids: Vec<IdRow>,
     keys: Vec<KeyRow>,
     replay: Vec<ReplayRow>,
+    peers: Vec<PeerRow>,
 }
 
 impl Store {
@@ -78,12 +91,19 @@ impl Store {
                         sqlx::query_as(&format!("SELECT {REPLAY_COLS} FROM ox_replay ORDER BY 1"))
                             .fetch_all(&mut *tx)
                             .await?;
+                    let peers = sqlx::query_as(&format!(
+                        "SELECT {} FROM autocrypt_peers ORDER BY 1",
+                        super::autocrypt::COLUMNS
+                    ))
+                    .fetch_all(&mut *tx)
+                    .await?;
                     tx.commit().await?;
                     Ok::<_, sqlx::Error>(Snapshot {
                         schema,
                         ids,
                         keys,
                         replay,
+                        peers,
                     })
                 })?;
                 Ok(snap)
@@ -91,11 +111,7 @@ impl Store {
             .await?;
         let text = render(&snap);
         write_private(file, text.as_bytes())?;
-        Ok(BackupSummary {
-            identities: snap.ids.len(),
-            keys: snap.keys.len(),
-            replay: snap.replay.len(),
-        })
+        Ok(snap.summary())
     }
 
     /// Loads the backup `file` into this store, which must be empty, in one
@@ -117,7 +133,7 @@ impl Store {
             on_pool!(self, write, |pool| async {
                 let mut tx = pool.begin().await?;
                 let mut rows = 0i64;
-                for t in ["identities", "correspondent_keys", "ox_replay"] {
+                for t in ["identities", "correspondent_keys", "ox_replay", "autocrypt_peers"] {
                     let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {t}"))
                         .fetch_one(&mut *tx)
                         .await?;
@@ -164,6 +180,21 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                for r in &snap.peers {
+                    sqlx::query(&format!(
+                        "INSERT INTO autocrypt_peers ({}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        super::autocrypt::COLUMNS
+                    ))
+                    .bind(&r.0)
+                    .bind(r.1)
+                    .bind(r.2)
+                    .bind(&r.3)
+                    .bind(r.4)
+                    .bind(r.5)
+                    .bind(&r.6)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(Ok(()))
             }
@@ -171,12 +202,27 @@ impl Store {
             Ok(())
         })
         .await?;
-        Ok(BackupSummary {
-            identities: snap.ids.len(),
-            keys: snap.keys.len(),
-            replay: snap.replay.len(),
-        })
+        Ok(snap.summary())
     }
+}
+
+impl Snapshot {
+    fn summary(&self) -> BackupSummary {
+        BackupSummary {
+            identities: self.ids.len(),
+            keys: self.keys.len(),
+            replay: self.replay.len(),
+            peers: self.peers.len(),
+        }
+    }
+
+    fn records(&self) -> usize {
+        self.ids.len() + self.keys.len() + self.replay.len() + self.peers.len()
+    }
+}
+
+fn opt_b64(v: &Option<Vec<u8>>) -> String {
+    v.as_deref().map_or("-".into(), b64)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -216,7 +262,19 @@ fn render(s: &Snapshot) -> String {
     for r in &s.replay {
         out += &format!("replay {} {} {}\n", b64(&r.0), r.1, r.2);
     }
-    out += &format!("end {}\n", s.ids.len() + s.keys.len() + s.replay.len());
+    for r in &s.peers {
+        out += &format!(
+            "peer {} {} {} {} {} {} {}\n",
+            b64(r.0.as_bytes()),
+            r.1,
+            opt(r.2),
+            opt_b64(&r.3),
+            r.4,
+            opt(r.5),
+            opt_b64(&r.6)
+        );
+    }
+    out += &format!("end {}\n", s.records());
     out
 }
 
@@ -249,6 +307,12 @@ impl Fields<'_> {
         match self.next()? {
             "-" => Ok(None),
             f => f.parse().map(Some).map_err(|_| self.bad("not a number")),
+        }
+    }
+    fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.next()? {
+            "-" => Ok(None),
+            f => B64.decode(f).map(Some).map_err(|_| self.bad("bad base64")),
         }
     }
     fn done(&mut self) -> Result<(), StoreError> {
@@ -294,10 +358,19 @@ fn parse(text: &str) -> Result<Snapshot, StoreError> {
                 f.int()?,
             )),
             "replay" => snap.replay.push((f.bytes()?, f.int()?, f.int()?)),
+            "peer" => snap.peers.push((
+                f.text()?,
+                f.int()?,
+                f.opt()?,
+                f.opt_bytes()?,
+                f.int()?,
+                f.opt()?,
+                f.opt_bytes()?,
+            )),
             "end" => {
                 let n = f.int()?;
                 f.done()?;
-                let have = snap.ids.len() + snap.keys.len() + snap.replay.len();
+                let have = snap.records();
                 if usize::try_from(n).ok() != Some(have) {
                     return Err(f.bad("the record count does not match"));
                 }
@@ -344,11 +417,13 @@ mod tests {
             ids: vec![("a@x".into(), "F".into(), vec![1, 2], 5, None, Some(7), 2, 7)],
             keys: vec![],
             replay: vec![(vec![9; 32], 1, 2)],
+            peers: vec![("p@y".into(), 10, Some(9), Some(vec![3]), 1, None, None)],
         };
         let text = render(&snap);
         let back = parse(&text).unwrap();
         assert_eq!(back.ids, snap.ids);
         assert_eq!(back.replay, snap.replay);
+        assert_eq!(back.peers, snap.peers);
         let cut = text.lines().take(2).collect::<Vec<_>>().join("\n");
         assert!(matches!(parse(&cut), Err(StoreError::BadBackup(m)) if m.contains("truncated")));
         let dropped = text.replace(&text.lines().nth(1).unwrap().to_string(), "");

@@ -126,20 +126,22 @@ async fn act(cfg: &Config, action: StoreAction) -> Result<String, String> {
         StoreAction::Backup { file } => {
             let s = store.backup(&file).await.map_err(|e| e.to_string())?;
             format!(
-                "{}: {} identities, {} learned keys, {} replay records",
+                "{}: {} identities, {} learned keys, {} replay records, {} Autocrypt peers",
                 file.display(),
                 s.identities,
                 s.keys,
-                s.replay
+                s.replay,
+                s.peers
             )
         }
         StoreAction::Restore { file } => {
             let s = store.restore(&file).await.map_err(|e| e.to_string())?;
             format!(
-                "restored {} identities, {} learned keys, {} replay records into the {} store",
+                "restored {} identities, {} learned keys, {} replay records, {} Autocrypt peers into the {} store",
                 s.identities,
                 s.keys,
                 s.replay,
+                s.peers,
                 store.backend()
             )
         }

@@ -14,6 +14,7 @@
 //! addresses, keys or digests. Callers cache what they read: the
 //! per-message path must not wait on the database.
 
+mod autocrypt;
 mod backup;
 pub mod cli;
 mod correspondents;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{
 };
 use tokio::sync::OnceCell;
 
+pub use autocrypt::Peer;
 pub use backup::BackupSummary;
 pub use correspondents::LearnedKey;
 pub use identities::Identity;

@@ -158,3 +158,46 @@ async fn bad_urls_are_refused() {
         ));
     }
 }
+
+#[tokio::test]
+async fn autocrypt_state_keeps_the_newest_by_message_date() {
+    let (_dir, store) = fresh().await;
+    let a = "bob@outside.example";
+    assert_eq!(store.autocrypt_peer(a).await.unwrap(), None);
+    store
+        .autocrypt_seen(a, 100, Some((b"k1", true)))
+        .await
+        .unwrap();
+    // An older message (delivered late) changes nothing.
+    store
+        .autocrypt_seen(a, 50, Some((b"k0", false)))
+        .await
+        .unwrap();
+    let p = store.autocrypt_peer(a).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            p.last_seen,
+            p.autocrypt_timestamp,
+            p.public_key.as_deref(),
+            p.prefer_mutual
+        ),
+        (100, Some(100), Some(&b"k1"[..]), true)
+    );
+    // A newer message without a header: only last_seen moves.
+    store.autocrypt_seen(a, 200, None).await.unwrap();
+    let p = store.autocrypt_peer(a).await.unwrap().unwrap();
+    assert_eq!((p.last_seen, p.autocrypt_timestamp), (200, Some(100)));
+    // Gossip: newest wins, and does not count as seeing the peer.
+    store.autocrypt_gossip("dave@x", 30, b"g1").await.unwrap();
+    store.autocrypt_gossip("dave@x", 20, b"g0").await.unwrap();
+    let d = store.autocrypt_peer("dave@x").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            d.last_seen,
+            d.gossip_timestamp,
+            d.gossip_key.as_deref(),
+            d.public_key
+        ),
+        (0, Some(30), Some(&b"g1"[..]), None)
+    );
+}
