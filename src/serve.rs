@@ -50,6 +50,8 @@ pub struct Running {
     pub redirect: Option<SocketAddr>,
     /// WKD over HTTP, with `identities.domains`.
     pub wkd: Option<SocketAddr>,
+    /// The inbound LMTP listener (`inbound.listen`).
+    pub inbound: Option<SocketAddr>,
     /// The XMPP listeners (STARTTLS, then direct TLS), when enabled.
     pub xmpp: Option<SocketAddr>,
     pub xmpp_tls: Option<SocketAddr>,
@@ -166,6 +168,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         );
     }
     policies.watch(shutdown.clone());
+    let inbound_keys = keys.clone();
     let crypt = Crypt::from_config(cfg, keys)?
         .with_identities(identities.clone(), cfg.identities.domains.clone());
     // The redirector opens the tokens this process seals (same keys).
@@ -245,6 +248,38 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             }
         }
     }
+    let mut inbound_addr = None;
+    if let Some(socket) = bind("inbound.listen", &cfg.inbound.listen).await? {
+        let Some(ids) = identities
+            .clone()
+            .filter(|_| !cfg.identities.domains.is_empty())
+        else {
+            return Err(ServeError::Store(
+                "inbound.listen needs identities.domains and store.secret_file: the inbound path decrypts for the local users' identities".into(),
+            ));
+        };
+        let lmtp = crate::relay::Lmtp {
+            address: cfg.inbound.upstream.clone(),
+            hostname: cfg.smtp.hostname.clone(),
+            command_timeout: cfg.timeouts.upstream,
+            data_timeout: cfg.timeouts.upstream_data,
+        };
+        let target = crate::inbound::InboundTarget(crate::inbound::Inbound::new(
+            lmtp,
+            ids,
+            inbound_keys,
+            &cfg.identities.domains,
+            cfg.limits.max_message_size,
+        ));
+        inbound_addr = socket.local_addr().ok();
+        let l = Listener {
+            socket,
+            protocol: Protocol::Lmtp,
+            shared: crate::smtp::Shared::inbound(cfg, target, shutdown.clone()),
+        };
+        tracing::info!(event = "listening", protocol = "inbound-lmtp", addr = ?inbound_addr, upstream = %cfg.inbound.upstream);
+        listeners.push(tokio::spawn(l.run(limit.clone(), sessions.clone())));
+    }
     let mut wkd_addr = None;
     if let (Some(ids), false) = (&identities, cfg.identities.domains.is_empty())
         && let Some(socket) = bind("identities.wkd_listen", &cfg.identities.wkd_listen).await?
@@ -295,6 +330,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         admin: admin_addr,
         redirect: redirect_addr,
         wkd: wkd_addr,
+        inbound: inbound_addr,
         xmpp: if cfg.xmpp.listen.is_empty() {
             None
         } else {

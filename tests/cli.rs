@@ -292,7 +292,7 @@ fn every_bad_variable_is_named_with_its_value() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     let want = "\
-SOTTO_KEYS__SOURCES=dir,foo: item `foo`: expected one of dir, wkd, vks, pep
+SOTTO_KEYS__SOURCES=dir,foo: item `foo`: expected one of dir, autocrypt, wkd, vks, pep
 SOTTO_LIMITS__MAX_RECIPIENTS=many: expected a whole number (0 or more)
 SOTTO_SMTP__REQUIRE_TLS=maybe: expected true or false
 SOTTO_TIMEOUTS__DATA=10 fortnights: expected a duration such as 30s, 5m, 1h or 2d

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::pgp::{Gpg, armored_part};
 use common::{Client, Sink, config, gateway, policy};
@@ -26,29 +26,6 @@ fn message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
          Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n.\r\n"
     )
     .into_bytes()
-}
-
-/// The header fields named `name` of `mail` (unfolded values), read with
-/// Python's email package.
-fn python_headers(mail: &[u8], name: &str) -> Vec<String> {
-    let script = format!(
-        "import sys, email, email.policy\n\
-         m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.compat32)\n\
-         for v in m.get_all({name:?}) or []:\n    print(' '.join(str(v).split()))\n"
-    );
-    let mut child = Command::new("python3")
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(mail).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// alice sends `subject`/`body` to `to` through sotto; the reply to DATA
@@ -151,7 +128,7 @@ async fn autocrypt_wkd_signatures_gossip_and_revocation_as_gnupg_sees_them() {
     let first = &sink.messages()[0];
     let text = String::from_utf8_lossy(&first.data);
     assert!(text.contains("first words 5150"), "clear text: {text}");
-    let headers = python_headers(&first.data, "Autocrypt");
+    let headers = common::header_values(&first.data, "Autocrypt");
     assert_eq!(headers.len(), 1, "{text}");
     assert!(
         headers[0].starts_with("addr=alice@example.org; prefer-encrypt=mutual; keydata="),
@@ -201,7 +178,7 @@ async fn autocrypt_wkd_signatures_gossip_and_revocation_as_gnupg_sees_them() {
     let text = String::from_utf8_lossy(&second.data).into_owned();
     assert!(!text.contains("plans 6262"), "encrypted: {text}");
     assert_eq!(
-        python_headers(&second.data, "Autocrypt").len(),
+        common::header_values(&second.data, "Autocrypt").len(),
         1,
         "the Autocrypt header stays readable outside: {text}"
     );
@@ -224,7 +201,7 @@ async fn autocrypt_wkd_signatures_gossip_and_revocation_as_gnupg_sees_them() {
     let third = &sink.messages()[2];
     let (plain, _) = outside.decrypt_status(&armored_part(&third.data));
     let inner = plain.replace("\r\n", "\n");
-    let gossip = python_headers(inner.as_bytes(), "Autocrypt-Gossip");
+    let gossip = common::header_values(inner.as_bytes(), "Autocrypt-Gossip");
     let mut addrs: Vec<String> = gossip
         .iter()
         .map(|g| autocrypt::parse(g, true).expect("gossip header").addr)
@@ -236,7 +213,7 @@ async fn autocrypt_wkd_signatures_gossip_and_revocation_as_gnupg_sees_them() {
         "{inner}"
     );
     assert!(
-        python_headers(&third.data, "Autocrypt-Gossip").is_empty(),
+        common::header_values(&third.data, "Autocrypt-Gossip").is_empty(),
         "gossip only inside"
     );
 
@@ -263,7 +240,7 @@ async fn autocrypt_wkd_signatures_gossip_and_revocation_as_gnupg_sees_them() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     alice_sends(smtp, &["carol@else.example"], "after", "revoked now").await;
     let fourth = &sink.messages()[3];
-    let headers = python_headers(&fourth.data, "Autocrypt");
+    let headers = common::header_values(&fourth.data, "Autocrypt");
     let header = autocrypt::parse(&headers[0], false).unwrap();
     assert!(!header.mutual, "a revoked key asks for no encryption");
     let listing = import_and_list(&carol, &header.keydata, "alice@example.org");

@@ -13,6 +13,10 @@ use serde::Deserialize;
 pub enum KeySource {
     /// The local directory `keys.dir`.
     Dir,
+    /// Keys correspondents announced in their mail's `Autocrypt:` headers
+    /// (or that others gossiped), learned by the inbound path into the
+    /// state store (Autocrypt Level 1).
+    Autocrypt,
     /// Web Key Directory of the recipient's domain.
     Wkd,
     /// A verifying keyserver (`keys.vks_url`).
@@ -54,7 +58,12 @@ impl Default for KeysConfig {
     fn default() -> Self {
         Self {
             dir: None,
-            sources: vec![KeySource::Dir, KeySource::Wkd, KeySource::Pep],
+            sources: vec![
+                KeySource::Dir,
+                KeySource::Autocrypt,
+                KeySource::Wkd,
+                KeySource::Pep,
+            ],
             wkd_url: None,
             vks_url: "https://keys.openpgp.org".into(),
             timeout: Duration::from_secs(5),

@@ -119,8 +119,8 @@ fn every_kind_of_problem_in_one_file_is_reported_at_its_place() {
         "7:13: upstream.pool_size = 2.5: expected a whole number (0 or more)",
         "9:18: limits.max_recipients = -1: expected a whole number (0 or more)",
         "11:11: timeouts.command = \"5 parsecs\": expected a duration such as 30s, 5m, 1h or 2d",
-        "13:19: keys.sources: item \"wkdd\": expected one of dir, wkd, vks, pep",
-        "13:34: keys.sources: item 7: expected one of dir, wkd, vks, pep",
+        "13:19: keys.sources: item \"wkdd\": expected one of dir, autocrypt, wkd, vks, pep",
+        "13:34: keys.sources: item 7: expected one of dir, autocrypt, wkd, vks, pep",
         "15:10: log.format = 3: expected one of text, json",
         "16:1: [[redirect.keys]]: `id` is missing; this entry is left out",
         "21:1: unknown field `pasword`, did you mean `password`? Known in [[smtp.auth.users]]: name, password",
@@ -160,7 +160,7 @@ fn every_bad_variable_is_named_with_its_value() {
     .unwrap_err();
     let got: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
     let want = [
-        "SOTTO_KEYS__SOURCES=dir,foo: item `foo`: expected one of dir, wkd, vks, pep",
+        "SOTTO_KEYS__SOURCES=dir,foo: item `foo`: expected one of dir, autocrypt, wkd, vks, pep",
         "SOTTO_LIMITS__MAX_RECIPIENTS=many: expected a whole number (0 or more)",
         "SOTTO_SMTP: names a section, not a setting; set its keys as SOTTO_SMTP__<KEY>",
         "SOTTO_SMTP__LISTNE: no setting `listne` in [smtp], did you mean SOTTO_SMTP__LISTEN? Known in [smtp]: listen, hostname, tls_cert, tls_key, require_tls, auth",

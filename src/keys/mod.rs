@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sequoia_openpgp::Cert;
+use sequoia_openpgp::parse::Parse as _;
 use sequoia_openpgp::policy::StandardPolicy;
 use sequoia_openpgp::serialize::SerializeInto as _;
 use tokio::sync::OnceCell;
@@ -83,6 +84,7 @@ impl fmt::Display for KeySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             KeySource::Dir => "dir",
+            KeySource::Autocrypt => "autocrypt",
             KeySource::Wkd => "wkd",
             KeySource::Vks => "vks",
             KeySource::Pep => "pep",
@@ -185,14 +187,18 @@ impl KeyStore {
 
     async fn lookup_uncounted(&self, address: &str) -> Lookup {
         let mut result = Lookup::default();
-        let web_first = self
-            .inner
-            .sources
-            .iter()
-            .position(|s| !matches!(s, KeySource::Dir | KeySource::Sotto));
+        let web_first =
+            self.inner.sources.iter().position(|s| {
+                !matches!(s, KeySource::Dir | KeySource::Sotto | KeySource::Autocrypt)
+            });
         for (i, source) in self.inner.sources.iter().enumerate() {
             if *source == KeySource::Dir {
                 self.search_dir(address, &mut result);
+                if result.found.is_some() {
+                    return result;
+                }
+            } else if *source == KeySource::Autocrypt {
+                self.search_autocrypt(address, &mut result).await;
                 if result.found.is_some() {
                     return result;
                 }
@@ -216,6 +222,33 @@ impl KeyStore {
             if out.found.is_some() {
                 return;
             }
+        }
+    }
+
+    /// The key the address's Autocrypt state holds (its own header's, else
+    /// a gossiped one): one indexed read of the store, not cached, so a key
+    /// learned from the last message is used for the next.
+    async fn search_autocrypt(&self, address: &str, out: &mut Lookup) {
+        let Some(store) = self.inner.learned.get() else {
+            return;
+        };
+        let address = address.strip_prefix(XMPP_SCHEME).unwrap_or(address);
+        match store.autocrypt_peer(&address.to_lowercase()).await {
+            Ok(Some(peer)) => {
+                for key in [peer.public_key, peer.gossip_key].into_iter().flatten() {
+                    if let Ok(cert) = Cert::from_bytes(&key) {
+                        self.consider(Arc::new(cert), address, KeySource::Autocrypt, out);
+                        if out.found.is_some() {
+                            return;
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => out.errors.push(SourceError {
+                source: KeySource::Autocrypt,
+                error: e.to_string(),
+            }),
         }
     }
 
@@ -278,7 +311,7 @@ impl KeyStore {
         // Web sources know chat users by their bare address.
         let address = address.strip_prefix(XMPP_SCHEME).unwrap_or(address);
         match source {
-            KeySource::Dir | KeySource::Pep | KeySource::Sotto => Vec::new(),
+            KeySource::Dir | KeySource::Pep | KeySource::Sotto | KeySource::Autocrypt => Vec::new(),
             KeySource::Wkd => web::wkd_urls(address, self.inner.wkd_url.as_deref())
                 .map(|u| u.to_vec())
                 .unwrap_or_default(),

@@ -65,6 +65,17 @@ pub struct Shared<T: Target> {
 }
 
 impl<T: Target> Shared<T> {
+    /// Session parameters for the inbound listener: the SMTP listener's
+    /// limits and timeouts, without TLS or AUTH (the MTA in front delivers
+    /// over loopback or a private network).
+    pub fn inbound(cfg: &Config, target: T, shutdown: CancellationToken) -> Arc<Self> {
+        let mut cfg = cfg.clone();
+        cfg.smtp.auth.required = false;
+        cfg.smtp.auth.users.clear();
+        cfg.smtp.require_tls = false;
+        Shared::new(&cfg, target, None, shutdown)
+    }
+
     /// Session parameters from the configuration.
     pub fn new(
         cfg: &Config,

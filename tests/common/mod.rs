@@ -385,3 +385,26 @@ pub fn assert_same_bytes(got: &[u8], want: &[u8]) {
         show(want)
     );
 }
+
+/// The header fields named `name` of `mail` (unfolded values), read with
+/// Python's email package.
+pub fn header_values(mail: &[u8], name: &str) -> Vec<String> {
+    let script = format!(
+        "import sys, email, email.policy\n\
+         m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.compat32)\n\
+         for v in m.get_all({name:?}) or []:\n    print(' '.join(str(v).split()))\n"
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(mail).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,353 @@
+//! The inbound path with real peers: Postfix as the MX (the recipe in
+//! `deploy/postfix/inbound/`) → sotto's inbound LMTP listener → Dovecot's
+//! LMTP, the mailbox read back over IMAP. The correspondent is GnuPG
+//! scripted: it learns alice's key from the Autocrypt header of her mail
+//! out through sotto, and writes PGP/MIME and inline PGP as GnuPG makes
+//! them, signed with its own key, announced in its own Autocrypt header.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::dovecot::Dovecot;
+use common::pgp::Gpg;
+use common::postfix::{Postfix, recipe, subst};
+use common::{Client, Sink, config, free_port, gateway, policy};
+use sotto::openpgp::autocrypt;
+
+const POLICY: &str = "[defaults]\nencrypt = \"if-key\"\nlinks = \"keep\"\nsign = \"sender\"\n";
+const BOB: &str = "bob@outside.example";
+
+struct World {
+    dovecot: Dovecot,
+    postfix: Postfix,
+    sink: Sink,
+    running: sotto::serve::Running,
+    bob: Gpg,
+    store_url: String,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn world() -> World {
+    let dovecot = Dovecot::start();
+    dovecot.add_user("alice@example.org", "alice-secret");
+    let sink = Sink::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let secret = state.path().join("store.secret");
+    std::fs::write(&secret, "inbound passphrase\n").unwrap();
+    let bob = Gpg::new();
+    bob.generate(BOB, true, "1y", None);
+    let mut cfg = config(&sink.addr);
+    let store_url = sotto::store::sqlite_url(&state.path().join("sotto.db"));
+    cfg.store.url = Some(store_url.clone());
+    cfg.store.secret_file = Some(secret);
+    cfg.identities.domains = vec!["example.org".into()];
+    cfg.identities.wkd_listen = String::new();
+    cfg.inbound.listen = "127.0.0.1:0".into();
+    cfg.inbound.upstream = dovecot.lmtp_addr();
+    cfg.keys.sources = vec![
+        sotto::config::KeySource::Dir,
+        sotto::config::KeySource::Autocrypt,
+    ];
+    let p = policy(&mut cfg, POLICY);
+    let running = gateway(&cfg).await;
+    let inbound = running.inbound.expect("inbound listener");
+
+    // Postfix as the MX, with the shipped recipe pointed at this sotto.
+    let public = free_port();
+    let main = subst(
+        &recipe("inbound/main.cf"),
+        "127.0.0.1:10027",
+        &format!("127.0.0.1:{}", inbound.port()),
+    );
+    let master = subst(
+        &recipe("inbound/master.cf"),
+        "smtp      inet",
+        &format!("127.0.0.1:{public} inet"),
+    );
+    let postfix = Postfix::start(None, &main, &master, public);
+    World {
+        dovecot,
+        postfix,
+        sink,
+        running,
+        bob,
+        store_url,
+        _dirs: vec![state, p],
+    }
+}
+
+impl World {
+    /// Hands `message` (CRLF, not dot-stuffed) to the MX for `to`.
+    async fn mx_receives(&self, from: &str, to: &str, message: &[u8]) {
+        let mut wire = common::dot_stuff(message);
+        wire.extend_from_slice(b".\r\n");
+        let mut c = Client::greeted(self.postfix.public).await;
+        c.cmd("EHLO outside.example", "250").await;
+        let reply = c.send_mail(from, &[to], &wire).await;
+        assert!(reply.starts_with("250"), "the MX took it: {reply}");
+    }
+
+    /// alice's INBOX over IMAP once it holds `n` messages.
+    async fn inbox(&self, n: usize) -> Vec<String> {
+        for _ in 0..300 {
+            if self.dovecot.messages("alice@example.org").len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let got = self.dovecot.fetch_all("alice@example.org", "alice-secret");
+        assert_eq!(
+            got.len(),
+            n,
+            "{}\n{}",
+            self.postfix.maillog(),
+            self.dovecot.log()
+        );
+        got.iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect()
+    }
+
+    /// bob's minimal public key as Autocrypt keydata, folded.
+    fn bob_autocrypt(&self) -> String {
+        let out = self
+            .bob
+            .cmd()
+            .args(["--export", "--export-options", "export-minimal", BOB])
+            .output()
+            .unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(out.stdout);
+        let folded: Vec<&str> = b64
+            .as_bytes()
+            .chunks(72)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "Autocrypt: addr={BOB}; prefer-encrypt=mutual; keydata=\r\n {}\r\n",
+            folded.join("\r\n ")
+        )
+    }
+
+    /// gpg --encrypt --sign --armor of `data` to `recipient`'s key, signed
+    /// by bob (or by `signer`'s home instead).
+    fn seal(&self, signer: &Gpg, signer_uid: &str, recipient: &str, data: &[u8]) -> String {
+        let mut child = signer
+            .cmd()
+            .args([
+                "--armor",
+                "--trust-model",
+                "always",
+                "--encrypt",
+                "--sign",
+                "--local-user",
+                signer_uid,
+                "--recipient",
+                recipient,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(data).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().replace('\n', "\r\n")
+    }
+}
+
+fn pgp_mime(headers: &str, armored: &str) -> Vec<u8> {
+    format!(
+        "{headers}Subject: [...]\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"b-4242\"\r\n\r\n\
+         This is an OpenPGP/MIME encrypted message.\r\n--b-4242\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+         --b-4242\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n{armored}\r\n--b-4242--\r\n"
+    )
+    .into_bytes()
+}
+
+fn record(msg: &str) -> Option<&str> {
+    msg.lines()
+        .find_map(|l| l.strip_prefix("X-Sotto-Inbound: "))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_for_local_users_is_learned_from_decrypted_and_verified() {
+    let w = world().await;
+
+    // 1. bob writes in clear with his Autocrypt header, and a forged
+    // record: delivered with the forgery removed and nothing else changed.
+    let first = format!(
+        "From: Bob <{BOB}>\r\nTo: <alice@example.org>\r\nSubject: hello alice\r\n\
+         Date: Wed, 02 Dec 2026 09:00:00 +0000\r\nMessage-ID: <m1@outside.example>\r\n{}\
+         X-Sotto-Inbound: decrypted; signature=good; forged\r\n\r\nplain words 1010\r\n",
+        w.bob_autocrypt()
+    );
+    w.mx_receives(BOB, "alice@example.org", first.as_bytes())
+        .await;
+    let inbox = w.inbox(1).await;
+    assert!(inbox[0].contains("plain words 1010"));
+    assert!(
+        record(&inbox[0]).is_none(),
+        "forged record stripped: {}",
+        inbox[0]
+    );
+    assert!(inbox[0].contains("Autocrypt: addr=bob@outside.example"));
+
+    // The store learned bob's Autocrypt state.
+    let store = sotto::store::Store::open(&sotto::store::Options::new(w.store_url.clone()))
+        .await
+        .unwrap();
+    let peer = store
+        .autocrypt_peer(BOB)
+        .await
+        .unwrap()
+        .expect("bob learned");
+    assert!(peer.prefer_mutual && peer.public_key.is_some());
+    // alice got her identity when Dovecot accepted her as a recipient;
+    // the MX's unknown recipients get none.
+    assert!(store.identity("alice@example.org").await.unwrap().is_some());
+
+    // 2. alice replies through sotto: bob's key is known from his header, so
+    // her reply is encrypted, and carries her own Autocrypt header.
+    let mut c = Client::greeted(w.running.smtp.unwrap()).await;
+    let reply = c
+        .send_mail(
+            "alice@example.org",
+            &[BOB],
+            b"From: <alice@example.org>\r\nTo: <bob@outside.example>\r\nSubject: re: hello\r\n\r\nreply 2020\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let out = &w.sink.messages()[0];
+    let text = String::from_utf8_lossy(&out.data).into_owned();
+    assert!(
+        !text.contains("reply 2020"),
+        "encrypted to bob's learned key: {text}"
+    );
+    let value = common::header_values(&out.data, "Autocrypt")
+        .pop()
+        .expect("alice's Autocrypt header");
+    let alice_key = autocrypt::parse(&value, false).unwrap().keydata;
+    w.bob.import(&alice_key);
+    let (plain, status) = w.bob.decrypt_status(&common::pgp::armored_part(&out.data));
+    assert!(
+        plain.contains("reply 2020") && status.contains("GOODSIG"),
+        "{status}"
+    );
+
+    // 3. bob writes PGP/MIME with protected headers, signed: alice reads the
+    // real Subject and body, and the record says the signature is bob's.
+    let inner = "Content-Type: text/plain; charset=utf-8; protected-headers=\"v1\"\r\n\
+                 Subject: the real subject 3030\r\nFrom: Bob <bob@outside.example>\r\n\r\nsecret body 3030\r\n";
+    let armored = w.seal(&w.bob, BOB, "alice@example.org", inner.as_bytes());
+    let headers = format!(
+        "From: Bob <{BOB}>\r\nTo: <alice@example.org>\r\nDate: Wed, 02 Dec 2026 09:30:00 +0000\r\n\
+         Message-ID: <m3@outside.example>\r\n{}",
+        w.bob_autocrypt()
+    );
+    w.mx_receives(BOB, "alice@example.org", &pgp_mime(&headers, &armored))
+        .await;
+    let inbox = w.inbox(2).await;
+    let got = &inbox[1];
+    assert!(got.contains("secret body 3030"), "{got}");
+    assert!(got.contains("Subject: the real subject 3030"), "{got}");
+    assert!(!got.contains("Subject: [...]"), "{got}");
+    assert!(!got.contains("BEGIN PGP MESSAGE"), "{got}");
+    let rec = record(got).expect("record header");
+    let bob_fpr = w.bob.fingerprint(BOB);
+    assert!(
+        rec.starts_with("decrypted; key=")
+            && rec.ends_with(&format!("signature=good; signer={bob_fpr}")),
+        "{rec}"
+    );
+
+    // 4. Encrypted to someone else's key: delivered untouched.
+    let carol = Gpg::new();
+    carol.generate("carol@else.example", true, "1y", None);
+    w.bob.import(&carol.public("carol@else.example"));
+    let armored = w.seal(
+        &w.bob,
+        BOB,
+        "carol@else.example",
+        b"Content-Type: text/plain\r\n\r\nnot for alice 4040\r\n",
+    );
+    let headers = format!(
+        "From: Bob <{BOB}>\r\nTo: <alice@example.org>\r\nMessage-ID: <m4@outside.example>\r\n"
+    );
+    let sent = pgp_mime(&headers, &armored);
+    w.mx_receives(BOB, "alice@example.org", &sent).await;
+    let inbox = w.inbox(3).await;
+    assert!(record(&inbox[2]).is_none(), "{}", inbox[2]);
+    assert!(
+        inbox[2].contains(armored.trim_end()),
+        "the ciphertext as it came"
+    );
+
+    // 5. Signed by another key that claims to be bob (mallory's): opened,
+    // and the record never says good.
+    let mallory = Gpg::new();
+    mallory.generate(BOB, true, "1y", None);
+    mallory.import(&alice_key);
+    let armored = w.seal(
+        &mallory,
+        BOB,
+        "alice@example.org",
+        b"Content-Type: text/plain\r\n\r\nfrom mallory 5050\r\n",
+    );
+    let headers = format!(
+        "From: Bob <{BOB}>\r\nTo: <alice@example.org>\r\nMessage-ID: <m5@outside.example>\r\n"
+    );
+    w.mx_receives(BOB, "alice@example.org", &pgp_mime(&headers, &armored))
+        .await;
+    let inbox = w.inbox(4).await;
+    assert!(inbox[3].contains("from mallory 5050"));
+    let rec = record(&inbox[3]).expect("record");
+    assert!(rec.ends_with("signature=unknown-key"), "{rec}");
+
+    // 6. Inline PGP, as GnuPG writes it into a text/plain body.
+    let armored = w.seal(&w.bob, BOB, "alice@example.org", b"inline secret 6060\r\n");
+    let inline = format!(
+        "From: Bob <{BOB}>\r\nTo: <alice@example.org>\r\nSubject: inline\r\nMessage-ID: <m6@outside.example>\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\r\n{armored}"
+    );
+    w.mx_receives(BOB, "alice@example.org", inline.as_bytes())
+        .await;
+    let inbox = w.inbox(5).await;
+    assert!(inbox[4].contains("inline secret 6060"), "{}", inbox[4]);
+    assert!(record(&inbox[4]).unwrap().contains("signature=good"));
+
+    // Unknown local recipients: Dovecot refuses them (the MX bounces), and
+    // no identity is made for them.
+    w.mx_receives(BOB, "nobody@example.org", first.as_bytes())
+        .await;
+    for _ in 0..100 {
+        if w.postfix.maillog().contains("nobody@example.org")
+            && w.postfix.maillog().contains("status=bounced")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        w.postfix.maillog().contains("status=bounced"),
+        "{}",
+        w.postfix.maillog()
+    );
+    assert!(
+        store
+            .identity("nobody@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    w.running.shutdown();
+}
