@@ -221,7 +221,7 @@ pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
         eprintln!("sotto: cannot read standard input: {e}");
         return ExitCode::from(1);
     }
-    let message = to_crlf(&input);
+    let message = sotto::mail::crlf(&input);
     let (policies, crypt) = match (policies(&cfg), crypt(&cfg)) {
         (Ok(p), Ok(c)) => (p, c),
         (Err(code), _) | (_, Err(code)) => return code,
@@ -320,18 +320,6 @@ fn summary(channel: Channel, e: &Effective) -> String {
     };
     let store = if e.store { "" } else { "; no-store hints" };
     format!("{what}{format}{signed}; links: {}{store}", e.links.name())
-}
-
-/// LF line endings to CRLF, leaving existing CRLF alone.
-fn to_crlf(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() + input.len() / 40);
-    for (i, &b) in input.iter().enumerate() {
-        if b == b'\n' && (i == 0 || input[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
 }
 
 /// `sotto keys …`.

@@ -62,6 +62,18 @@ impl Reply {
         Reply { code, status, text }
     }
 
+    /// The one reply for a transaction whose recipients got `replies`
+    /// (an LMTP target behind an SMTP client): the first failure, else
+    /// the first success; `fallback` if there are none.
+    pub fn combined(replies: &[Reply], fallback: Reply) -> Reply {
+        replies
+            .iter()
+            .find(|r| !r.is_positive())
+            .or(replies.first())
+            .cloned()
+            .unwrap_or(fallback)
+    }
+
     /// Appends the wire form (`250-…` continuation lines, CRLF endings).
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let lines: Vec<&str> = self.text.split('\n').collect();

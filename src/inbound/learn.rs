@@ -121,7 +121,7 @@ pub async fn learn<T: Target>(inbound: &Inbound<T>, facts: &Facts) -> Vec<Cert> 
 /// Records the `Autocrypt-Gossip:` keys of a decrypted entity for the
 /// message's recipients.
 pub async fn gossip<T: Target>(inbound: &Inbound<T>, facts: &Facts, plaintext: &[u8]) {
-    let inner = super::message::crlf(plaintext);
+    let inner = crate::mail::crlf(plaintext);
     let s = split(&inner);
     let store = inbound.identities.store();
     for f in s.fields.iter().filter(|f| f.is("autocrypt-gossip")) {

@@ -5,7 +5,7 @@
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
-use crate::mail::{Field, split};
+use crate::mail::{Field, crlf, split};
 
 /// The field sotto adds to what it decrypted, and removes from every
 /// message that arrives (nobody else may write it).
@@ -83,18 +83,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn contains_armor(b: &[u8]) -> bool {
     find(b, b"-----BEGIN PGP MESSAGE-----").is_some()
-}
-
-/// Bare LF line endings made CRLF (other implementations' plaintext).
-pub fn crlf(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() + input.len() / 32);
-    for (i, &b) in input.iter().enumerate() {
-        if b == b'\n' && (i == 0 || input[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
 }
 
 fn is_content(f: &Field<'_>) -> bool {

@@ -123,12 +123,10 @@ impl<T: Target> Transaction for InboundTx<T> {
     async fn commit(self, message: Vec<u8>) -> Reply {
         let n = self.rcpts.len();
         let replies = self.commit_each(message, n).await;
-        replies
-            .iter()
-            .find(|r| !r.is_positive())
-            .or(replies.first())
-            .cloned()
-            .unwrap_or_else(|| Reply::new(451, "4.3.0", "Internal error: no recipient"))
+        Reply::combined(
+            &replies,
+            Reply::new(451, "4.3.0", "Internal error: no recipient"),
+        )
     }
 
     async fn commit_each(self, message: Vec<u8>, rcpts: usize) -> Vec<Reply> {

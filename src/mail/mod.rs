@@ -229,6 +229,19 @@ impl Parsed {
     }
 }
 
+/// Bare LF line endings made CRLF, existing CRLF left alone (input typed
+/// on a terminal, other implementations' plaintext).
+pub fn crlf(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 32);
+    for (i, &b) in input.iter().enumerate() {
+        if b == b'\n' && (i == 0 || input[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
 /// Whether the message is already encrypted: PGP/MIME, S/MIME enveloped, or
 /// an inline PGP message; such mail passes unchanged.
 pub fn already_encrypted(info: &HeaderInfo, body: &[u8]) -> bool {

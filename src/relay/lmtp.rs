@@ -191,13 +191,7 @@ impl Transaction for LmtpTx {
     async fn commit(self, message: Vec<u8>) -> Reply {
         let n = self.accepted;
         let replies = self.commit_each(message, n).await;
-        // One reply for all: the first failure, else the first success.
-        replies
-            .iter()
-            .find(|r| !r.is_positive())
-            .or(replies.first())
-            .cloned()
-            .unwrap_or_else(|| went_away("no reply"))
+        Reply::combined(&replies, went_away("no reply"))
     }
 
     async fn commit_each(self, message: Vec<u8>, rcpts: usize) -> Vec<Reply> {
