@@ -133,6 +133,9 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
         Err(code) => return code,
     };
     let keys = KeyStore::from_config(&cfg);
+    if let Some(store) = sotto::store::cli::preview_store(&cfg) {
+        keys.set_store(store);
+    }
     let chat_keys = match channel {
         Channel::Xmpp => match preview_keys(&cfg, keys.clone()) {
             Ok(k) => Some(k),
@@ -188,10 +191,17 @@ pub async fn explain(cfg: Config, channel: String, from: String, to: Vec<String>
         print!("{}", set.explain(&decision));
         match lookup {
             None => println!("key: not looked up (this treatment never encrypts)"),
-            Some(l) => match &l.found {
-                Some(f) => println!("key: {} from {}", f.cert.fingerprint().to_hex(), f.source),
-                None => println!("key: none ({})", l.why_none()),
-            },
+            Some(l) => {
+                match &l.found {
+                    Some(f) => {
+                        println!("key: {} from {}", f.cert.fingerprint().to_hex(), f.source)
+                    }
+                    None => println!("key: none ({})", l.why_none()),
+                }
+                if let Some(line) = l.autocrypt_line() {
+                    println!("{line}");
+                }
+            }
         }
         println!("result: {verdict}");
     }
@@ -326,6 +336,9 @@ fn summary(channel: Channel, e: &Effective) -> String {
 pub async fn keys(cfg: Config, action: KeysAction) -> ExitCode {
     use sotto::keys::admin;
     let store = KeyStore::from_config(&cfg);
+    if let Some(s) = sotto::store::cli::preview_store(&cfg) {
+        store.set_store(s);
+    }
     let result = match action {
         KeysAction::List => admin::list(&store),
         KeysAction::Import { file } => admin::import(&store, &file),

@@ -140,7 +140,7 @@ fn serve_says_what_it_does_to_links_and_where_it_looks_keys_up() {
     assert!(links.contains("inside encryption: keep"), "{links}");
     let keys = keys.expect("serve logged its key sources");
     assert!(
-        keys.contains("dir,wkd,pep") && !keys.contains("vks"),
+        keys.contains("dir,autocrypt,wkd,pep") && !keys.contains("vks"),
         "{keys}"
     );
 }

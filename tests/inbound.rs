@@ -21,6 +21,7 @@ const POLICY: &str = "[defaults]\nencrypt = \"if-key\"\nlinks = \"keep\"\nsign =
 const BOB: &str = "bob@outside.example";
 
 struct World {
+    cfg: sotto::config::Config,
     dovecot: Dovecot,
     postfix: Postfix,
     sink: Sink,
@@ -30,7 +31,7 @@ struct World {
     _dirs: Vec<tempfile::TempDir>,
 }
 
-async fn world() -> World {
+async fn world(policy_text: &str) -> World {
     let dovecot = Dovecot::start();
     dovecot.add_user("alice@example.org", "alice-secret");
     let sink = Sink::start(&[]);
@@ -51,7 +52,8 @@ async fn world() -> World {
         sotto::config::KeySource::Dir,
         sotto::config::KeySource::Autocrypt,
     ];
-    let p = policy(&mut cfg, POLICY);
+    let p = policy(&mut cfg, policy_text);
+    let keys_cfg = cfg.clone();
     let running = gateway(&cfg).await;
     let inbound = running.inbound.expect("inbound listener");
 
@@ -69,6 +71,7 @@ async fn world() -> World {
     );
     let postfix = Postfix::start(None, &main, &master, public);
     World {
+        cfg: keys_cfg,
         dovecot,
         postfix,
         sink,
@@ -181,7 +184,7 @@ fn record(msg: &str) -> Option<&str> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mail_for_local_users_is_learned_from_decrypted_and_verified() {
-    let w = world().await;
+    let w = world(POLICY).await;
 
     // 1. bob writes in clear with his Autocrypt header, and a forged
     // record: delivered with the forgery removed and nothing else changed.
@@ -349,5 +352,59 @@ async fn mail_for_local_users_is_learned_from_decrypted_and_verified() {
             .unwrap()
             .is_none()
     );
+    w.running.shutdown();
+}
+
+/// A peer whose mail stopped carrying Autocrypt headers over 35 days ago:
+/// Level 1 discourages their key; `keys lookup` says so, with where the
+/// key came from and when they were last seen, and the policy decides
+/// (here `stale_key = "plain"`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_autocrypt_key_is_visible_and_the_policy_decides() {
+    let w = world(&format!("{POLICY}stale_key = \"plain\"\n")).await;
+    let old = format!(
+        "From: Bob <{BOB}>\r\nTo: <alice@example.org>\r\nSubject: long ago\r\n\
+         Date: Sat, 03 Oct 2026 09:00:00 +0000\r\nMessage-ID: <s1@outside.example>\r\n{}\r\nold 1\r\n",
+        w.bob_autocrypt()
+    );
+    w.mx_receives(BOB, "alice@example.org", old.as_bytes())
+        .await;
+    w.inbox(1).await;
+    let keys = sotto::keys::KeyStore::from_config(&w.cfg);
+    keys.set_store(
+        sotto::store::Store::open(&sotto::store::Options::new(w.store_url.clone()))
+            .await
+            .unwrap(),
+    );
+    let (said, found) = sotto::keys::admin::lookup(&keys, BOB).await;
+    assert!(found, "{said}");
+    assert!(
+        said.contains("autocrypt: recommendation encrypt; key from their own Autocrypt header of 2026-10-03T09:00:00Z; last seen 2026-10-03T09:00:00Z"),
+        "{said}"
+    );
+
+    // Mail from bob today without the header: the key is now stale.
+    let now = format!(
+        "From: Bob <{BOB}>\r\nTo: <alice@example.org>\r\nSubject: new client\r\n\
+         Message-ID: <s2@outside.example>\r\n\r\nnew 2\r\n"
+    );
+    w.mx_receives(BOB, "alice@example.org", now.as_bytes())
+        .await;
+    w.inbox(2).await;
+    let (said, _) = sotto::keys::admin::lookup(&keys, BOB).await;
+    assert!(said.contains("autocrypt: recommendation discourage; key from their own Autocrypt header of 2026-10-03"), "{said}");
+
+    // stale_key = "plain": alice's reply goes as if bob had no key.
+    let mut c = Client::greeted(w.running.smtp.unwrap()).await;
+    let reply = c
+        .send_mail(
+            "alice@example.org",
+            &[BOB],
+            b"From: <alice@example.org>\r\nTo: <bob@outside.example>\r\nSubject: re\r\n\r\nreadable 7070\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let out = String::from_utf8_lossy(&w.sink.messages()[0].data).into_owned();
+    assert!(out.contains("readable 7070"), "{out}");
     w.running.shutdown();
 }

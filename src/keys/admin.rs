@@ -133,6 +133,9 @@ pub async fn lookup(store: &KeyStore, address: &str) -> (String, bool) {
     for e in &l.errors {
         writeln!(out, "{} lookup failed: {}", e.source, e.error).ok();
     }
+    if let Some(line) = l.autocrypt_line() {
+        writeln!(out, "{line}").ok();
+    }
     match &l.found {
         Some(f) => {
             writeln!(out, "found in {}:", f.source).ok();

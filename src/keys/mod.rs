@@ -59,15 +59,56 @@ pub struct SourceError {
     pub error: String,
 }
 
+/// What the address's Autocrypt state says (source `autocrypt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutocryptState {
+    pub recommendation: crate::openpgp::autocrypt::Recommendation,
+    /// The key came from another correspondent's gossip, not the peer.
+    pub gossip: bool,
+    /// Effective date of the peer's newest mail, and of the newest one
+    /// with an Autocrypt header (Unix seconds).
+    pub last_seen: i64,
+    pub autocrypt_timestamp: Option<i64>,
+}
+
 /// Everything one lookup learnt.
 #[derive(Debug, Clone, Default)]
 pub struct Lookup {
     pub found: Option<Found>,
     pub rejected: Vec<Rejected>,
     pub errors: Vec<SourceError>,
+    /// The address's Autocrypt state, when the `autocrypt` source knew it.
+    pub autocrypt: Option<AutocryptState>,
 }
 
 impl Lookup {
+    /// What the `autocrypt` source knew, in one line (`explain`, `keys
+    /// lookup`): Level 1's recommendation, where the key came from and
+    /// when the peer was last seen.
+    pub fn autocrypt_line(&self) -> Option<String> {
+        let a = self.autocrypt.as_ref()?;
+        let date = |t: i64| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64),
+            )
+            .to_string()
+        };
+        let key = match (a.gossip, a.autocrypt_timestamp) {
+            (true, _) => "gossiped by another correspondent".to_string(),
+            (false, Some(t)) => format!("from their own Autocrypt header of {}", date(t)),
+            (false, None) => "none".to_string(),
+        };
+        let seen = if a.last_seen > 0 {
+            date(a.last_seen)
+        } else {
+            "never".into()
+        };
+        Some(format!(
+            "autocrypt: recommendation {}; key {key}; last seen {seen}",
+            a.recommendation.name()
+        ))
+    }
+
     /// Why no key was found, in one line for a reply or a log.
     pub fn why_none(&self) -> String {
         if let Some(r) = self.rejected.first() {
@@ -235,6 +276,19 @@ impl KeyStore {
         let address = address.strip_prefix(XMPP_SCHEME).unwrap_or(address);
         match store.autocrypt_peer(&address.to_lowercase()).await {
             Ok(Some(peer)) => {
+                use crate::openpgp::autocrypt::recommend;
+                out.autocrypt = Some(AutocryptState {
+                    recommendation: recommend(
+                        peer.last_seen,
+                        peer.autocrypt_timestamp,
+                        peer.public_key.is_some(),
+                        peer.prefer_mutual,
+                        peer.gossip_key.is_some(),
+                    ),
+                    gossip: peer.public_key.is_none(),
+                    last_seen: peer.last_seen,
+                    autocrypt_timestamp: peer.autocrypt_timestamp,
+                });
                 for key in [peer.public_key, peer.gossip_key].into_iter().flatten() {
                     if let Ok(cert) = Cert::from_bytes(&key) {
                         self.consider(Arc::new(cert), address, KeySource::Autocrypt, out);

@@ -11,6 +11,54 @@ use sequoia_openpgp::serialize::SerializeInto as _;
 
 use crate::policy::PreferEncrypt;
 
+/// Autocrypt Level 1's recommendation for encrypting to a peer (section
+/// 2.4), for a sender whose own preference is `mutual`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recommendation {
+    /// No key: cannot encrypt.
+    Disable,
+    /// A key, but it may be stale (the peer's newest mail carried no
+    /// header for over 35 days) or only gossiped: encrypting may leave the
+    /// peer unable to read.
+    Discourage,
+    /// A current key; the peer did not ask for encryption by default.
+    Available,
+    /// A current key, and the peer asked for encryption (`mutual`).
+    Encrypt,
+}
+
+impl Recommendation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Recommendation::Disable => "disable",
+            Recommendation::Discourage => "discourage",
+            Recommendation::Available => "available",
+            Recommendation::Encrypt => "encrypt",
+        }
+    }
+}
+
+/// How long a peer's mail may come without an Autocrypt header before its
+/// key counts as stale (Level 1: 35 days).
+pub const STALE_AFTER: i64 = 35 * 24 * 3600;
+
+/// The recommendation for a peer's state (times in Unix seconds).
+pub fn recommend(
+    last_seen: i64,
+    autocrypt_timestamp: Option<i64>,
+    has_key: bool,
+    prefer_mutual: bool,
+    has_gossip: bool,
+) -> Recommendation {
+    match (has_key, autocrypt_timestamp) {
+        (true, Some(t)) if t < last_seen - STALE_AFTER => Recommendation::Discourage,
+        (true, _) if prefer_mutual => Recommendation::Encrypt,
+        (true, _) => Recommendation::Available,
+        (false, _) if has_gossip => Recommendation::Discourage,
+        (false, _) => Recommendation::Disable,
+    }
+}
+
 /// A parsed `Autocrypt:` or `Autocrypt-Gossip:` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -163,6 +211,30 @@ mod tests {
         assert!(!parse(&plain, false).unwrap().mutual);
         let gossip = gossip_value("ann@example.org", &cert, P);
         assert_eq!(parse(&gossip, true).unwrap().addr, "ann@example.org");
+    }
+
+    #[test]
+    fn level_1_recommendations() {
+        use Recommendation::*;
+        let day = 24 * 3600;
+        assert_eq!(
+            recommend(100 * day, Some(100 * day), true, true, false),
+            Encrypt
+        );
+        assert_eq!(
+            recommend(100 * day, Some(100 * day), true, false, false),
+            Available
+        );
+        assert_eq!(
+            recommend(100 * day, Some(64 * day), true, true, false),
+            Discourage
+        );
+        assert_eq!(
+            recommend(100 * day, Some(65 * day), true, true, false),
+            Encrypt
+        );
+        assert_eq!(recommend(0, None, false, false, true), Discourage);
+        assert_eq!(recommend(0, None, false, false, false), Disable);
     }
 
     #[test]

@@ -20,8 +20,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    Channel, Field, LinkMode, Loc, MissingKey, Origin, PreferEncrypt, SignMode, Treatment, Value,
-    XmppFormat,
+    Channel, Field, LinkMode, Loc, MissingKey, Origin, PreferEncrypt, SignMode, StaleKey,
+    Treatment, Value, XmppFormat,
 };
 pub use reload::Policies;
 

@@ -96,6 +96,19 @@ pub enum PreferEncrypt {
     NoPreference,
 }
 
+/// What to do when a recipient's only key is an Autocrypt one that Level 1
+/// discourages (stale: their newest mail came without an Autocrypt header
+/// for over 35 days; or only gossiped by someone else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StaleKey {
+    /// Encrypt anyway: nothing readable leaves, at the risk that the
+    /// recipient no longer has the key.
+    Encrypt,
+    /// Treat the recipient as having no key (then `encrypt` and
+    /// `missing_key` decide).
+    Plain,
+}
+
 /// One treatment field's value as written in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -108,6 +121,7 @@ pub enum Value {
     XmppFormat(XmppFormat),
     Sign(SignMode),
     PreferEncrypt(PreferEncrypt),
+    StaleKey(StaleKey),
 }
 
 /// The treatment fields, in the order `explain` prints them.
@@ -124,10 +138,11 @@ pub enum Field {
     XmppFormat,
     Store,
     Autocrypt,
+    StaleKey,
 }
 
 impl Field {
-    pub const ALL: [Field; 11] = [
+    pub const ALL: [Field; 12] = [
         Field::Encrypt,
         Field::MissingKey,
         Field::Links,
@@ -139,6 +154,7 @@ impl Field {
         Field::XmppFormat,
         Field::Store,
         Field::Autocrypt,
+        Field::StaleKey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -154,6 +170,7 @@ impl Field {
             Field::XmppFormat => "xmpp_format",
             Field::Store => "store",
             Field::Autocrypt => "autocrypt",
+            Field::StaleKey => "stale_key",
         }
     }
 
@@ -208,6 +225,11 @@ impl Field {
                 Some("mutual") => Ok(Value::PreferEncrypt(PreferEncrypt::Mutual)),
                 Some("nopreference") => Ok(Value::PreferEncrypt(PreferEncrypt::NoPreference)),
                 _ => Err(choice(&["mutual", "nopreference"])),
+            },
+            Field::StaleKey => match s {
+                Some("encrypt") => Ok(Value::StaleKey(StaleKey::Encrypt)),
+                Some("plain") => Ok(Value::StaleKey(StaleKey::Plain)),
+                _ => Err(choice(&["encrypt", "plain"])),
             },
             Field::EncryptToSender | Field::Store => b
                 .map(Value::Bool)
@@ -266,6 +288,8 @@ impl fmt::Display for Value {
             Value::Sign(m) => f.write_str(m.name()),
             Value::PreferEncrypt(PreferEncrypt::Mutual) => f.write_str("mutual"),
             Value::PreferEncrypt(PreferEncrypt::NoPreference) => f.write_str("nopreference"),
+            Value::StaleKey(StaleKey::Encrypt) => f.write_str("encrypt"),
+            Value::StaleKey(StaleKey::Plain) => f.write_str("plain"),
         }
     }
 }
@@ -323,6 +347,8 @@ pub struct Treatment {
     pub store: bool,
     /// Mail from a local user: what its `Autocrypt:` header says.
     pub autocrypt: PreferEncrypt,
+    /// A recipient whose only key is a discouraged Autocrypt one.
+    pub stale_key: StaleKey,
 }
 
 impl Default for Treatment {
@@ -340,6 +366,7 @@ impl Default for Treatment {
             xmpp_format: XmppFormat::Ox,
             store: true,
             autocrypt: PreferEncrypt::Mutual,
+            stale_key: StaleKey::Encrypt,
         }
     }
 }
@@ -354,6 +381,7 @@ impl Treatment {
             (Field::Subject, Value::Subject(v)) => self.subject = *v,
             (Field::Sign, Value::Sign(v)) => self.sign = *v,
             (Field::Autocrypt, Value::PreferEncrypt(v)) => self.autocrypt = *v,
+            (Field::StaleKey, Value::StaleKey(v)) => self.stale_key = *v,
             (Field::EncryptToSender, Value::Bool(v)) => self.encrypt_to_sender = *v,
             (Field::ArchiveKey, Value::Path(v)) => self.archive_key = Some(v.clone()),
             (Field::XmppFormat, Value::XmppFormat(v)) => self.xmpp_format = *v,
@@ -371,6 +399,7 @@ impl Treatment {
             Field::Subject => Value::Subject(self.subject),
             Field::Sign => Value::Sign(self.sign),
             Field::Autocrypt => Value::PreferEncrypt(self.autocrypt),
+            Field::StaleKey => Value::StaleKey(self.stale_key),
             Field::EncryptToSender => Value::Bool(self.encrypt_to_sender),
             Field::ArchiveKey => match &self.archive_key {
                 Some(p) => Value::Path(p.clone()),

@@ -176,7 +176,7 @@ fn a_typo_names_the_key_it_meant_and_every_known_key() {
     )])
     .unwrap_err();
     let fields = "encrypt, missing_key, links, links_when_encrypted, subject, sign, \
-                  encrypt_to_sender, archive_key, xmpp_format, store, autocrypt";
+                  encrypt_to_sender, archive_key, xmpp_format, store, autocrypt, stale_key";
     assert_eq!(
         errs,
         [

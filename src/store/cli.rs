@@ -90,6 +90,22 @@ pub async fn user_keys(cfg: &Config, store: &Store) -> Result<Option<Arc<Identit
     Ok(Some(Arc::new(users)))
 }
 
+/// The configured store for read-only commands (`explain`, `keys
+/// lookup`): `None` when sotto runs without one, or its embedded SQLite
+/// file was never created (nothing is created here).
+pub fn preview_store(cfg: &Config) -> Option<Store> {
+    if !wanted(cfg) {
+        return None;
+    }
+    let opts = Options::from_config(&cfg.store).ok()?;
+    if let Some(path) = opts.url.strip_prefix("sqlite://")
+        && !Path::new(path).exists()
+    {
+        return None;
+    }
+    Store::open_lazy(&opts).ok()
+}
+
 /// The users' keys for `explain`: read only, `None` when chat keys are not
 /// configured or the embedded store was never created.
 pub fn preview_users(cfg: &Config) -> Result<Option<Identities>, String> {

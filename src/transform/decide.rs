@@ -8,8 +8,21 @@ use std::sync::Arc;
 use sequoia_openpgp::Cert;
 
 use crate::config::{Encrypt, SubjectMode};
+use crate::keys::Found;
 use crate::keys::{KeyStore, Lookup};
-use crate::policy::{Channel, Decision, LinkMode, PolicySet, PreferEncrypt, SignMode, XmppFormat};
+use crate::openpgp::autocrypt::Recommendation;
+use crate::policy::{
+    Channel, Decision, LinkMode, PolicySet, PreferEncrypt, SignMode, StaleKey, XmppFormat,
+};
+
+/// Whether `found` is an Autocrypt key that Level 1 discourages.
+fn discouraged(found: &Found, lookup: &Lookup) -> bool {
+    found.source == crate::config::KeySource::Autocrypt
+        && lookup
+            .autocrypt
+            .as_ref()
+            .is_some_and(|a| a.recommendation == Recommendation::Discourage)
+}
 use crate::reply::Reply;
 
 /// What actually happens to a recipient's copy: recipients of one
@@ -86,8 +99,9 @@ pub async fn decide(
         Encrypt::Never => None,
         _ => lookup
             .as_ref()
-            .and_then(|l| l.found.as_ref())
-            .map(|f| f.cert.clone()),
+            .and_then(|l| l.found.as_ref().map(|f| (f, l)))
+            .filter(|(f, l)| !(t.stale_key == StaleKey::Plain && discouraged(f, l)))
+            .map(|(f, _)| f.cert.clone()),
     };
     if cert.is_none() && t.refuses_without_key() {
         let why = lookup
