@@ -311,6 +311,50 @@ pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `sotto transform --inbound`: what the inbound path would deliver, in
+/// the same output format as `transform`.
+pub async fn transform_inbound(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        eprintln!("sotto: cannot read standard input: {e}");
+        return ExitCode::from(1);
+    }
+    let message = sotto::mail::crlf(&input);
+    let deliveries = match sotto::inbound::preview::transform(&cfg, &from, &to, message).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("sotto: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = Vec::new();
+    match deliveries.as_slice() {
+        [(_, only)] => out.extend_from_slice(only),
+        many => {
+            for (rcpts, bytes) in many {
+                out.extend_from_slice(
+                    format!(
+                        "==> sotto would deliver to {}, {} bytes:\n",
+                        rcpts.join(", "),
+                        bytes.len()
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(bytes);
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(&out)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
 /// Starts the header line of each group in `transform`'s output when
 /// recipients get different treatments.
 const GROUP_MARK: &str = "==> sotto would relay to";

@@ -100,6 +100,11 @@ enum Command {
     /// redirect`. Each refused recipient is named on standard error with
     /// sotto's reply. Exit 0 when anything would be relayed, 2 when everything
     /// is refused. LF line endings in the input are taken as CRLF.
+    ///
+    /// With --inbound: what the inbound path would hand the mailbox server
+    /// for mail arriving for local users (decrypted for their identities,
+    /// protected headers shown, the X-Sotto-Inbound record added), using
+    /// the configured store; no identity is made.
     Transform {
         #[command(flatten)]
         sources: Sources,
@@ -112,6 +117,10 @@ enum Command {
         /// Envelope recipient; repeat for several.
         #[arg(long, value_name = "ADDRESS", required = true)]
         to: Vec<String>,
+        /// The inbound path (mail arriving for local users) instead of the
+        /// outgoing one.
+        #[arg(long)]
+        inbound: bool,
     },
     /// Run only the scanner-proof redirector that `redirect` links point to.
     ///
@@ -199,7 +208,14 @@ fn main() -> ExitCode {
             channel: _,
             from,
             to,
-        } => commands::with_config(&sources, false, |cfg| commands::transform(cfg, from, to)),
+            inbound,
+        } => commands::with_config(&sources, false, move |cfg| async move {
+            if inbound {
+                commands::transform_inbound(cfg, from, to).await
+            } else {
+                commands::transform(cfg, from, to).await
+            }
+        }),
         Command::Redirect { sources } => commands::with_config(&sources, true, commands::redirect),
         Command::Keys { sources, action } => {
             commands::with_config(&sources, false, |cfg| commands::keys(cfg, action))

@@ -135,8 +135,21 @@ impl World {
     }
 
     /// gpg --encrypt --sign --armor of `data` to `recipient`'s key, signed
-    /// by bob (or by `signer`'s home instead).
+    /// by `signer_uid` in `signer`'s home.
     fn seal(&self, signer: &Gpg, signer_uid: &str, recipient: &str, data: &[u8]) -> String {
+        seal(signer, signer_uid, recipient, data)
+    }
+
+    /// [`seal`] by bob in `bob`'s home.
+    fn sealer(bob: &Gpg) -> impl Fn(&str, &[u8]) -> String + '_ {
+        move |to, data| seal(bob, BOB, to, data)
+    }
+}
+
+/// gpg --encrypt --sign --armor of `data` to `recipient`'s key, signed by
+/// `signer_uid` in `signer`'s home.
+fn seal(signer: &Gpg, signer_uid: &str, recipient: &str, data: &[u8]) -> String {
+    {
         let mut child = signer
             .cmd()
             .args([
@@ -407,4 +420,76 @@ async fn a_stale_autocrypt_key_is_visible_and_the_policy_decides() {
     let out = String::from_utf8_lossy(&w.sink.messages()[0].data).into_owned();
     assert!(out.contains("readable 7070"), "{out}");
     w.running.shutdown();
+}
+
+/// `sotto transform --inbound` prints what the inbound path would deliver:
+/// the message GnuPG encrypted to alice's (existing) identity, opened.
+#[tokio::test(flavor = "multi_thread")]
+async fn transform_inbound_shows_the_delivered_message() {
+    use sotto::openpgp::identities::{Identities, Uses, read_passphrase};
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("store.secret");
+    std::fs::write(&secret, "preview passphrase\n").unwrap();
+    let url = sotto::store::sqlite_url(&dir.path().join("sotto.db"));
+    let store = sotto::store::Store::open(&sotto::store::Options::new(url.clone()))
+        .await
+        .unwrap();
+    let ids = Identities::new(store.clone(), read_passphrase(&secret).unwrap());
+    let alice = ids
+        .get_or_create_for("alice@example.org", Uses::Mail)
+        .await
+        .unwrap();
+    store.close().await;
+    let bob = Gpg::new();
+    bob.generate(BOB, true, "1y", None);
+    let public = sequoia_openpgp::serialize::SerializeInto::to_vec(alice.cert().as_ref()).unwrap();
+    bob.import(&public);
+    let toml = format!(
+        "[store]\nurl = {url:?}\nsecret_file = {:?}\n[identities]\ndomains = [\"example.org\"]\n\
+         [keys]\nsources = [\"dir\", \"autocrypt\"]\n",
+        secret.display().to_string()
+    );
+    let cfg_path = dir.path().join("sotto.toml");
+    std::fs::write(&cfg_path, toml).unwrap();
+    let w = World::sealer(&bob);
+    let armored = w(
+        "alice@example.org",
+        b"Content-Type: text/plain; protected-headers=\"v1\"\r\nSubject: previewed 8080\r\n\r\npreview body 8080\r\n",
+    );
+    let msg = pgp_mime(
+        &format!("From: <{BOB}>\r\nTo: <alice@example.org>\r\n"),
+        &armored,
+    );
+    let mut child = common::sotto()
+        .args(["transform", "--inbound", "--config"])
+        .arg(&cfg_path)
+        .args(["--from", BOB, "--to", "alice@example.org"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&msg).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = common::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("preview body 8080") && text.contains("Subject: previewed 8080"),
+        "{text}"
+    );
+    assert!(
+        text.starts_with(&format!(
+            // bob's key is unknown to sotto here: no Autocrypt header, no
+            // key directory.
+            "X-Sotto-Inbound: decrypted; key={}; signature=unknown-key",
+            alice.fingerprint().to_hex()
+        )),
+        "{text}"
+    );
+    // Nothing was made for another local address.
+    let store = sotto::store::Store::open(&sotto::store::Options::new(url))
+        .await
+        .unwrap();
+    assert_eq!(store.list_identities().await.unwrap().len(), 1);
 }

@@ -11,6 +11,7 @@
 
 mod learn;
 pub mod message;
+pub mod preview;
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use sequoia_openpgp::policy::StandardPolicy;
 
 use crate::envelope::{MailFrom, domain_of};
 use crate::keys::KeyStore;
-use crate::openpgp::identities::{Identities, IdentityError, Uses};
+use crate::openpgp::identities::{Identities, IdentityError, IdentityKey, Uses};
 use crate::openpgp::open::{OpenError, Opening, Sender, Verdict, open};
 use crate::relay::{Target, Transaction};
 use crate::reply::Reply;
@@ -33,6 +34,9 @@ pub struct Inbound<T: Target> {
     domains: Vec<String>,
     max_bytes: usize,
     policy: StandardPolicy<'static>,
+    /// Make recipients' identities (serve), or only use existing ones (a
+    /// preview).
+    create: bool,
 }
 
 impl<T: Target> Inbound<T> {
@@ -52,7 +56,37 @@ impl<T: Target> Inbound<T> {
             domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
             max_bytes,
             policy: StandardPolicy::new(),
+            create: true,
         })
+    }
+
+    /// Like [`Inbound::new`], making no identity and changing nothing in
+    /// the store but what is learned (for `sotto transform --inbound`).
+    pub fn preview(
+        inner: T,
+        identities: Arc<Identities>,
+        keys: KeyStore,
+        domains: &[String],
+        max_bytes: usize,
+    ) -> Arc<Self> {
+        let mut me = Self::new(inner, identities, keys, domains, max_bytes);
+        if let Some(m) = Arc::get_mut(&mut me) {
+            m.create = false;
+        }
+        me
+    }
+
+    /// `rcpt`'s identity: made on first need by serve, only an existing
+    /// one in a preview; `Ok(None)` when there is none to use.
+    async fn identity(&self, rcpt: &str) -> Result<Option<Arc<IdentityKey>>, IdentityError> {
+        if !self.create {
+            return self.identities.existing(rcpt).await;
+        }
+        match self.identities.get_or_create_for(rcpt, Uses::Mail).await {
+            Ok(key) => Ok(Some(key)),
+            Err(IdentityError::OwnKey(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn is_local(&self, address: &str) -> bool {
@@ -106,12 +140,7 @@ impl<T: Target> Transaction for InboundTx<T> {
             // address the mailbox server refused. A failure here is only
             // logged; opening a message asks again.
             if self.inbound.is_local(&rcpt)
-                && let Err(e) = self
-                    .inbound
-                    .identities
-                    .get_or_create_for(&rcpt, Uses::Mail)
-                    .await
-                && !matches!(e, IdentityError::OwnKey(_))
+                && let Err(e) = self.inbound.identity(&rcpt).await
             {
                 tracing::warn!(event = "inbound", result = "identity_failed", error = %e);
             }
@@ -234,9 +263,9 @@ async fn open_for<T: Target>(
     if !inbound.is_local(rcpt) {
         return Ok(None);
     }
-    let key = match inbound.identities.get_or_create_for(rcpt, Uses::Mail).await {
-        Ok(key) => key,
-        Err(IdentityError::OwnKey(_)) => return Ok(None),
+    let key = match inbound.identity(rcpt).await {
+        Ok(Some(key)) => key,
+        Ok(None) => return Ok(None),
         Err(e) if e.is_transient() => {
             tracing::warn!(event = "inbound", result = "identity_unavailable", error = %e);
             return Err(Reply::new(

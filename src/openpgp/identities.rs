@@ -278,6 +278,24 @@ impl Identities {
         }
     }
 
+    /// The address's key as stored (or cached), unlocked, if it has an
+    /// active one sotto holds; never makes or changes anything (for
+    /// previews such as `sotto transform --inbound`).
+    pub async fn existing(&self, address: &str) -> Result<Option<Arc<IdentityKey>>, IdentityError> {
+        let address = normalize_jid(address)?;
+        if let Some(key) = self.cell(&address).get() {
+            return Ok(Some(key.clone()));
+        }
+        match self.store.identity(&address).await? {
+            Some(id) if id.revoked.is_none() => match self.unlock_stored(id, &address).await {
+                Ok(key) => Ok(Some(key)),
+                Err(IdentityError::OwnKey(_)) => Ok(None),
+                Err(e) => Err(e),
+            },
+            _ => Ok(None),
+        }
+    }
+
     /// The user's key if the user has one (stored or cached); never makes one.
     pub async fn get(&self, bare_jid: &str) -> Result<Option<Arc<IdentityKey>>, IdentityError> {
         let jid = normalize_jid(bare_jid)?;
