@@ -11,109 +11,40 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::dovecot::Dovecot;
+#[path = "common/mailworld.rs"]
+mod mailworld;
+
+use common::Client;
 use common::pgp::Gpg;
-use common::postfix::{Postfix, recipe, subst};
-use common::{Client, Sink, config, free_port, gateway, policy};
+use mailworld::{MailWorld, record};
 use sotto::openpgp::autocrypt;
 
 const POLICY: &str = "[defaults]\nencrypt = \"if-key\"\nlinks = \"keep\"\nsign = \"sender\"\n";
 const BOB: &str = "bob@outside.example";
 
+/// The mail world, and bob (GnuPG) as the correspondent.
 struct World {
-    cfg: sotto::config::Config,
-    dovecot: Dovecot,
-    postfix: Postfix,
-    sink: Sink,
-    running: sotto::serve::Running,
+    mail: MailWorld,
     bob: Gpg,
-    store_url: String,
-    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for World {
+    type Target = MailWorld;
+    fn deref(&self) -> &MailWorld {
+        &self.mail
+    }
 }
 
 async fn world(policy_text: &str) -> World {
-    let dovecot = Dovecot::start();
-    dovecot.add_user("alice@example.org", "alice-secret");
-    let sink = Sink::start(&[]);
-    let state = tempfile::tempdir().unwrap();
-    let secret = state.path().join("store.secret");
-    std::fs::write(&secret, "inbound passphrase\n").unwrap();
     let bob = Gpg::new();
     bob.generate(BOB, true, "1y", None);
-    let mut cfg = config(&sink.addr);
-    let store_url = sotto::store::sqlite_url(&state.path().join("sotto.db"));
-    cfg.store.url = Some(store_url.clone());
-    cfg.store.secret_file = Some(secret);
-    cfg.identities.domains = vec!["example.org".into()];
-    cfg.identities.wkd_listen = String::new();
-    cfg.inbound.listen = "127.0.0.1:0".into();
-    cfg.inbound.upstream = dovecot.lmtp_addr();
-    cfg.keys.sources = vec![
-        sotto::config::KeySource::Dir,
-        sotto::config::KeySource::Autocrypt,
-    ];
-    let p = policy(&mut cfg, policy_text);
-    let keys_cfg = cfg.clone();
-    let running = gateway(&cfg).await;
-    let inbound = running.inbound.expect("inbound listener");
-
-    // Postfix as the MX, with the shipped recipe pointed at this sotto.
-    let public = free_port();
-    let main = subst(
-        &recipe("inbound/main.cf"),
-        "127.0.0.1:10027",
-        &format!("127.0.0.1:{}", inbound.port()),
-    );
-    let master = subst(
-        &recipe("inbound/master.cf"),
-        "smtp      inet",
-        &format!("127.0.0.1:{public} inet"),
-    );
-    let postfix = Postfix::start(None, &main, &master, public);
     World {
-        cfg: keys_cfg,
-        dovecot,
-        postfix,
-        sink,
-        running,
+        mail: MailWorld::start(policy_text).await,
         bob,
-        store_url,
-        _dirs: vec![state, p],
     }
 }
 
 impl World {
-    /// Hands `message` (CRLF, not dot-stuffed) to the MX for `to`.
-    async fn mx_receives(&self, from: &str, to: &str, message: &[u8]) {
-        let mut wire = common::dot_stuff(message);
-        wire.extend_from_slice(b".\r\n");
-        let mut c = Client::greeted(self.postfix.public).await;
-        c.cmd("EHLO outside.example", "250").await;
-        let reply = c.send_mail(from, &[to], &wire).await;
-        assert!(reply.starts_with("250"), "the MX took it: {reply}");
-    }
-
-    /// alice's INBOX over IMAP once it holds `n` messages.
-    async fn inbox(&self, n: usize) -> Vec<String> {
-        for _ in 0..300 {
-            if self.dovecot.messages("alice@example.org").len() >= n {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let got = self.dovecot.fetch_all("alice@example.org", "alice-secret");
-        assert_eq!(
-            got.len(),
-            n,
-            "{}\n{}",
-            self.postfix.maillog(),
-            self.dovecot.log()
-        );
-        got.iter()
-            .map(|m| String::from_utf8_lossy(m).into_owned())
-            .collect()
-    }
-
     /// bob's minimal public key as Autocrypt keydata, folded.
     fn bob_autocrypt(&self) -> String {
         let out = self
@@ -190,11 +121,6 @@ fn pgp_mime(headers: &str, armored: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn record(msg: &str) -> Option<&str> {
-    msg.lines()
-        .find_map(|l| l.strip_prefix("X-Sotto-Inbound: "))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn mail_for_local_users_is_learned_from_decrypted_and_verified() {
     let w = world(POLICY).await;
@@ -219,9 +145,7 @@ async fn mail_for_local_users_is_learned_from_decrypted_and_verified() {
     assert!(inbox[0].contains("Autocrypt: addr=bob@outside.example"));
 
     // The store learned bob's Autocrypt state.
-    let store = sotto::store::Store::open(&sotto::store::Options::new(w.store_url.clone()))
-        .await
-        .unwrap();
+    let store = w.store().await;
     let peer = store
         .autocrypt_peer(BOB)
         .await
@@ -383,9 +307,9 @@ async fn a_stale_autocrypt_key_is_visible_and_the_policy_decides() {
     w.mx_receives(BOB, "alice@example.org", old.as_bytes())
         .await;
     w.inbox(1).await;
-    let keys = sotto::keys::KeyStore::from_config(&w.cfg);
+    let keys = sotto::keys::KeyStore::from_config(&w.mail.cfg);
     keys.set_store(
-        sotto::store::Store::open(&sotto::store::Options::new(w.store_url.clone()))
+        sotto::store::Store::open(&sotto::store::Options::new(w.mail.store_url.clone()))
             .await
             .unwrap(),
     );
