@@ -215,11 +215,13 @@ fn main() {
     )
     .expect("encrypt");
     let inbound_file = dir.path().join("inbound.eml");
-    std::fs::write(&inbound_file, &sealed).unwrap();
+    // smtp-source -F ends each line of the file with CRLF itself.
+    let lf = |m: &[u8]| String::from_utf8_lossy(m).replace("\r\n", "\n");
+    std::fs::write(&inbound_file, lf(&sealed)).unwrap();
     let outgoing_file = dir.path().join("outgoing.eml");
     std::fs::write(
         &outgoing_file,
-        message("alice@example.org", "bob@outside.example"),
+        lf(&message("alice@example.org", "bob@outside.example")),
     )
     .unwrap();
 

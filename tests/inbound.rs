@@ -17,6 +17,7 @@ mod mailworld;
 use common::Client;
 use common::pgp::Gpg;
 use mailworld::{MailWorld, record};
+use sequoia_openpgp::parse::Parse as _;
 use sotto::openpgp::autocrypt;
 
 const POLICY: &str = "[defaults]\nencrypt = \"if-key\"\nlinks = \"keep\"\nsign = \"sender\"\n";
@@ -264,6 +265,42 @@ async fn mail_for_local_users_is_learned_from_decrypted_and_verified() {
     let inbox = w.inbox(5).await;
     assert!(inbox[4].contains("inline secret 6060"), "{}", inbox[4]);
     assert!(record(&inbox[4]).unwrap().contains("signature=good"));
+
+    // 7. bob's real signature over changed content (signed by gpg without
+    // compression, one byte changed, then encrypted as it is): bad, never
+    // good.
+    let out = w.bob.piped(
+        &["--sign", "--compress-algo", "none", "--local-user", BOB],
+        b"Content-Type: text/plain\r\n\r\nsigned words 9090\r\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut signed = out.stdout;
+    let at = signed
+        .windows(4)
+        .position(|x| x == b"9090")
+        .expect("the signed text, uncompressed");
+    signed[at + 3] = b'1';
+    let alice_cert = sequoia_openpgp::Cert::from_bytes(&alice_key).unwrap();
+    let binary = common::sequoia::encrypt_as_is(&signed, &alice_cert);
+    let mut armored = Vec::new();
+    sotto::openpgp::seal::armor_into(&binary, "\r\n", &mut armored);
+    let headers = format!(
+        "From: Bob <{BOB}>\r\nTo: <alice@example.org>\r\nMessage-ID: <m7@outside.example>\r\n"
+    );
+    w.mx_receives(
+        BOB,
+        "alice@example.org",
+        &pgp_mime(&headers, &String::from_utf8(armored).unwrap()),
+    )
+    .await;
+    let inbox = w.inbox(6).await;
+    assert!(inbox[5].contains("signed words 9091"), "{}", inbox[5]);
+    let rec = record(&inbox[5]).expect("record");
+    assert!(rec.ends_with("signature=bad"), "{rec}");
 
     // Unknown local recipients: Dovecot refuses them (the MX bounces), and
     // no identity is made for them.

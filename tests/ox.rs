@@ -495,7 +495,7 @@ async fn sotto_refuses_gpg_sealed_signcrypts_that_do_not_protect_the_user() {
         .position(|w| w == b"marker-9")
         .expect("the signed text, uncompressed");
     signed[at + 7] = b'8';
-    let tampered = encrypt_as_is(&signed, alice.cert());
+    let tampered = STANDARD.encode(common::sequoia::encrypt_as_is(&signed, alice.cert()));
     assert_eq!(
         ox::decrypt(&tampered, &how).map(|v| v.signer),
         Err(OxError::BadSignature)
@@ -503,25 +503,13 @@ async fn sotto_refuses_gpg_sealed_signcrypts_that_do_not_protect_the_user() {
     // Untampered, the same construction opens: the check above is the
     // signature's.
     signed[at + 7] = b'9';
-    assert!(ox::decrypt(&encrypt_as_is(&signed, alice.cert()), &how).is_ok());
-}
-
-/// `packets` (an OpenPGP message) encrypted to `to` without a literal data
-/// packet of its own, so that decrypting yields those packets; base64.
-fn encrypt_as_is(packets: &[u8], to: &Cert) -> String {
-    use sequoia_openpgp::serialize::stream::{Encryptor, Message};
-    let mut out = Vec::new();
-    let recipients = to
-        .keys()
-        .with_policy(P, None)
-        .supported()
-        .for_transport_encryption();
-    let mut encryptor = Encryptor::for_recipients(Message::new(&mut out), recipients)
-        .build()
-        .unwrap();
-    encryptor.write_all(packets).unwrap();
-    encryptor.finalize().unwrap();
-    STANDARD.encode(out)
+    assert!(
+        ox::decrypt(
+            &STANDARD.encode(common::sequoia::encrypt_as_is(&signed, alice.cert())),
+            &how
+        )
+        .is_ok()
+    );
 }
 
 /// A Smack-shaped signcrypt signed and encrypted by sq, with a key sq made

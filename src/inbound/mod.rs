@@ -183,6 +183,16 @@ impl<T: Target> Transaction for InboundTx<T> {
         if copies.iter().all(|c| matches!(c, Ok(None))) {
             return tx.commit_each(message, rcpts).await;
         }
+        // Every recipient gets the same copy (one recipient, the usual
+        // case): the transaction already open delivers it.
+        if let Some(Ok(Some(first))) = copies.first()
+            && copies
+                .iter()
+                .all(|c| matches!(c, Ok(Some(x)) if x == first))
+        {
+            let first = first.clone();
+            return tx.commit_each(first, rcpts).await;
+        }
         tx.abort().await;
         deliver_apart(&inbound, &from, &list, copies, message).await
     }

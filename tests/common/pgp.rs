@@ -169,7 +169,7 @@ impl Gpg {
     }
 
     /// Runs gpg with `args`, `input` on its standard input.
-    fn piped(&self, args: &[&str], input: &[u8]) -> std::process::Output {
+    pub fn piped(&self, args: &[&str], input: &[u8]) -> std::process::Output {
         let mut child = self
             .cmd()
             .args(args)

@@ -86,3 +86,25 @@ pub fn decrypt(mime: &[u8]) -> Vec<u8> {
     std::io::copy(&mut d, &mut out).expect("read plaintext");
     out
 }
+
+/// `packets` (an OpenPGP message, e.g. one gpg signed) encrypted to `to`
+/// as they are, with no literal packet around them: the binary message.
+/// What a signer that then encrypts does, with the signed part under the
+/// test's control (to tamper with).
+pub fn encrypt_as_is(packets: &[u8], to: &Cert) -> Vec<u8> {
+    use sequoia_openpgp::serialize::stream::{Encryptor, Message};
+    use std::io::Write as _;
+    let p = StandardPolicy::new();
+    let mut out = Vec::new();
+    let recipients = to
+        .keys()
+        .with_policy(&p, None)
+        .supported()
+        .for_transport_encryption();
+    let mut encryptor = Encryptor::for_recipients(Message::new(&mut out), recipients)
+        .build()
+        .expect("encryptor");
+    encryptor.write_all(packets).expect("write");
+    encryptor.finalize().expect("finalize");
+    out
+}
