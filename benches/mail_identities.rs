@@ -16,10 +16,15 @@
 //! microseconds per message.
 //!
 //! `cargo bench --bench mail_identities`; `MAIL_BENCH_MESSAGES` (default
-//! 1000), `MAIL_BENCH_SESSIONS` (default 10).
+//! 1000), `MAIL_BENCH_SESSIONS` (default 10); `PROFILE=1` records sotto with
+//! `perf record -g` during the measured inbound run and prints where its CPU
+//! time went (needs `perf`); `MAIL_BENCH_STORE=postgres` puts the state
+//! store on a private PostgreSQL cluster instead of the SQLite file.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/common/postgres.rs"]
+mod common_postgres;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -177,7 +182,12 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("store.secret");
     std::fs::write(&secret, "benchmark passphrase\n").unwrap();
-    let url = sotto::store::sqlite_url(&dir.path().join("sotto.db"));
+    let postgres = (std::env::var("MAIL_BENCH_STORE").as_deref() == Ok("postgres"))
+        .then(common_postgres::Postgres::start);
+    let url = match &postgres {
+        Some(pg) => pg.database(),
+        None => sotto::store::sqlite_url(&dir.path().join("sotto.db")),
+    };
     let policy = StandardPolicy::new();
 
     // alice's identity, made in the store sotto will use; bob's key.
@@ -316,6 +326,19 @@ fn main() {
         None,
     );
     let via = format!("127.0.0.1:{inbound_a}");
+    let perf_data = dir.path().join("perf.data");
+    let profiling = (std::env::var("PROFILE").as_deref() == Ok("1")).then(|| {
+        let child = Command::new("perf")
+            .args(["record", "-q", "-e", "cpu-clock", "-F", "1999", "-g", "-p"])
+            .arg(sotto.pid().to_string())
+            .arg("-o")
+            .arg(&perf_data)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf (Debian package linux-perf)");
+        std::thread::sleep(Duration::from_millis(500));
+        child
+    });
     measure(
         &mut rows,
         "inbound: through sotto (decrypt + verify)",
@@ -324,6 +347,36 @@ fn main() {
         Some(sotto.pid()),
         Some(base),
     );
+    if let Some(child) = profiling {
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let _ = child.wait_with_output();
+        let report = Command::new("perf")
+            .args([
+                "report",
+                "--no-children",
+                "--stdio",
+                "--sort",
+                "symbol",
+                "-g",
+                "none",
+                "-i",
+            ])
+            .arg(&perf_data)
+            .output()
+            .expect("perf report");
+        let text = String::from_utf8_lossy(&report.stdout);
+        println!("where sotto's CPU went on the inbound path (self time, top 25):");
+        for line in text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+            .take(25)
+        {
+            let line = line.trim();
+            println!("  {}", line.split("  ").next().unwrap_or(line).trim_end());
+        }
+    }
     let opened = dovecot
         .messages("alice@example.org")
         .iter()
@@ -370,7 +423,14 @@ fn main() {
     let _ = sink_proc.kill();
     let _ = sink_proc.wait();
 
-    println!("{count} messages of 10 KB, {sessions} sessions, one run:");
+    println!(
+        "{count} messages of 10 KB, {sessions} sessions, state store on {}, one run:",
+        if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     for r in &rows {
         println!(
             "  {:<48} {:>8.1} msgs/s  {:>5.2} of baseline  {}",

@@ -131,6 +131,13 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     if let Some(ids) = &identities {
         ids.watch(shutdown.clone());
     }
+    if !cfg.identities.domains.is_empty() && identities.is_some() {
+        tracing::info!(
+            event = "identities",
+            domains = %cfg.identities.domains.join(","),
+            "local senders get an identity with their first message and an Autocrypt header on every one"
+        );
+    }
     if !cfg.identities.domains.is_empty() && identities.is_none() {
         return Err(ServeError::Store(
             "identities.domains needs store.secret_file (a file whose first line is the passphrase for the identities' secret keys)".into(),
