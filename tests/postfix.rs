@@ -12,7 +12,9 @@
 //!   client itself (550 5.7.1 for a recipient without a key, 4xx with sotto
 //!   down), nothing unfiltered is queued;
 //! - smarthost: Postfix's `relayhost` is sotto, which relays with implicit
-//!   TLS and AUTH (the shipped `smarthost/sotto.toml`) to the sink.
+//!   TLS and AUTH (the shipped `smarthost/sotto.toml`) to the sink;
+//! - a local user with identities on, through the after-queue recipe: her
+//!   Autocrypt header and her signature reach the sink.
 //!
 //! Each test runs its own Postfix (`postfix -c DIR start`) with its own
 //! configuration, queue and data directories in a tempdir, and stops it at
@@ -437,5 +439,53 @@ async fn after_queue_recipients_with_different_treatment_are_delivered_at_once()
         }
     }
     pf.assert_no_warnings();
+    stop(gw).await;
+}
+
+/// A local user's mail out through Postfix (the after-queue recipe) and
+/// sotto with identities: it reaches the sink encrypted to bob, with
+/// alice's Autocrypt header, signed by her identity (GnuPG verifies it with
+/// the key from that header).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_users_mail_through_postfix_carries_her_key_and_signature() {
+    let gpg = bob();
+    let sink = Sink::start(&[]);
+    let (public, reinject) = (free_port(), free_port());
+    let state = tempfile::tempdir().unwrap();
+    let secret = state.path().join("store.secret");
+    std::fs::write(&secret, "postfix identities passphrase\n").unwrap();
+    let mut cfg = common::config(&format!("127.0.0.1:{reinject}"));
+    cfg.smtp.listen = String::new();
+    cfg.keys.dir = Some(gpg.keys.clone());
+    cfg.store.url = Some(sotto::store::sqlite_url(&state.path().join("sotto.db")));
+    cfg.store.secret_file = Some(secret);
+    cfg.identities.domains = vec!["example.com".into()];
+    cfg.identities.wkd_listen = String::new();
+    let _policy = common::policy(
+        &mut cfg,
+        "[defaults]\nencrypt = \"required\"\nsign = \"sender\"\n",
+    );
+    let gw = gateway(&cfg).await;
+    let pf = after_queue(public, gw.lmtp.unwrap().port(), reinject, &sink, "");
+
+    let (ok, out) = send(&pf, "bob@example.org", "signed-secret-body-41aa").await;
+    assert!(ok, "Postfix refused the message:\n{out}");
+    let delivered = eventually(60, || sink.messages().len() == 1 && pf.queue().is_empty()).await;
+    assert!(delivered, "not delivered: queue {:?}", pf.queue());
+    let m = &sink.messages()[0];
+    let headers = common::header_values(&m.data, "Autocrypt");
+    assert_eq!(headers.len(), 1, "{}", String::from_utf8_lossy(&m.data));
+    let header = sotto::openpgp::autocrypt::parse(&headers[0], false).expect("Level 1 header");
+    assert_eq!(header.addr, "alice@example.com");
+    // bob learns alice's key from the header (gpg refuses a signature it
+    // cannot check), then reads the message.
+    gpg.import(&header.keydata);
+    assert_encrypted(&gpg, m, "signed-secret-body-41aa");
+    let alice = header.cert().unwrap().fingerprint().to_hex();
+    let (_, status) = gpg.decrypt_status(&armored_part(&m.data));
+    assert!(
+        status.contains(&format!("[GNUPG:] VALIDSIG {alice}")),
+        "signed by alice's identity: {status}"
+    );
     stop(gw).await;
 }
