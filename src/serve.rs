@@ -208,7 +208,18 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
                 ));
             }
         };
-        let users = identities.clone();
+        let chat = Arc::new(
+            crate::xmpp::chat::Chat::new(
+                cfg.xmpp.domain.clone(),
+                chat_policies,
+                chat_crypt,
+                identities.clone(),
+                service(cfg, &shutdown)?,
+                cfg.xmpp.max_stanza_bytes,
+            )
+            .with_replay_ttl(cfg.store.replay_ttl),
+        );
+        chat.publish_revocations(shutdown.clone());
         let shared = Arc::new(crate::xmpp::session::XmppShared {
             domain: cfg.xmpp.domain.clone(),
             upstream: cfg.xmpp.upstream.clone(),
@@ -220,17 +231,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             shutdown: shutdown.clone(),
             handshake_timeout: cfg.timeouts.command,
             upstream_tls: xmpp_upstream_tls(cfg)?,
-            chat: Some(Arc::new(
-                crate::xmpp::chat::Chat::new(
-                    cfg.xmpp.domain.clone(),
-                    chat_policies,
-                    chat_crypt,
-                    users,
-                    service(cfg, &shutdown)?,
-                    cfg.xmpp.max_stanza_bytes,
-                )
-                .with_replay_ttl(cfg.store.replay_ttl),
-            )),
+            chat: Some(chat),
         });
         for (addr, direct) in [(&cfg.xmpp.listen, false), (&cfg.xmpp.listen_tls, true)] {
             if let Some(socket) = bind(

@@ -280,6 +280,23 @@ fn message(run: &ClientRun, id: &str) -> serde_json::Value {
 
 const OX_META: &str = "urn:xmpp:openpgp:0:public-keys";
 
+/// The key `jid` publishes on its XEP-0373 key node for `fpr`, read by
+/// frank (outside, straight to Prosody): the binary certificate.
+async fn pep_key(s: &Setup, jid: &str, fpr: &str) -> Vec<u8> {
+    let run = s
+        .outside("frank")
+        .no_presence()
+        .run(&json!([{ "op": "fetch", "jid": jid, "node": format!("{OX_META}:{fpr}") }]))
+        .await
+        .assert_ok();
+    let items = run.events("items")[0]["items"].to_string();
+    let data_at = items.find("<data>").expect("a <data> element") + "<data>".len();
+    let data_end = data_at + items[data_at..].find("</data>").unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(items[data_at..data_end].trim())
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_travel_over_pep_both_ways() {
     let s = setup_full(ENCRYPT_ALL, true, |_| {}).await;
@@ -353,18 +370,7 @@ async fn keys_travel_over_pep_both_ways() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let alice_fpr = alice_fpr.expect("alice's key listed on her PEP node");
-    let key_items = s
-        .outside("frank")
-        .no_presence()
-        .run(&json!([{ "op": "fetch", "jid": "alice@example.org", "node": format!("{OX_META}:{alice_fpr}") }]))
-        .await
-        .assert_ok();
-    let items = key_items.events("items")[0]["items"].to_string();
-    let data_at = items.find("<data>").expect("a <data> element") + "<data>".len();
-    let data_end = data_at + items[data_at..].find("</data>").unwrap();
-    let alice_public = base64::engine::general_purpose::STANDARD
-        .decode(items[data_at..data_end].trim())
-        .unwrap();
+    let alice_public = pep_key(&s, "alice@example.org", &alice_fpr).await;
     let frank_secret = s.gpg.home.path().join("frank-secret.asc");
     std::fs::write(&frank_secret, s.gpg.secret(&frank)).unwrap();
     let (plain, status) = gpg_decrypt(&frank_secret, "", Some(&alice_public), &openpgp_of(&xml));
@@ -373,5 +379,61 @@ async fn keys_travel_over_pep_both_ways() {
     assert!(
         status.contains(&alice_fpr.to_uppercase()),
         "signed by the published key: {status}"
+    );
+}
+
+/// `sotto identities revoke` for a chat user: the serving sotto notices
+/// (its store watch) and publishes the revoked key on the user's PEP key
+/// node, dropping it from the metadata list; a client fetching it sees it
+/// revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_identity_is_published_as_revoked_on_pep() {
+    use sequoia_openpgp::types::RevocationStatus;
+    let s = setup_full(ENCRYPT_ALL, true, |_| {}).await;
+    let alice = "alice@example.org";
+    let mut fpr = None;
+    for _ in 0..50 {
+        s.inside("alice").run(&json!([])).await.assert_ok();
+        fpr = s.listed_fingerprint(alice).await;
+        if fpr.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let fpr = fpr.expect("alice's key on PEP");
+
+    let mut cfg = sotto::config::Config::default();
+    cfg.store.url = Some(s.gw.store_url.clone());
+    cfg.store.secret_file = Some(s.gw.user_keys_secret.clone());
+    let code = sotto::openpgp::identities::cli::run(
+        cfg,
+        sotto::openpgp::identities::cli::IdentitiesAction::Revoke {
+            address: alice.into(),
+        },
+    )
+    .await;
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+
+    // Within the watch interval, the list no longer names the key...
+    let mut listed = Some(fpr.clone());
+    for _ in 0..100 {
+        listed = s.listed_fingerprint(alice).await;
+        if listed.as_deref() != Some(fpr.as_str()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_ne!(listed.as_deref(), Some(fpr.as_str()), "still listed");
+    // ...and its node holds it revoked.
+    let bytes = pep_key(&s, alice, &fpr).await;
+    let cert = sequoia_openpgp::Cert::from_bytes(&bytes).unwrap();
+    assert_eq!(cert.fingerprint().to_hex(), fpr);
+    let policy = sequoia_openpgp::policy::StandardPolicy::new();
+    assert!(
+        matches!(
+            cert.revocation_status(&policy, None),
+            RevocationStatus::Revoked(_)
+        ),
+        "the published key is revoked"
     );
 }

@@ -163,6 +163,9 @@ pub struct Identities {
     store: Store,
     passphrase: Password,
     cells: Mutex<HashMap<String, Cell>>,
+    /// Addresses whose identity changed in the store (any process), as
+    /// [`Identities::watch`] sees them.
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl fmt::Debug for Identities {
@@ -196,6 +199,7 @@ impl Identities {
             store,
             passphrase,
             cells: Mutex::new(HashMap::new()),
+            changes: tokio::sync::broadcast::channel(256).0,
         }
     }
 

@@ -169,6 +169,58 @@ impl Chat {
         });
     }
 
+    /// Until `shutdown`: when a local user's identity is revoked (by any
+    /// process: `sotto identities revoke`), publishes the revoked key on
+    /// their PEP key node and drops it from their metadata list, so
+    /// correspondents' clients learn of the revocation where they found the
+    /// key. Their next login publishes the key that replaces it.
+    pub fn publish_revocations(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let (Some(users), Some(service)) = (self.users.clone(), self.service.clone()) else {
+            return;
+        };
+        let mut changes = users.changes();
+        let chat = self.clone();
+        tokio::spawn(async move {
+            use sequoia_openpgp::types::RevocationStatus;
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let address = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = changes.recv() => match r {
+                        Ok(a) => a,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    },
+                };
+                if !chat.is_local(&address) {
+                    continue;
+                }
+                let Ok(Some(cert)) = users.published(&address).await else {
+                    continue;
+                };
+                let revoked = matches!(
+                    cert.revocation_status(&chat.policy, None),
+                    RevocationStatus::Revoked(_)
+                );
+                if !revoked {
+                    continue;
+                }
+                chat.published
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&address);
+                match service.publish_revocation(&address, &cert).await {
+                    Ok(()) => {
+                        metrics::counter!("sotto_xmpp_key_publications_total", "result" => "revocation")
+                            .increment(1);
+                        tracing::info!(event = "xmpp_key_revocation_published", domain = %domain(&address));
+                    }
+                    Err(e) => tracing::warn!(event = "xmpp_key_revocation_failed", error = %e),
+                }
+            }
+        });
+    }
+
     /// Whether `jid` (bare) is a user of the served domain.
     pub fn is_local(&self, jid: &str) -> bool {
         is_local_to(jid, &self.domain)

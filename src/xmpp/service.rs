@@ -315,6 +315,51 @@ impl Service {
         self.set_as(user_bare, metadata).await
     }
 
+    /// Publishes `revoked` (public parts, with its revocation) on its key
+    /// node as `user_bare`, and drops its fingerprint from the user's
+    /// metadata list (other keys stay listed), so clients that fetched it
+    /// learn it is revoked and stop encrypting to it.
+    pub async fn publish_revocation(
+        &self,
+        user_bare: &str,
+        revoked: &Cert,
+    ) -> Result<(), ServiceError> {
+        check_bare(user_bare)?;
+        if !self.is_connected() {
+            return Err(self.not_connected());
+        }
+        let domain = user_bare.split_once('@').map_or("", |(_, d)| d);
+        self.check_privilege(domain).await?;
+        let fpr = revoked.fingerprint().to_hex();
+        let bytes = revoked
+            .to_vec()
+            .map_err(|_| ServiceError::Invalid("the certificate does not serialize"))?;
+        let date = pep::xep0082(SystemTime::now());
+        let key = pep::publish_open(&key_node(&fpr), &date, pep::pubkey(&bytes, &date));
+        self.set_as(user_bare, key).await?;
+        let listed = match self.listed_keys(user_bare).await {
+            Ok(listed) => listed,
+            Err(ServiceError::ItemNotFound | ServiceError::Forbidden { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !listed
+            .iter()
+            .any(|k| k.fingerprint.eq_ignore_ascii_case(&fpr))
+        {
+            return Ok(());
+        }
+        let list: Vec<KeyMetadata> = listed
+            .into_iter()
+            .filter(|k| !k.fingerprint.eq_ignore_ascii_case(&fpr))
+            .collect();
+        let metadata = pep::publish_open(
+            METADATA_NODE,
+            pep::METADATA_ITEM,
+            pep::public_keys_list(&list),
+        );
+        self.set_as(user_bare, metadata).await
+    }
+
     /// The keys `bare` lists in its metadata node (latest item), as listed.
     /// [`ServiceError::ItemNotFound`] when there is no node or no item;
     /// Prosody answers [`ServiceError::Forbidden`] for a node that does not

@@ -1,5 +1,7 @@
 //! How every process's cache notices identities another process changed
-//! (rotated, revoked, a user ID added): by polling the store.
+//! (rotated, revoked, a user ID added): by polling the store. Each change
+//! is also announced to [`Identities::changes`] subscribers (e.g. the chat
+//! side, which republishes a revoked key on PEP).
 
 use std::sync::Arc;
 
@@ -19,6 +21,10 @@ impl Identities {
             // replicas (times are each writer's clock).
             const OVERLAP: i64 = 60;
             let mut since = crate::store::now() - OVERLAP;
+            // The generation last announced per address: the overlap
+            // window sees a change several times.
+            let mut announced: std::collections::HashMap<String, i64> =
+                std::collections::HashMap::new();
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -29,6 +35,9 @@ impl Identities {
                     Ok(changed) => {
                         for (jid, generation) in changed {
                             me.invalidate_older(&jid, generation);
+                            if announced.insert(jid.clone(), generation) != Some(generation) {
+                                let _ = me.changes.send(jid);
+                            }
                         }
                         since = started - OVERLAP;
                     }
@@ -36,6 +45,13 @@ impl Identities {
                 }
             }
         });
+    }
+
+    /// Addresses whose identity changes from now on (rotated, revoked, a
+    /// user ID added), seen by [`Identities::watch`] within
+    /// [`WATCH_INTERVAL`]; a lagging receiver misses some.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
     }
 
     pub(super) fn invalidate_older(&self, jid: &str, generation: i64) {
