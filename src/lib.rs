@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod config;
 pub mod envelope;
+pub mod imap;
 pub mod inbound;
 pub mod keys;
 pub mod links;

@@ -52,6 +52,8 @@ pub struct Running {
     pub wkd: Option<SocketAddr>,
     /// The inbound LMTP listener (`inbound.listen`).
     pub inbound: Option<SocketAddr>,
+    /// The IMAP proxy (`imap.listen`).
+    pub imap: Option<SocketAddr>,
     /// The XMPP listeners (STARTTLS, then direct TLS), when enabled.
     pub xmpp: Option<SocketAddr>,
     pub xmpp_tls: Option<SocketAddr>,
@@ -288,6 +290,37 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         tracing::info!(event = "listening", protocol = "inbound-lmtp", addr = ?inbound_addr, upstream = %cfg.inbound.upstream);
         listeners.push(tokio::spawn(l.run(limit.clone(), sessions.clone())));
     }
+    let mut imap_addr = None;
+    if let Some(socket) = bind("imap.listen", &cfg.imap.listen).await? {
+        let Some(ids) = identities
+            .clone()
+            .filter(|_| !cfg.identities.domains.is_empty())
+        else {
+            return Err(ServeError::Store(
+                "imap.listen needs identities.domains and store.secret_file: the proxy encrypts to the users' identities".into(),
+            ));
+        };
+        imap_addr = socket.local_addr().ok();
+        tracing::info!(event = "listening", protocol = "imap", addr = ?imap_addr, upstream = %cfg.imap.upstream);
+        let shared = Arc::new(crate::imap::proxy::ImapShared {
+            upstream: cfg.imap.upstream.clone(),
+            identities: ids,
+            domains: cfg
+                .identities
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            max_message: u32::try_from(cfg.limits.max_message_size.saturating_mul(2))
+                .unwrap_or(u32::MAX),
+            idle_timeout: Duration::from_secs(30 * 60),
+        });
+        listeners.push(tokio::spawn(crate::imap::proxy::run(
+            socket,
+            shared,
+            shutdown.clone(),
+        )));
+    }
     let mut wkd_addr = None;
     if let (Some(ids), false) = (&identities, cfg.identities.domains.is_empty())
         && let Some(socket) = bind("identities.wkd_listen", &cfg.identities.wkd_listen).await?
@@ -338,6 +371,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         admin: admin_addr,
         redirect: redirect_addr,
         wkd: wkd_addr,
+        imap: imap_addr,
         inbound: inbound_addr,
         xmpp: if cfg.xmpp.listen.is_empty() {
             None

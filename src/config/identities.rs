@@ -84,3 +84,24 @@ impl Default for InboundConfig {
         }
     }
 }
+
+/// The IMAP proxy: mail clients connect here instead of to the provider's
+/// IMAP server; the mailbox holds ciphertext, clients read plain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapConfig {
+    /// Address for IMAP clients (plain; loopback in this version); empty
+    /// string disables the proxy. Needs `identities.domains`.
+    pub listen: String,
+    /// The provider's IMAP server, `host:port` (plain; loopback).
+    pub upstream: String,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            listen: String::new(),
+            upstream: "127.0.0.1:143".into(),
+        }
+    }
+}

@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crypt::{CryptConfig, Encrypt, KeySource, KeysConfig, PolicyConfig, SubjectMode};
-pub use identities::{IdentitiesConfig, InboundConfig};
+pub use identities::{IdentitiesConfig, ImapConfig, InboundConfig};
 pub use links::{LinksConfig, RedirectConfig, TokenKey};
 pub use load::ENV_PREFIX;
 pub use locate::Problem;
@@ -57,6 +57,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub identities: IdentitiesConfig,
     pub inbound: InboundConfig,
+    pub imap: ImapConfig,
 }
 
 /// The SMTP listener (smarthost or before-queue filter use).

@@ -94,11 +94,41 @@ pub fn encrypt_split(
         opts.signer,
         opts.policy,
     )?;
+    let mut head = Vec::new();
+    for f in &outer {
+        head.extend_from_slice(f.raw);
+    }
+    Ok(wrap(&head, &binary))
+}
+
+/// The mailbox copy of `message` (CRLF) kept by the IMAP proxy: the whole
+/// message, every byte, is the encrypted payload, so that decrypting gives
+/// it back exactly; outside, the `OUTER` fields (threading, delivery), the
+/// obscured Subject and `X-Sotto-Stored: whole` saying so.
+pub fn encrypt_whole(
+    message: &[u8],
+    certs: &[Cert],
+    policy: &dyn Policy,
+) -> Result<Vec<u8>, CryptError> {
+    let parts = split(message);
+    let binary = seal_binary(message, certs, false, None, policy)?;
+    let mut head = Vec::new();
+    for f in outer_fields(&parts.fields, true) {
+        head.extend_from_slice(f.raw);
+    }
+    head.extend_from_slice(format!("{STORED_WHOLE}: whole\r\n").as_bytes());
+    Ok(wrap(&head, &binary))
+}
+
+/// The field [`encrypt_whole`] adds outside.
+pub const STORED_WHOLE: &str = "X-Sotto-Stored";
+
+/// A PGP/MIME message: the header fields `head` (raw, CRLF), then the
+/// multipart/encrypted structure around the armoured `binary`.
+fn wrap(head: &[u8], binary: &[u8]) -> Vec<u8> {
     let boundary = boundary();
     let mut out = Vec::with_capacity(binary.len() * 4 / 3 + 2048);
-    for f in &outer {
-        out.extend_from_slice(f.raw);
-    }
+    out.extend_from_slice(head);
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     out.extend_from_slice(
         format!(
@@ -117,9 +147,9 @@ pub fn encrypt_split(
           Content-Description: OpenPGP encrypted message\r\n\
           Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n",
     );
-    armor_into(&binary, "\r\n", &mut out);
+    armor_into(binary, "\r\n", &mut out);
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    Ok(out)
+    out
 }
 
 /// The non-structural header fields of the outer message, raw (folding

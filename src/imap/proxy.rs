@@ -1,0 +1,550 @@
+//! One IMAP session through sotto: client ↔ sotto ↔ server, each direction
+//! framed by imap-codec's fragmentizer. Client literals are taken by sotto
+//! (it answers the continuation itself) and sent on as LITERAL+ literals,
+//! so a message can be replaced before the server sees it; a command sotto
+//! cannot parse is answered BAD and never forwarded (nothing unread reaches
+//! the mailbox). Server responses are forwarded as they came, unless they
+//! carry capabilities or a message body sotto opens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_codec::encode::Encoder;
+use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
+use imap_codec::imap_types::IntoStatic as _;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::{IString, Literal, LiteralMode, NString, Vec1};
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::response::{Code, Data, Response, Status};
+use imap_codec::{CommandCodec, GreetingCodec, ResponseCodec};
+use sequoia_openpgp::policy::StandardPolicy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::capabilities;
+use crate::openpgp::identities::{Identities, IdentityKey, Uses};
+use crate::openpgp::open::{Opening, Sender, open};
+use crate::openpgp::pgpmime;
+
+/// What every session shares.
+pub struct ImapShared {
+    /// The provider's IMAP server, `host:port` (plain; loopback).
+    pub upstream: String,
+    pub identities: Arc<Identities>,
+    /// The local mail domains: a login at one of them is a local user.
+    pub domains: Vec<String>,
+    /// Largest IMAP message (a command or response with its literals).
+    pub max_message: u32,
+    /// Idle time after which a session is closed.
+    pub idle_timeout: Duration,
+}
+
+/// Accepts clients until `shutdown`.
+pub async fn run(listener: TcpListener, shared: Arc<ImapShared>, shutdown: CancellationToken) {
+    loop {
+        let (client, _) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(_) => continue,
+            },
+        };
+        let shared = shared.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(why) = Session::run(client, shared, stop).await {
+                tracing::info!(event = "imap_session_ended", reason = %why);
+            }
+        });
+    }
+}
+
+struct Session {
+    shared: Arc<ImapShared>,
+    /// The authenticated user's identity, once known (a local login).
+    key: Option<Arc<IdentityKey>>,
+    user: Option<String>,
+    greeted: bool,
+    /// Tag of an AUTHENTICATE in progress: client lines are SASL data.
+    authenticating: Option<String>,
+    /// Tag of an IDLE in progress: the next client line is DONE.
+    idling: Option<String>,
+    policy: StandardPolicy<'static>,
+}
+
+impl Session {
+    async fn run(
+        client: TcpStream,
+        shared: Arc<ImapShared>,
+        shutdown: CancellationToken,
+    ) -> Result<(), String> {
+        let server = TcpStream::connect(&shared.upstream)
+            .await
+            .map_err(|e| format!("upstream: {e}"))?;
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        let mut cf = Fragmentizer::new(shared.max_message);
+        let mut sf = Fragmentizer::new(shared.max_message);
+        let idle = shared.idle_timeout;
+        let mut s = Session {
+            shared,
+            key: None,
+            user: None,
+            greeted: false,
+            authenticating: None,
+            idling: None,
+            policy: StandardPolicy::new(),
+        };
+        let (mut cbuf, mut sbuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+        let mut lines: Vec<FragmentInfo> = Vec::new();
+        loop {
+            let (to_client, to_server) = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(idle) => return Err("idle".into()),
+                n = cr.read(&mut cbuf) => {
+                    let n = n.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    cf.enqueue_bytes(&cbuf[..n]);
+                    s.client_messages(&mut cf, &mut lines).await
+                }
+                n = sr.read(&mut sbuf) => {
+                    let n = n.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    sf.enqueue_bytes(&sbuf[..n]);
+                    (s.server_messages(&mut sf).await, Vec::new())
+                }
+            };
+            if !to_server.is_empty() {
+                sw.write_all(&to_server).await.map_err(|e| e.to_string())?;
+            }
+            if !to_client.is_empty() {
+                cw.write_all(&to_client).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+
+    /// Handles every complete client message: (bytes for the client,
+    /// bytes for the server).
+    async fn client_messages(
+        &mut self,
+        f: &mut Fragmentizer,
+        lines: &mut Vec<FragmentInfo>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let (mut to_client, mut to_server) = (Vec::new(), Vec::new());
+        while let Some(info) = f.progress() {
+            lines.push(info);
+            if let FragmentInfo::Line {
+                announcement:
+                    Some(LiteralAnnouncement {
+                        mode: LiteralMode::Sync,
+                        ..
+                    }),
+                ..
+            } = info
+                && !f.is_message_complete()
+                && !f.is_max_message_size_exceeded()
+            {
+                // sotto takes the literal; the server gets it as LITERAL+.
+                to_client.extend_from_slice(b"+ go ahead\r\n");
+            }
+            if !f.is_message_complete() {
+                continue;
+            }
+            let infos = std::mem::take(lines);
+            if f.is_max_message_size_exceeded() {
+                let tag = f.decode_tag().map(|t| t.as_ref().to_owned());
+                to_client.extend_from_slice(
+                    format!(
+                        "{} BAD message too large\r\n",
+                        tag.as_deref().unwrap_or("*")
+                    )
+                    .as_bytes(),
+                );
+                continue;
+            }
+            let raw = f.message_bytes().to_vec();
+            if self.idling.take().is_some() || self.authenticating.is_some() {
+                if self.authenticating.is_some() {
+                    self.user_from_plain(&raw);
+                }
+                to_server.extend_from_slice(&raw);
+                continue;
+            }
+            let decoded = f
+                .decode_message(&CommandCodec::default())
+                .map(|c| c.into_static());
+            match decoded {
+                Ok(cmd) => {
+                    let out = self.command(cmd, &raw, &infos).await;
+                    match out {
+                        Ok(bytes) => to_server.extend_from_slice(&bytes),
+                        Err(bad) => to_client.extend_from_slice(&bad),
+                    }
+                }
+                Err(_) => {
+                    let tag = f.decode_tag().map(|t| t.as_ref().to_owned());
+                    to_client.extend_from_slice(
+                        format!(
+                            "{} BAD sotto cannot read this command, so it was not passed on\r\n",
+                            tag.as_deref().unwrap_or("*")
+                        )
+                        .as_bytes(),
+                    );
+                }
+            }
+        }
+        (to_client, to_server)
+    }
+
+    /// What goes to the server for `cmd` (raw as the client sent it, sync
+    /// literals made LITERAL+), or the client's BAD.
+    async fn command(
+        &mut self,
+        cmd: Command<'static>,
+        raw: &[u8],
+        infos: &[FragmentInfo],
+    ) -> Result<Vec<u8>, Vec<u8>> {
+        let tag = cmd.tag.as_ref().to_owned();
+        match &cmd.body {
+            CommandBody::Login { username, .. } => {
+                self.set_user(&String::from_utf8_lossy(username.as_ref()))
+                    .await;
+            }
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                self.authenticating = Some(tag.clone());
+                if mechanism.to_string().eq_ignore_ascii_case("PLAIN")
+                    && let Some(ir) = initial_response
+                {
+                    let ir = ir.declassify().to_vec();
+                    self.user_from_sasl_plain(&ir).await;
+                }
+            }
+            CommandBody::Idle => self.idling = Some(tag.clone()),
+            CommandBody::Append { .. } => return self.append(cmd).await,
+            _ => {}
+        }
+        Ok(non_sync(raw, infos))
+    }
+
+    /// APPEND: the message stored encrypted to the user's identity, unless
+    /// it already is encrypted or the user is not local.
+    async fn append(&mut self, cmd: Command<'static>) -> Result<Vec<u8>, Vec<u8>> {
+        let tag = cmd.tag.as_ref().to_owned();
+        let CommandBody::Append {
+            mailbox,
+            flags,
+            date,
+            message,
+        } = cmd.body
+        else {
+            unreachable!("called for APPEND only");
+        };
+        let bytes = match &message {
+            LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+            LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+        };
+        let parsed = crate::mail::Parsed::new(bytes);
+        let Some(key) = self.key.clone() else {
+            return Err(format!(
+                "{tag} NO [CANNOT] sotto stores mail only for a local user it knows\r\n"
+            )
+            .into_bytes());
+        };
+        let stored = if parsed.already_encrypted() {
+            parsed.into_bytes()
+        } else {
+            let policy = &self.policy;
+            match pgpmime::encrypt_whole(parsed.bytes(), &[Cert::clone(key.cert())], policy) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(event = "imap_append", result = "failed", error = %e);
+                    return Err(format!("{tag} NO [SERVERBUG] sotto could not encrypt the message; nothing was stored\r\n").into_bytes());
+                }
+            }
+        };
+        metrics::counter!("sotto_imap_appends_total").increment(1);
+        let literal = Literal::try_from(stored)
+            .map_err(|_| format!("{tag} NO the message holds NUL bytes\r\n").into_bytes())?
+            .into_non_sync();
+        let out = Command {
+            tag: cmd.tag,
+            body: CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message: LiteralOrLiteral8::Literal(literal),
+            },
+        };
+        Ok(CommandCodec::default().encode(&out).dump())
+    }
+
+    async fn set_user(&mut self, login: &str) {
+        let login = login.trim().to_ascii_lowercase();
+        let domain = crate::envelope::domain_of(&login);
+        if !self.shared.domains.contains(&domain) {
+            return;
+        }
+        match self
+            .shared
+            .identities
+            .get_or_create_for(&login, Uses::Mail)
+            .await
+        {
+            Ok(key) => self.key = Some(key),
+            Err(e) => tracing::warn!(event = "imap_identity", result = "failed", error = %e),
+        }
+        self.user = Some(login);
+    }
+
+    /// The user of a SASL PLAIN message (authzid NUL authcid NUL password).
+    async fn user_from_sasl_plain(&mut self, plain: &[u8]) {
+        let mut parts = plain.split(|b| *b == 0);
+        let authz = parts.next().unwrap_or_default();
+        let authc = parts.next().unwrap_or_default();
+        let user = if authz.is_empty() { authc } else { authz };
+        self.set_user(&String::from_utf8_lossy(user)).await;
+    }
+
+    /// A SASL data line of AUTHENTICATE PLAIN (base64), noted for the user
+    /// (read off the async path only for its name; forwarded as it came).
+    fn user_from_plain(&mut self, line: &[u8]) {
+        use base64::Engine as _;
+        let text = String::from_utf8_lossy(line);
+        if let Ok(plain) = base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+            let mut parts = plain.split(|b| *b == 0);
+            let authz = parts.next().unwrap_or_default();
+            let authc = parts.next().unwrap_or_default();
+            let user = if authz.is_empty() { authc } else { authz };
+            self.user = Some(String::from_utf8_lossy(user).to_ascii_lowercase());
+        }
+    }
+
+    /// Handles every complete server message: bytes for the client.
+    async fn server_messages(&mut self, f: &mut Fragmentizer) -> Vec<u8> {
+        let mut out = Vec::new();
+        while f.progress().is_some() {
+            if !f.is_message_complete() {
+                continue;
+            }
+            let raw = f.message_bytes().to_vec();
+            if !self.greeted {
+                self.greeted = true;
+                out.extend(self.greeting(f, &raw));
+                continue;
+            }
+            let resp = f
+                .decode_message(&ResponseCodec::default())
+                .map(|r| r.into_static());
+            match resp {
+                Ok(resp) => out.extend(self.response(resp, &raw).await),
+                Err(_) => out.extend_from_slice(&raw),
+            }
+        }
+        out
+    }
+
+    fn greeting(&self, f: &Fragmentizer, raw: &[u8]) -> Vec<u8> {
+        let Ok(mut g) = f.decode_message(&GreetingCodec::default()) else {
+            return raw.to_vec();
+        };
+        match g.code.take() {
+            Some(Code::Capability(caps)) => {
+                g.code = Vec1::try_from(capabilities::filtered(caps))
+                    .ok()
+                    .map(Code::Capability);
+                GreetingCodec::default().encode(&g).dump()
+            }
+            other => {
+                g.code = other;
+                raw.to_vec()
+            }
+        }
+    }
+
+    async fn response(&mut self, resp: Response<'static>, raw: &[u8]) -> Vec<u8> {
+        let encode = |r: &Response<'_>| ResponseCodec::default().encode(r).dump();
+        match resp {
+            Response::Data(Data::Capability(caps)) => {
+                match Vec1::try_from(capabilities::filtered(caps)) {
+                    Ok(kept) => encode(&Response::Data(Data::Capability(kept))),
+                    Err(_) => raw.to_vec(),
+                }
+            }
+            Response::Status(Status::Tagged(mut t)) => {
+                if self.authenticating.as_deref() == Some(t.tag.as_ref()) {
+                    self.authenticating = None;
+                    // AUTHENTICATE with the user sent as a data line.
+                    if self.key.is_none()
+                        && let Some(user) = self.user.clone()
+                    {
+                        self.set_user(&user).await;
+                    }
+                }
+                match t.body.code.take() {
+                    Some(Code::Capability(caps)) => {
+                        t.body.code = Vec1::try_from(capabilities::filtered(caps))
+                            .ok()
+                            .map(Code::Capability);
+                        encode(&Response::Status(Status::Tagged(t)))
+                    }
+                    _ => raw.to_vec(),
+                }
+            }
+            Response::Data(Data::Fetch { seq, items }) => match self.opened_fetch(&items) {
+                Some(items) => encode(&Response::Data(Data::Fetch { seq, items })),
+                None => raw.to_vec(),
+            },
+            _ => raw.to_vec(),
+        }
+    }
+
+    /// The FETCH items with the whole message opened, if they carry one
+    /// encrypted to the user; `RFC822.SIZE` in the same answer follows.
+    fn opened_fetch(
+        &self,
+        items: &Vec1<MessageDataItem<'static>>,
+    ) -> Option<Vec1<MessageDataItem<'static>>> {
+        let key = self.key.as_ref()?;
+        let mut plain: Option<Vec<u8>> = None;
+        let mut out: Vec<MessageDataItem<'static>> = Vec::new();
+        for item in items.as_ref() {
+            let body = match item {
+                MessageDataItem::BodyExt {
+                    section: None,
+                    origin: None,
+                    data: NString(Some(s)),
+                } => Some(s.as_ref().to_vec()),
+                MessageDataItem::Rfc822(NString(Some(s))) => Some(s.as_ref().to_vec()),
+                _ => None,
+            };
+            let opened = body.and_then(|b| self.open_stored(key, &b));
+            match (item, opened) {
+                (
+                    MessageDataItem::BodyExt {
+                        section, origin, ..
+                    },
+                    Some(p),
+                ) => {
+                    out.push(MessageDataItem::BodyExt {
+                        section: section.clone(),
+                        origin: *origin,
+                        data: NString(Some(IString::Literal(Literal::try_from(p.clone()).ok()?))),
+                    });
+                    plain = Some(p);
+                }
+                (MessageDataItem::Rfc822(_), Some(p)) => {
+                    out.push(MessageDataItem::Rfc822(NString(Some(IString::Literal(
+                        Literal::try_from(p.clone()).ok()?,
+                    )))));
+                    plain = Some(p);
+                }
+                _ => out.push(item.clone()),
+            }
+        }
+        let plain = plain?;
+        for item in out.iter_mut() {
+            if let MessageDataItem::Rfc822Size(size) = item {
+                *size = u32::try_from(plain.len()).unwrap_or(u32::MAX);
+            }
+        }
+        metrics::counter!("sotto_imap_fetches_opened_total").increment(1);
+        Vec1::try_from(out).ok()
+    }
+
+    /// The plaintext of a stored message encrypted to `key`: the whole
+    /// message for sotto's own mailbox copies, else the message as the
+    /// inbound path shows it. `None` for anything else.
+    fn open_stored(&self, key: &IdentityKey, message: &[u8]) -> Option<Vec<u8>> {
+        let sealed = match crate::inbound::message::sealed(message)? {
+            crate::inbound::message::Sealed::PgpMime(a) => a,
+            crate::inbound::message::Sealed::Inline { .. } => return None,
+        };
+        let opening = Opening {
+            tsk: key.secret(),
+            sender: Sender::Mail(""),
+            sender_certs: &[],
+            max_bytes: self.shared.max_message as usize,
+            policy: &self.policy,
+        };
+        let opened = open(&sealed, &opening).ok()?;
+        let whole = crate::mail::split(message)
+            .fields
+            .iter()
+            .any(|f| f.is(pgpmime::STORED_WHOLE));
+        if whole {
+            return Some(opened.plaintext);
+        }
+        Some(crate::inbound::message::delivered_pgp_mime(
+            message,
+            &opened.plaintext,
+            &format!("decrypted; key={}", key.fingerprint().to_hex()),
+        ))
+    }
+}
+
+use sequoia_openpgp::Cert;
+
+/// `raw` with every synchronizing literal announcement (`{n}`) made
+/// non-synchronizing (`{n+}`): sotto already answered the client's
+/// continuation, so the server must not wait to send its own.
+fn non_sync(raw: &[u8], infos: &[FragmentInfo]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 8);
+    let mut at = 0;
+    for info in infos {
+        if let FragmentInfo::Line {
+            end,
+            announcement:
+                Some(LiteralAnnouncement {
+                    mode: LiteralMode::Sync,
+                    ..
+                }),
+            ..
+        } = *info
+        {
+            let line = &raw[at..end];
+            if let Some(close) = line.iter().rposition(|b| *b == b'}') {
+                out.extend_from_slice(&line[..close]);
+                out.push(b'+');
+                out.extend_from_slice(&line[close..]);
+                at = end;
+                continue;
+            }
+        }
+        let end = info.range().end;
+        out.extend_from_slice(&raw[at..end]);
+        at = end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use imap_codec::fragmentizer::Fragmentizer;
+
+    #[test]
+    fn sync_literals_become_literal_plus() {
+        let mut f = Fragmentizer::without_max_message_size();
+        f.enqueue_bytes(b"A1 LOGIN {5}\r\nalice {6}\r\nsecret\r\n");
+        let mut infos = Vec::new();
+        while let Some(i) = f.progress() {
+            infos.push(i);
+            if f.is_message_complete() {
+                break;
+            }
+        }
+        assert_eq!(
+            super::non_sync(f.message_bytes(), &infos),
+            b"A1 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The IMAP proxy's first slice against a real Dovecot, with Python's
+//! imaplib as the client: a message APPENDed through sotto is stored as
+//! PGP/MIME (the Maildir file holds neither body nor subject), FETCH
+//! through sotto returns the original bytes exactly while the same FETCH
+//! straight to Dovecot returns ciphertext, and capabilities sotto cannot
+//! keep correct are not offered.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use common::dovecot::Dovecot;
+use common::{Sink, config, gateway};
+use serde_json::{Value, json};
+
+const ALICE: &str = "alice@example.org";
+const PASSWORD: &str = "alice-imap-secret";
+
+/// Runs `tests/peers/imap_client.py` against `addr` as alice; its JSON lines.
+fn imap(addr: &str, steps: &Value) -> Vec<Value> {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/imap_client.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args([host, port, ALICE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{PASSWORD}").unwrap();
+    stdin.write_all(steps.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "imap client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Dovecot with alice, and sotto's IMAP proxy in front of it (identities
+/// for example.org, a store in the returned tempdir).
+async fn proxy_world() -> (Dovecot, Sink, tempfile::TempDir, sotto::serve::Running) {
+    let dovecot = Dovecot::start();
+    dovecot.add_user(ALICE, PASSWORD);
+    let sink = Sink::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let secret = state.path().join("store.secret");
+    std::fs::write(&secret, "imap passphrase\n").unwrap();
+    let mut cfg = config(&sink.addr);
+    cfg.store.url = Some(sotto::store::sqlite_url(&state.path().join("sotto.db")));
+    cfg.store.secret_file = Some(secret);
+    cfg.identities.domains = vec!["example.org".into()];
+    cfg.identities.wkd_listen = String::new();
+    cfg.imap.listen = "127.0.0.1:0".into();
+    cfg.imap.upstream = dovecot.imap_addr();
+    let running = gateway(&cfg).await;
+    (dovecot, sink, state, running)
+}
+
+fn body_of(step: &Value) -> Vec<u8> {
+    let b64 = step["parts"][0]["body"].as_str().expect("a body");
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn append_is_stored_encrypted_and_fetch_returns_the_original() {
+    let (dovecot, _sink, _state, running) = proxy_world().await;
+    let proxy = running.imap.expect("imap listener").to_string();
+
+    let original = b"From: Alice <alice@example.org>\r\nTo: Bob <bob@outside.example>\r\n\
+Subject: draft plans 1212\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <d1@example.org>\r\n\
+MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nthe secret draft 1212\r\n.starts with a dot\r\n";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(original);
+    let through = imap(
+        &proxy,
+        &json!([
+            { "op": "capability" },
+            { "op": "append", "message": b64 },
+            { "op": "uids" },
+        ]),
+    );
+    assert_eq!(through[1]["status"], "OK", "{through:?}");
+    let caps: Vec<String> = through[2]["caps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_ascii_uppercase())
+        .collect();
+    for gone in [
+        "COMPRESS=DEFLATE",
+        "CATENATE",
+        "MULTIAPPEND",
+        "PREVIEW",
+        "SNIPPET=FUZZY",
+        "URL-PARTIAL",
+        "NOTIFY",
+    ] {
+        assert!(
+            !caps.contains(&gone.to_string()),
+            "{gone} offered: {caps:?}"
+        );
+    }
+    for kept in ["IDLE", "MOVE", "UIDPLUS", "CONDSTORE", "LITERAL+"] {
+        assert!(caps.contains(&kept.to_string()), "{kept} missing: {caps:?}");
+    }
+    assert_eq!(through[3]["status"], "OK", "{through:?}");
+    let uid = through[4]["uids"][0].as_str().expect("a uid").to_owned();
+
+    // The Maildir file: PGP/MIME, no body, no subject.
+    let stored = dovecot.messages(ALICE);
+    assert_eq!(stored.len(), 1);
+    let text = String::from_utf8_lossy(&stored[0]);
+    assert!(text.contains("multipart/encrypted"), "{text}");
+    assert!(!text.contains("1212"), "plaintext in the mailbox: {text}");
+
+    // FETCH through sotto: the original bytes; straight to Dovecot: ciphertext.
+    let steps = json!([{ "op": "fetch", "uid": uid }]);
+    let via = imap(&proxy, &steps);
+    let got = body_of(&via[2]);
+    assert_eq!(got, original.to_vec(), "{}", String::from_utf8_lossy(&got));
+    let meta = via[2]["parts"][0]["meta"].as_str().unwrap();
+    assert!(
+        meta.contains(&format!("RFC822.SIZE {}", original.len())),
+        "{meta}"
+    );
+    let direct = imap(&dovecot.imap_addr(), &steps);
+    let raw = body_of(&direct[2]);
+    assert!(String::from_utf8_lossy(&raw).contains("BEGIN PGP MESSAGE"));
+    assert!(!String::from_utf8_lossy(&raw).contains("1212"));
+    running.shutdown();
+}
+
+/// Writes an mbsyncrc for alice through `port` on localhost (plain IMAP),
+/// INBOX synced both ways with the Maildir `local`; runs mbsync once.
+fn mbsync(dir: &std::path::Path, port: &str, local: &std::path::Path) -> String {
+    let mbsync = common::require("mbsync");
+    let pass = dir.join("pass");
+    std::fs::write(&pass, PASSWORD).unwrap();
+    let rc = dir.join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount a\nHost localhost\nPort {port}\nUser {ALICE}\nPassCmd \"cat {}\"\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount a\n\nMaildirStore local\nPath {}/\nInbox {}/INBOX\nSubFolders Verbatim\n\n\
+             Channel inbox\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSync All\nExpunge None\nSyncState *\n",
+            pass.display(),
+            local.display(),
+            local.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(mbsync)
+        .arg("-c")
+        .arg(&rc)
+        .arg("inbox")
+        .output()
+        .expect("mbsync");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every file of a Maildir folder (new and cur).
+fn maildir_files(folder: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(rd) = std::fs::read_dir(folder.join(sub)) {
+            for e in rd.flatten() {
+                out.push(std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A real sync tool through the proxy, both ways: mbsync (isync) pulls
+/// what was stored encrypted and gets it plain; a message written into its
+/// local Maildir is pushed (APPEND) and stored encrypted.
+#[tokio::test(flavor = "multi_thread")]
+async fn mbsync_reads_and_saves_mail_through_sotto() {
+    let (dovecot, _sink, state, running) = proxy_world().await;
+    let port = running.imap.unwrap().port().to_string();
+
+    let first = b"From: <carol@else.example>\r\nTo: <alice@example.org>\r\nSubject: stored 3434\r\n\r\nkept encrypted 3434\r\n";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(first);
+    let r = imap(
+        &running.imap.unwrap().to_string(),
+        &json!([{ "op": "append", "message": b64 }]),
+    );
+    assert_eq!(r[2]["status"], "OK", "{r:?}");
+
+    let local = state.path().join("mail");
+    std::fs::create_dir_all(&local).unwrap();
+    let said = mbsync(state.path(), &port, &local);
+    let pulled = maildir_files(&local.join("INBOX"));
+    assert_eq!(pulled.len(), 1, "mbsync: {said}");
+    // mbsync stores LF line ends and adds its X-TUID field: otherwise the
+    // original, plain.
+    let text = String::from_utf8_lossy(&pulled[0]);
+    assert!(
+        text.starts_with(
+            "From: <carol@else.example>\nTo: <alice@example.org>\nSubject: stored 3434\n"
+        ) && text.ends_with("\n\nkept encrypted 3434\n")
+            && !text.contains("PGP"),
+        "mbsync got: {text}"
+    );
+
+    // A message mbsync's user wrote locally: pushed through sotto.
+    let new = local.join("INBOX/new");
+    std::fs::write(
+        new.join("1700000000.M1P1.sotto"),
+        b"From: <alice@example.org>\nTo: <carol@else.example>\nSubject: written offline 5656\n\nsaved by mbsync 5656\n",
+    )
+    .unwrap();
+    let said = mbsync(state.path(), &port, &local);
+    let stored = dovecot.messages(ALICE);
+    assert_eq!(stored.len(), 2, "mbsync: {said}\n{}", dovecot.log());
+    for m in &stored {
+        let text = String::from_utf8_lossy(m);
+        assert!(text.contains("multipart/encrypted"), "{text}");
+        assert!(
+            !text.contains("3434") && !text.contains("5656"),
+            "plaintext stored: {text}"
+        );
+    }
+    running.shutdown();
+}

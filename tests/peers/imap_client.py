@@ -1,0 +1,50 @@
+"""A scripted IMAP client (Python's imaplib) for sotto's IMAP proxy tests.
+
+Usage: imap_client.py HOST PORT USER < script.json
+The password comes as the first line of stdin, the JSON script after it:
+a list of steps, each {"op": "capability" | "append" | "fetch" | "uids",
+...}. Prints one JSON object per step on stdout; message bytes in base64.
+"""
+
+import base64
+import imaplib
+import json
+import sys
+
+
+def main():
+    host, port, user = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    password = sys.stdin.readline().rstrip("\n")
+    steps = json.loads(sys.stdin.read())
+    m = imaplib.IMAP4(host, port, timeout=20)
+    out = {"greeting_caps": sorted(m.capabilities)}
+    print(json.dumps(out), flush=True)
+    typ, _ = m.login(user, password)
+    print(json.dumps({"op": "login", "status": typ}), flush=True)
+    m.select("INBOX")
+    for step in steps:
+        op = step["op"]
+        if op == "capability":
+            typ, data = m.capability()
+            print(json.dumps({"op": op, "caps": data[0].decode().split()}), flush=True)
+        elif op == "append":
+            msg = base64.b64decode(step["message"])
+            typ, data = m.append(step.get("mailbox", "INBOX"), step.get("flags", "(\\Seen)"), None, msg)
+            print(json.dumps({"op": op, "status": typ, "data": [d.decode() if isinstance(d, bytes) else str(d) for d in data]}), flush=True)
+        elif op == "fetch":
+            typ, data = m.uid("FETCH", step["uid"], step.get("items", "(RFC822.SIZE BODY.PEEK[])"))
+            parts = []
+            for d in data:
+                if isinstance(d, tuple):
+                    parts.append({"meta": d[0].decode(errors="replace"), "body": base64.b64encode(d[1]).decode()})
+                elif d is not None:
+                    parts.append({"meta": d.decode(errors="replace")})
+            print(json.dumps({"op": op, "status": typ, "parts": parts}), flush=True)
+        elif op == "uids":
+            typ, data = m.uid("SEARCH", None, "ALL")
+            print(json.dumps({"op": op, "uids": data[0].decode().split()}), flush=True)
+    m.logout()
+
+
+if __name__ == "__main__":
+    main()
