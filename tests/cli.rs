@@ -298,7 +298,7 @@ SOTTO_SMTP__REQUIRE_TLS=maybe: expected true or false
 SOTTO_TIMEOUTS__DATA=10 fortnights: expected a duration such as 30s, 5m, 1h or 2d
 SOTTO_UPSTREAM__TLS=yes: expected one of none, starttls, tls
 SOTTO_UPSTREM__ADDRESS: no setting `upstrem` at the top level, did you mean SOTTO_UPSTREAM__ADDRESS? \
-Known at the top level: smtp, lmtp, upstream, limits, timeouts, admin, log, keys, policy, crypt, links, redirect, xmpp, store, identities, inbound
+Known at the top level: smtp, lmtp, upstream, limits, timeouts, admin, log, keys, policy, crypt, links, redirect, xmpp, store, identities, inbound, imap
 ";
     assert_eq!(err, want);
 }
