@@ -40,6 +40,8 @@ pub enum ServeError {
     Xmpp(String),
     #[error("state store: {0}")]
     Store(String),
+    #[error("IMAP proxy: {0}")]
+    Imap(String),
 }
 
 /// A running gateway: where it listens, and how to stop it.
@@ -52,8 +54,9 @@ pub struct Running {
     pub wkd: Option<SocketAddr>,
     /// The inbound LMTP listener (`inbound.listen`).
     pub inbound: Option<SocketAddr>,
-    /// The IMAP proxy (`imap.listen`).
+    /// The IMAP proxy (`imap.listen`, STARTTLS; `imap.listen_tls`).
     pub imap: Option<SocketAddr>,
+    pub imap_tls: Option<SocketAddr>,
     /// The XMPP listeners (STARTTLS, then direct TLS), when enabled.
     pub xmpp: Option<SocketAddr>,
     pub xmpp_tls: Option<SocketAddr>,
@@ -290,37 +293,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         tracing::info!(event = "listening", protocol = "inbound-lmtp", addr = ?inbound_addr, upstream = %cfg.inbound.upstream);
         listeners.push(tokio::spawn(l.run(limit.clone(), sessions.clone())));
     }
-    let mut imap_addr = None;
-    if let Some(socket) = bind("imap.listen", &cfg.imap.listen).await? {
-        let Some(ids) = identities
-            .clone()
-            .filter(|_| !cfg.identities.domains.is_empty())
-        else {
-            return Err(ServeError::Store(
-                "imap.listen needs identities.domains and store.secret_file: the proxy encrypts to the users' identities".into(),
-            ));
-        };
-        imap_addr = socket.local_addr().ok();
-        tracing::info!(event = "listening", protocol = "imap", addr = ?imap_addr, upstream = %cfg.imap.upstream);
-        let shared = Arc::new(crate::imap::proxy::ImapShared {
-            upstream: cfg.imap.upstream.clone(),
-            identities: ids,
-            domains: cfg
-                .identities
-                .domains
-                .iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
-            max_message: u32::try_from(cfg.limits.max_message_size.saturating_mul(2))
-                .unwrap_or(u32::MAX),
-            idle_timeout: Duration::from_secs(30 * 60),
-        });
-        listeners.push(tokio::spawn(crate::imap::proxy::run(
-            socket,
-            shared,
-            shutdown.clone(),
-        )));
-    }
+    let (imap_addr, imap_tls_addr) = imap(cfg, &identities, &shutdown, &mut listeners).await?;
     let mut wkd_addr = None;
     if let (Some(ids), false) = (&identities, cfg.identities.domains.is_empty())
         && let Some(socket) = bind("identities.wkd_listen", &cfg.identities.wkd_listen).await?
@@ -372,6 +345,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         redirect: redirect_addr,
         wkd: wkd_addr,
         imap: imap_addr,
+        imap_tls: imap_tls_addr,
         inbound: inbound_addr,
         xmpp: if cfg.xmpp.listen.is_empty() {
             None
@@ -386,6 +360,70 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         shutdown,
         done,
     })
+}
+
+/// The IMAP proxy's listeners (`imap.listen`, `imap.listen_tls`), when
+/// configured: their addresses.
+async fn imap(
+    cfg: &Config,
+    identities: &Option<Arc<crate::openpgp::identities::Identities>>,
+    shutdown: &CancellationToken,
+    listeners: &mut Vec<JoinHandle<()>>,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ServeError> {
+    let plain = bind("imap.listen", &cfg.imap.listen).await?;
+    let tls_socket = bind("imap.listen_tls", &cfg.imap.listen_tls).await?;
+    if plain.is_none() && tls_socket.is_none() {
+        return Ok((None, None));
+    }
+    let Some(ids) = identities
+        .clone()
+        .filter(|_| !cfg.identities.domains.is_empty())
+    else {
+        return Err(ServeError::Imap(
+            "imap.listen needs identities.domains and store.secret_file: the proxy encrypts to the users' identities".into(),
+        ));
+    };
+    let tls = match (&cfg.imap.tls_cert, &cfg.imap.tls_key) {
+        (Some(c), Some(k)) => Some(crate::smtp::server_tls(c, k)?),
+        _ if tls_socket.is_some() => {
+            return Err(ServeError::Imap(
+                "imap.listen_tls needs imap.tls_cert and imap.tls_key".into(),
+            ));
+        }
+        _ => None,
+    };
+    let shared = Arc::new(crate::imap::proxy::ImapShared {
+        upstream: cfg.imap.upstream.clone(),
+        identities: ids,
+        domains: cfg
+            .identities
+            .domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        max_message: u32::try_from(cfg.limits.max_message_size.saturating_mul(2))
+            .unwrap_or(u32::MAX),
+        idle_timeout: Duration::from_secs(30 * 60),
+        tls,
+    });
+    let mut addrs = (None, None);
+    for (socket, implicit) in [(plain, false), (tls_socket, true)] {
+        let Some(socket) = socket else { continue };
+        let addr = socket.local_addr().ok();
+        tracing::info!(event = "listening", protocol = if implicit { "imaps" } else { "imap" }, addr = ?addr, upstream = %cfg.imap.upstream);
+        if implicit {
+            addrs.1 = addr;
+        } else {
+            addrs.0 = addr;
+        }
+        listeners.push(tokio::spawn(crate::imap::proxy::run(
+            socket,
+            shared.clone(),
+            shutdown.clone(),
+            implicit,
+        )));
+    }
+    Ok(addrs)
 }
 
 /// Every ten minutes until shutdown, drops expired OX replay records and

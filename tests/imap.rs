@@ -20,12 +20,18 @@ const PASSWORD: &str = "alice-imap-secret";
 
 /// Runs `tests/peers/imap_client.py` against `addr` as alice; its JSON lines.
 fn imap(addr: &str, steps: &Value) -> Vec<Value> {
+    imap_with(addr, &[], steps)
+}
+
+/// [`imap`] with extra arguments (`--tls CAFILE`, `--starttls CAFILE`).
+fn imap_with(addr: &str, extra: &[&str], steps: &Value) -> Vec<Value> {
     let (host, port) = addr.rsplit_once(':').unwrap();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/imap_client.py");
     let mut child = Command::new("python3")
         .arg(script)
         .args([host, port, ALICE])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,7 +55,9 @@ fn imap(addr: &str, steps: &Value) -> Vec<Value> {
 
 /// Dovecot with alice, and sotto's IMAP proxy in front of it (identities
 /// for example.org, a store in the returned tempdir).
-async fn proxy_world() -> (Dovecot, Sink, tempfile::TempDir, sotto::serve::Running) {
+async fn proxy_world_with(
+    tune: impl FnOnce(&mut sotto::config::Config, &std::path::Path),
+) -> (Dovecot, Sink, tempfile::TempDir, sotto::serve::Running) {
     let dovecot = Dovecot::start();
     dovecot.add_user(ALICE, PASSWORD);
     let sink = Sink::start(&[]);
@@ -63,8 +71,13 @@ async fn proxy_world() -> (Dovecot, Sink, tempfile::TempDir, sotto::serve::Runni
     cfg.identities.wkd_listen = String::new();
     cfg.imap.listen = "127.0.0.1:0".into();
     cfg.imap.upstream = dovecot.imap_addr();
+    tune(&mut cfg, state.path());
     let running = gateway(&cfg).await;
     (dovecot, sink, state, running)
+}
+
+async fn proxy_world() -> (Dovecot, Sink, tempfile::TempDir, sotto::serve::Running) {
+    proxy_world_with(|_, _| {}).await
 }
 
 fn body_of(step: &Value) -> Vec<u8> {
@@ -237,5 +250,62 @@ async fn mbsync_reads_and_saves_mail_through_sotto() {
             "plaintext stored: {text}"
         );
     }
+    running.shutdown();
+}
+
+/// TLS towards clients: implicit TLS (IMAPS) and STARTTLS on the plain
+/// listener, with a certificate for `localhost`; the same APPEND and FETCH
+/// over each. STARTTLS is sotto's own: offered before, not after.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_reach_the_proxy_over_implicit_tls_and_starttls() {
+    let (dovecot, _sink, state, running) = proxy_world_with(|cfg, dir| {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        cfg.imap.listen_tls = "127.0.0.1:0".into();
+        cfg.imap.tls_cert = Some(cert);
+        cfg.imap.tls_key = Some(key);
+    })
+    .await;
+    let cert = state.path().join("cert.pem");
+    let ca = cert.to_str().unwrap();
+    let message = b"From: <alice@example.org>\r\nSubject: over tls 7878\r\n\r\nbody 7878\r\n";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(message);
+    let steps = json!([{ "op": "append", "message": b64 }, { "op": "uids" }]);
+
+    let tls = format!("localhost:{}", running.imap_tls.unwrap().port());
+    let r = imap_with(&tls, &["--tls", ca], &steps);
+    assert_eq!(r[2]["status"], "OK", "{r:?}");
+    let uid = r[3]["uids"][0].as_str().unwrap().to_owned();
+    let r = imap_with(
+        &tls,
+        &["--tls", ca],
+        &json!([{ "op": "fetch", "uid": uid }]),
+    );
+    assert_eq!(body_of(&r[2]), message.to_vec());
+
+    let plain = format!("localhost:{}", running.imap.unwrap().port());
+    let r = imap_with(
+        &plain,
+        &["--starttls", ca],
+        &json!([{ "op": "fetch", "uid": uid }]),
+    );
+    let before: Vec<&str> = r[0]["greeting_caps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let after: Vec<&str> = r[0]["after_starttls_caps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(before.contains(&"STARTTLS"), "{before:?}");
+    assert!(!after.contains(&"STARTTLS"), "{after:?}");
+    assert_eq!(body_of(&r[2]), message.to_vec());
+    assert!(String::from_utf8_lossy(&dovecot.messages(ALICE)[0]).contains("multipart/encrypted"));
     running.shutdown();
 }

@@ -90,9 +90,15 @@ impl Default for InboundConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImapConfig {
-    /// Address for IMAP clients (plain; loopback in this version); empty
-    /// string disables the proxy. Needs `identities.domains`.
+    /// Address for IMAP clients, offering STARTTLS when `tls_cert` is
+    /// set; empty string disables it. Needs `identities.domains`.
     pub listen: String,
+    /// Address for IMAP clients over implicit TLS (IMAPS); empty string
+    /// disables it. Needs `tls_cert` and `tls_key`.
+    pub listen_tls: String,
+    /// The certificate chain and key sotto presents to IMAP clients.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
     /// The provider's IMAP server, `host:port` (plain; loopback).
     pub upstream: String,
 }
@@ -101,6 +107,9 @@ impl Default for ImapConfig {
     fn default() -> Self {
         ImapConfig {
             listen: String::new(),
+            listen_tls: String::new(),
+            tls_cert: None,
+            tls_key: None,
             upstream: "127.0.0.1:143".into(),
         }
     }

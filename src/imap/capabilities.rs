@@ -44,9 +44,21 @@ pub fn keep(cap: &Capability<'_>) -> bool {
     })
 }
 
-/// `caps` without what sotto removes.
-pub fn filtered<'a>(caps: impl IntoIterator<Item = Capability<'a>>) -> Vec<Capability<'a>> {
-    caps.into_iter().filter(keep).collect()
+/// `caps` without what sotto removes. STARTTLS is sotto's own (towards
+/// the client): the server's is dropped, and sotto's added when
+/// `starttls` (TLS configured, the client not yet on it).
+pub fn filtered<'a>(
+    caps: impl IntoIterator<Item = Capability<'a>>,
+    starttls: bool,
+) -> Vec<Capability<'a>> {
+    let mut out: Vec<Capability<'a>> = caps
+        .into_iter()
+        .filter(|c| keep(c) && *c != Capability::StartTls)
+        .collect();
+    if starttls {
+        out.push(Capability::StartTls);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -61,7 +73,7 @@ mod tests {
         let Response::Data(Data::Capability(caps)) = resp else {
             panic!("not a capability list");
         };
-        let kept: Vec<String> = super::filtered(caps)
+        let kept: Vec<String> = super::filtered(caps, false)
             .iter()
             .map(|c| c.to_string().to_ascii_uppercase())
             .collect();

@@ -19,7 +19,7 @@ use imap_codec::imap_types::fetch::MessageDataItem;
 use imap_codec::imap_types::response::{Code, Data, Response, Status};
 use imap_codec::{CommandCodec, GreetingCodec, ResponseCodec};
 use sequoia_openpgp::policy::StandardPolicy;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -39,10 +39,21 @@ pub struct ImapShared {
     pub max_message: u32,
     /// Idle time after which a session is closed.
     pub idle_timeout: Duration,
+    /// TLS towards clients (STARTTLS on the plain listener, and the
+    /// implicit-TLS listener).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Accepts clients until `shutdown`.
-pub async fn run(listener: TcpListener, shared: Arc<ImapShared>, shutdown: CancellationToken) {
+type Io = Box<dyn crate::smtp::Io>;
+
+/// Accepts clients until `shutdown`; with `implicit_tls`, each starts with
+/// a TLS handshake (IMAPS).
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<ImapShared>,
+    shutdown: CancellationToken,
+    implicit_tls: bool,
+) {
     loop {
         let (client, _) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -54,7 +65,18 @@ pub async fn run(listener: TcpListener, shared: Arc<ImapShared>, shutdown: Cance
         let shared = shared.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(why) = Session::run(client, shared, stop).await {
+            let _ = client.set_nodelay(true);
+            let client: Io = match (implicit_tls, &shared.tls) {
+                (true, Some(tls)) => {
+                    match tokio::time::timeout(Duration::from_secs(30), tls.accept(client)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        _ => return,
+                    }
+                }
+                (true, None) => return,
+                (false, _) => Box::new(client),
+            };
+            if let Err(why) = Session::run(client, implicit_tls, shared, stop).await {
                 tracing::info!(event = "imap_session_ended", reason = %why);
             }
         });
@@ -72,18 +94,23 @@ struct Session {
     /// Tag of an IDLE in progress: the next client line is DONE.
     idling: Option<String>,
     policy: StandardPolicy<'static>,
+    /// The client is on TLS.
+    secure: bool,
+    /// STARTTLS was accepted: upgrade before reading on.
+    upgrade: bool,
 }
 
 impl Session {
     async fn run(
-        client: TcpStream,
+        client: Io,
+        secure: bool,
         shared: Arc<ImapShared>,
         shutdown: CancellationToken,
     ) -> Result<(), String> {
         let server = TcpStream::connect(&shared.upstream)
             .await
             .map_err(|e| format!("upstream: {e}"))?;
-        let (mut cr, mut cw) = client.into_split();
+        let (mut cr, mut cw): (ReadHalf<Io>, WriteHalf<Io>) = tokio::io::split(client);
         let (mut sr, mut sw) = server.into_split();
         let mut cf = Fragmentizer::new(shared.max_message);
         let mut sf = Fragmentizer::new(shared.max_message);
@@ -96,6 +123,8 @@ impl Session {
             authenticating: None,
             idling: None,
             policy: StandardPolicy::new(),
+            secure,
+            upgrade: false,
         };
         let (mut cbuf, mut sbuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
         let mut lines: Vec<FragmentInfo> = Vec::new();
@@ -126,7 +155,29 @@ impl Session {
             if !to_client.is_empty() {
                 cw.write_all(&to_client).await.map_err(|e| e.to_string())?;
             }
+            if std::mem::take(&mut s.upgrade) {
+                let Some(tls) = s.shared.tls.clone() else {
+                    return Err("STARTTLS without TLS".into());
+                };
+                // Anything the client sent after STARTTLS, before the
+                // handshake, is dropped (RFC 9051 section 6.2.1).
+                cf = Fragmentizer::new(s.shared.max_message);
+                lines.clear();
+                let plain = cr.unsplit(cw);
+                let secured = tokio::time::timeout(Duration::from_secs(30), tls.accept(plain))
+                    .await
+                    .map_err(|_| "TLS handshake timed out".to_string())?
+                    .map_err(|e| format!("TLS: {e}"))?;
+                let boxed: Io = Box::new(secured);
+                (cr, cw) = tokio::io::split(boxed);
+                s.secure = true;
+            }
         }
+    }
+
+    /// Whether sotto offers STARTTLS to this client now.
+    fn offer_starttls(&self) -> bool {
+        self.shared.tls.is_some() && !self.secure
     }
 
     /// Handles every complete client message: (bytes for the client,
@@ -229,6 +280,13 @@ impl Session {
                 }
             }
             CommandBody::Idle => self.idling = Some(tag.clone()),
+            CommandBody::StartTLS if self.offer_starttls() => {
+                self.upgrade = true;
+                return Err(format!("{tag} OK Begin TLS negotiation now\r\n").into_bytes());
+            }
+            CommandBody::StartTLS => {
+                return Err(format!("{tag} BAD STARTTLS is not available here\r\n").into_bytes());
+            }
             CommandBody::Append { .. } => return self.append(cmd).await,
             _ => {}
         }
@@ -358,7 +416,7 @@ impl Session {
         };
         match g.code.take() {
             Some(Code::Capability(caps)) => {
-                g.code = Vec1::try_from(capabilities::filtered(caps))
+                g.code = Vec1::try_from(capabilities::filtered(caps, self.offer_starttls()))
                     .ok()
                     .map(Code::Capability);
                 GreetingCodec::default().encode(&g).dump()
@@ -374,7 +432,7 @@ impl Session {
         let encode = |r: &Response<'_>| ResponseCodec::default().encode(r).dump();
         match resp {
             Response::Data(Data::Capability(caps)) => {
-                match Vec1::try_from(capabilities::filtered(caps)) {
+                match Vec1::try_from(capabilities::filtered(caps, self.offer_starttls())) {
                     Ok(kept) => encode(&Response::Data(Data::Capability(kept))),
                     Err(_) => raw.to_vec(),
                 }
@@ -391,9 +449,10 @@ impl Session {
                 }
                 match t.body.code.take() {
                     Some(Code::Capability(caps)) => {
-                        t.body.code = Vec1::try_from(capabilities::filtered(caps))
-                            .ok()
-                            .map(Code::Capability);
+                        t.body.code =
+                            Vec1::try_from(capabilities::filtered(caps, self.offer_starttls()))
+                                .ok()
+                                .map(Code::Capability);
                         encode(&Response::Status(Status::Tagged(t)))
                     }
                     _ => raw.to_vec(),

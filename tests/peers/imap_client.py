@@ -1,6 +1,6 @@
 """A scripted IMAP client (Python's imaplib) for sotto's IMAP proxy tests.
 
-Usage: imap_client.py HOST PORT USER < script.json
+Usage: imap_client.py HOST PORT USER [--tls CAFILE | --starttls CAFILE] < script.json
 The password comes as the first line of stdin, the JSON script after it:
 a list of steps, each {"op": "capability" | "append" | "fetch" | "uids",
 ...}. Prints one JSON object per step on stdout; message bytes in base64.
@@ -9,15 +9,25 @@ a list of steps, each {"op": "capability" | "append" | "fetch" | "uids",
 import base64
 import imaplib
 import json
+import ssl
 import sys
 
 
 def main():
     host, port, user = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    mode = sys.argv[4] if len(sys.argv) > 5 else None
     password = sys.stdin.readline().rstrip("\n")
     steps = json.loads(sys.stdin.read())
-    m = imaplib.IMAP4(host, port, timeout=20)
+    if mode == "--tls":
+        ctx = ssl.create_default_context(cafile=sys.argv[5])
+        m = imaplib.IMAP4_SSL(host, port, ssl_context=ctx, timeout=20)
+    else:
+        m = imaplib.IMAP4(host, port, timeout=20)
     out = {"greeting_caps": sorted(m.capabilities)}
+    if mode == "--starttls":
+        ctx = ssl.create_default_context(cafile=sys.argv[5])
+        m.starttls(ssl_context=ctx)
+        out["after_starttls_caps"] = sorted(m.capabilities)
     print(json.dumps(out), flush=True)
     typ, _ = m.login(user, password)
     print(json.dumps({"op": "login", "status": typ}), flush=True)
