@@ -309,3 +309,68 @@ async fn clients_reach_the_proxy_over_implicit_tls_and_starttls() {
     assert!(String::from_utf8_lossy(&dovecot.messages(ALICE)[0]).contains("multipart/encrypted"));
     running.shutdown();
 }
+
+/// IDLE through the proxy, with a second client at once: one client idles,
+/// the other APPENDs; the idling one is told of the new message, ends with
+/// DONE and gets its tagged OK.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_notifications_arrive_while_another_client_appends() {
+    let (_dovecot, _sink, _state, running) = proxy_world().await;
+    let proxy = running.imap.unwrap().to_string();
+    let (host, port) = proxy.rsplit_once(':').unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/imap_client.py");
+    let mut idler = tokio::process::Command::new("python3")
+        .arg(script)
+        .args([host, port, ALICE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = idler.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{PASSWORD}\n[{{\"op\": \"idle\"}}]").as_bytes())
+            .await
+            .unwrap();
+    }
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(idler.stdout.take().unwrap()).lines();
+    let mut idling = false;
+    while let Some(line) =
+        tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the idling client answers")
+            .unwrap()
+    {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["op"] == "idling" {
+            assert!(v["line"].as_str().unwrap().starts_with('+'), "{v}");
+            idling = true;
+            break;
+        }
+    }
+    assert!(idling, "IDLE was not accepted");
+    let b64 =
+        base64::engine::general_purpose::STANDARD.encode(b"Subject: while idling\r\n\r\nhello\r\n");
+    let r = imap(&proxy, &json!([{ "op": "append", "message": b64 }]));
+    assert_eq!(r[2]["status"], "OK", "{r:?}");
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the idling client is told")
+        .unwrap()
+        .expect("a line");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["op"], "idle");
+    assert!(v["pushed"].as_str().unwrap().ends_with("EXISTS"), "{v}");
+    assert!(v["done"].as_str().unwrap().contains(" OK"), "{v}");
+    let out = idler.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    running.shutdown();
+}

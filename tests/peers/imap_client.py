@@ -50,6 +50,20 @@ def main():
                 elif d is not None:
                     parts.append({"meta": d.decode(errors="replace")})
             print(json.dumps({"op": op, "status": typ, "parts": parts}), flush=True)
+        elif op == "idle":
+            # imaplib (3.11) has no IDLE: the dialogue by hand. Prints
+            # "idling" once the server accepted, then the first untagged
+            # line it pushes (e.g. "* 2 EXISTS"), then the end.
+            tag = m._new_tag()
+            m.send(tag + b" IDLE\r\n")
+            cont = m.readline()
+            print(json.dumps({"op": "idling", "line": cont.decode(errors="replace").strip()}), flush=True)
+            pushed = m.readline().decode(errors="replace").strip()
+            m.send(b"DONE\r\n")
+            done = m.readline().decode(errors="replace").strip()
+            while not done.startswith(tag.decode()):
+                done = m.readline().decode(errors="replace").strip()
+            print(json.dumps({"op": op, "pushed": pushed, "done": done}), flush=True)
         elif op == "uids":
             typ, data = m.uid("SEARCH", None, "ALL")
             print(json.dumps({"op": op, "uids": data[0].decode().split()}), flush=True)
