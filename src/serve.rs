@@ -392,8 +392,38 @@ async fn imap(
         }
         _ => None,
     };
+    let upstream_tls = if cfg.imap.upstream_tls {
+        let ca = match &cfg.imap.upstream_tls_ca {
+            Some(p) => Some(std::fs::read(p).map_err(|e| {
+                ServeError::Imap(format!("imap.upstream_tls_ca `{}`: {e}", p.display()))
+            })?),
+            None => None,
+        };
+        let host = crate::config::split_host_port(&cfg.imap.upstream)
+            .map(|(h, _)| h)
+            .unwrap_or_default();
+        Some(
+            crate::relay::stream::Implicit::new(&host, ca.as_deref())
+                .map_err(|e| ServeError::Imap(format!("imap.upstream_tls: {e}")))?,
+        )
+    } else {
+        let host = cfg.imap.upstream.rsplit_once(':').map_or("", |(h, _)| h);
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(ServeError::Imap(format!(
+                "imap.upstream `{}` is not on this machine: set imap.upstream_tls = true (plain IMAP only on loopback)",
+                cfg.imap.upstream
+            )));
+        }
+        None
+    };
     let shared = Arc::new(crate::imap::proxy::ImapShared {
         upstream: cfg.imap.upstream.clone(),
+        upstream_tls,
         identities: ids,
         domains: cfg
             .identities

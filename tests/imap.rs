@@ -53,13 +53,10 @@ fn imap_with(addr: &str, extra: &[&str], steps: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// Dovecot with alice, and sotto's IMAP proxy in front of it (identities
-/// for example.org, a store in the returned tempdir).
-async fn proxy_world_with(
-    tune: impl FnOnce(&mut sotto::config::Config, &std::path::Path),
-) -> (Dovecot, Sink, tempfile::TempDir, sotto::serve::Running) {
-    let dovecot = Dovecot::start();
-    dovecot.add_user(ALICE, PASSWORD);
+/// sotto's configuration for the proxy tests, upstream not set: the
+/// sink, the store in the returned tempdir, identities for example.org, the
+/// plain IMAP listener on a free port.
+fn proxy_config() -> (Sink, tempfile::TempDir, sotto::config::Config) {
     let sink = Sink::start(&[]);
     let state = tempfile::tempdir().unwrap();
     let secret = state.path().join("store.secret");
@@ -70,6 +67,17 @@ async fn proxy_world_with(
     cfg.identities.domains = vec!["example.org".into()];
     cfg.identities.wkd_listen = String::new();
     cfg.imap.listen = "127.0.0.1:0".into();
+    (sink, state, cfg)
+}
+
+/// Dovecot with alice, and sotto's IMAP proxy in front of it (identities
+/// for example.org, a store in the returned tempdir).
+async fn proxy_world_with(
+    tune: impl FnOnce(&mut sotto::config::Config, &std::path::Path),
+) -> (Dovecot, Sink, tempfile::TempDir, sotto::serve::Running) {
+    let dovecot = Dovecot::start();
+    dovecot.add_user(ALICE, PASSWORD);
+    let (sink, state, mut cfg) = proxy_config();
     cfg.imap.upstream = dovecot.imap_addr();
     tune(&mut cfg, state.path());
     let running = gateway(&cfg).await;
@@ -372,5 +380,58 @@ async fn idle_notifications_arrive_while_another_client_appends() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    running.shutdown();
+}
+
+/// Implicit TLS towards the server: Dovecot's IMAPS listener with a
+/// certificate for `localhost`, verified by sotto against the configured
+/// CA; APPEND and FETCH through it. A plain upstream off loopback is
+/// refused at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_is_reached_over_verified_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("up.pem"), dir.path().join("up.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let imaps = common::free_port();
+    let dovecot = Dovecot::start_with(
+        common::dovecot::Options::default()
+            .config("ssl = yes")
+            .config(&format!("ssl_cert = <{}", cert.display()))
+            .config(&format!("ssl_key = <{}", key.display()))
+            .config(&format!(
+                "service imap-login {{\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n  }}\n}}"
+            )),
+    );
+    dovecot.add_user(ALICE, PASSWORD);
+    let (_sink, _state, mut cfg) = proxy_config();
+
+    // Plain to a host that is not this machine: refused.
+    cfg.imap.upstream = "imap.example.net:143".into();
+    let err = sotto::serve::start(&cfg).await.err().expect("refused");
+    assert!(err.to_string().contains("imap.upstream_tls"), "{err}");
+
+    cfg.imap.upstream = format!("localhost:{imaps}");
+    cfg.imap.upstream_tls = true;
+    cfg.imap.upstream_tls_ca = Some(cert.clone());
+    let running = gateway(&cfg).await;
+    let proxy = running.imap.unwrap().to_string();
+    let message = b"Subject: via imaps 9191\r\n\r\nbody 9191\r\n";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(message);
+    let r = imap(
+        &proxy,
+        &json!([{ "op": "append", "message": b64 }, { "op": "uids" }]),
+    );
+    assert_eq!(r[2]["status"], "OK", "{r:?}\n{}", dovecot.log());
+    let uid = r[3]["uids"][0].as_str().unwrap().to_owned();
+    let r = imap(&proxy, &json!([{ "op": "fetch", "uid": uid }]));
+    assert_eq!(body_of(&r[2]), message.to_vec());
+    assert!(!String::from_utf8_lossy(&dovecot.messages(ALICE)[0]).contains("9191"));
     running.shutdown();
 }

@@ -99,8 +99,14 @@ pub struct ImapConfig {
     /// The certificate chain and key sotto presents to IMAP clients.
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
-    /// The provider's IMAP server, `host:port` (plain; loopback).
+    /// The provider's IMAP server, `host:port`: plain only on loopback,
+    /// else with `upstream_tls`.
     pub upstream: String,
+    /// Implicit TLS (IMAPS) to the server, its certificate verified
+    /// against the system's roots and `upstream_tls_ca`, for the host
+    /// name in `upstream`.
+    pub upstream_tls: bool,
+    pub upstream_tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for ImapConfig {
@@ -111,6 +117,8 @@ impl Default for ImapConfig {
             tls_cert: None,
             tls_key: None,
             upstream: "127.0.0.1:143".into(),
+            upstream_tls: false,
+            upstream_tls_ca: None,
         }
     }
 }

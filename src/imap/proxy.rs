@@ -42,6 +42,8 @@ pub struct ImapShared {
     /// TLS towards clients (STARTTLS on the plain listener, and the
     /// implicit-TLS listener).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Implicit TLS towards the server, verified (`None`: plain, loopback).
+    pub upstream_tls: Option<crate::relay::stream::Implicit>,
 }
 
 type Io = Box<dyn crate::smtp::Io>;
@@ -107,11 +109,25 @@ impl Session {
         shared: Arc<ImapShared>,
         shutdown: CancellationToken,
     ) -> Result<(), String> {
-        let server = TcpStream::connect(&shared.upstream)
-            .await
-            .map_err(|e| format!("upstream: {e}"))?;
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(30),
+            TcpStream::connect(&shared.upstream),
+        )
+        .await
+        .map_err(|_| "upstream: connect timed out".to_string())?
+        .map_err(|e| format!("upstream: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let server: Io = match &shared.upstream_tls {
+            Some(tls) => Box::new(
+                tokio::time::timeout(Duration::from_secs(30), tls.handshake(tcp))
+                    .await
+                    .map_err(|_| "upstream: TLS handshake timed out".to_string())?
+                    .map_err(|e| format!("upstream TLS: {e}"))?,
+            ),
+            None => Box::new(tcp),
+        };
         let (mut cr, mut cw): (ReadHalf<Io>, WriteHalf<Io>) = tokio::io::split(client);
-        let (mut sr, mut sw) = server.into_split();
+        let (mut sr, mut sw) = tokio::io::split(server);
         let mut cf = Fragmentizer::new(shared.max_message);
         let mut sf = Fragmentizer::new(shared.max_message);
         let idle = shared.idle_timeout;
