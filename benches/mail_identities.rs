@@ -66,14 +66,6 @@ fn message(from: &str, to: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
 fn ticks_per_s() -> f64 {
     let out = Command::new("getconf")
         .arg("CLK_TCK")
@@ -284,11 +276,11 @@ fn main() {
                    pid: Option<u32>,
                    base: Option<f64>| {
         load(addr, what, warm, sessions);
-        let before = pid.map(cpu_ticks);
+        let before = pid.map(common::cpu_ticks);
         let t = load(addr, what, count, sessions);
         let cpu_us = pid
             .zip(before)
-            .map(|(p, b)| (cpu_ticks(p) - b) as f64 / tps * 1e6 / count as f64);
+            .map(|(p, b)| (common::cpu_ticks(p) - b) as f64 / tps * 1e6 / count as f64);
         let per_s = count as f64 / t.as_secs_f64();
         rows.push(Row {
             name: name.into(),

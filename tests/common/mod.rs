@@ -408,3 +408,13 @@ pub fn header_values(mail: &[u8], name: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The CPU time (user + system, in clock ticks) process `pid` has used,
+/// from `/proc/<pid>/stat` (benchmarks read it around a run).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
