@@ -68,6 +68,8 @@ pub async fn run(
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let _ = client.set_nodelay(true);
+            // The same socket, to re-arm quick ACKs after each read (below).
+            let ack = std::os::fd::AsFd::as_fd(&client).try_clone_to_owned().ok();
             let client: Io = match (implicit_tls, &shared.tls) {
                 (true, Some(tls)) => {
                     match tokio::time::timeout(Duration::from_secs(30), tls.accept(client)).await {
@@ -78,7 +80,7 @@ pub async fn run(
                 (true, None) => return,
                 (false, _) => Box::new(client),
             };
-            if let Err(why) = Session::run(client, implicit_tls, shared, stop).await {
+            if let Err(why) = Session::run(client, ack, implicit_tls, shared, stop).await {
                 tracing::info!(event = "imap_session_ended", reason = %why);
             }
         });
@@ -103,8 +105,14 @@ struct Session {
 }
 
 impl Session {
+    /// `ack`: the client's socket, on which quick ACKs are re-armed after
+    /// each read. sotto answers a client's literal continuation itself and
+    /// then waits for the whole command; a client that writes the literal
+    /// and its final CRLF separately (Nagle on, as Python's imaplib) would
+    /// otherwise wait for the delayed ACK of the literal, 40 ms per APPEND.
     async fn run(
         client: Io,
+        ack: Option<std::os::fd::OwnedFd>,
         secure: bool,
         shared: Arc<ImapShared>,
         shutdown: CancellationToken,
@@ -152,6 +160,9 @@ impl Session {
                     let n = n.map_err(|e| e.to_string())?;
                     if n == 0 {
                         return Ok(());
+                    }
+                    if let Some(fd) = &ack {
+                        let _ = socket2::SockRef::from(fd).set_tcp_quickack(true);
                     }
                     cf.enqueue_bytes(&cbuf[..n]);
                     s.client_messages(&mut cf, &mut lines).await
