@@ -226,12 +226,10 @@ fn preview_keys(cfg: &Config, keys: KeyStore) -> Result<PreviewKeys, ExitCode> {
 /// group one delivery); one group prints its message alone, several print
 /// each after a header line (see `--help`). Refusals go to standard error.
 pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
-    let mut input = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
-        eprintln!("sotto: cannot read standard input: {e}");
-        return ExitCode::from(1);
-    }
-    let message = sotto::mail::crlf(&input);
+    let message = match read_message() {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
     let (policies, crypt) = match (policies(&cfg), crypt(&cfg)) {
         (Ok(p), Ok(c)) => (p, c),
         (Err(code), _) | (_, Err(code)) => return code,
@@ -300,12 +298,23 @@ pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
             }
         }
     }
+    print_bytes(&out)
+}
+
+/// The message on standard input, LF line endings taken as CRLF.
+fn read_message() -> Result<Vec<u8>, ExitCode> {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        eprintln!("sotto: cannot read standard input: {e}");
+        return Err(ExitCode::from(1));
+    }
+    Ok(sotto::mail::crlf(&input))
+}
+
+/// Writes `out` to standard output: exit 0, or 1 if it cannot.
+fn print_bytes(out: &[u8]) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(&out)
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
+    if stdout.write_all(out).and_then(|()| stdout.flush()).is_err() {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
@@ -314,12 +323,10 @@ pub async fn transform(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
 /// `sotto transform --inbound`: what the inbound path would deliver, in
 /// the same output format as `transform`.
 pub async fn transform_inbound(cfg: Config, from: String, to: Vec<String>) -> ExitCode {
-    let mut input = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
-        eprintln!("sotto: cannot read standard input: {e}");
-        return ExitCode::from(1);
-    }
-    let message = sotto::mail::crlf(&input);
+    let message = match read_message() {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
     let deliveries = match sotto::inbound::preview::transform(&cfg, &from, &to, message).await {
         Ok(d) => d,
         Err(e) => {
@@ -344,15 +351,7 @@ pub async fn transform_inbound(cfg: Config, from: String, to: Vec<String>) -> Ex
             }
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(&out)
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
-        return ExitCode::from(1);
-    }
-    ExitCode::SUCCESS
+    print_bytes(&out)
 }
 
 /// Starts the header line of each group in `transform`'s output when

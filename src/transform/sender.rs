@@ -65,7 +65,8 @@ pub(super) fn with_autocrypt(
     if !message.has_header() {
         return message;
     }
-    let has_own_header = message.split().fields.iter().any(|f| f.is("autocrypt"));
+    let split = message.split();
+    let has_own_header = split.fields.iter().any(|f| f.is("autocrypt"));
     let (cert, prefer) = match sender {
         MailIdentity::Active(key) => (key.cert().as_ref(), prefer),
         // A revoked key is announced without asking for encryption.
@@ -84,15 +85,12 @@ pub(super) fn with_autocrypt(
             &autocrypt::gossip_value(addr, cert, policy),
         ));
     }
-    {
-        let split = message.split();
-        for f in &split.fields {
-            if !(f.is("autocrypt") || f.is("autocrypt-gossip")) {
-                out.extend_from_slice(f.raw);
-            }
+    for f in &split.fields {
+        if !(f.is("autocrypt") || f.is("autocrypt-gossip")) {
+            out.extend_from_slice(f.raw);
         }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(split.body);
     }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(split.body);
     Parsed::new(out)
 }
