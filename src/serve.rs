@@ -435,6 +435,7 @@ async fn imap(
             .unwrap_or(u32::MAX),
         idle_timeout: Duration::from_secs(30 * 60),
         tls,
+        opened: crate::imap::stored::OpenedCache::new(64 << 20),
     });
     let mut addrs = (None, None);
     for (socket, implicit) in [(plain, false), (tls_socket, true)] {

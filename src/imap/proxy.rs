@@ -6,6 +6,7 @@
 //! the mailbox). Server responses are forwarded as they came, unless they
 //! carry capabilities or a message body sotto opens.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use imap_codec::encode::Encoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::imap_types::IntoStatic as _;
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::{IString, Literal, LiteralMode, NString, Vec1};
+use imap_codec::imap_types::core::{Literal, LiteralMode, Vec1};
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::fetch::MessageDataItem;
 use imap_codec::imap_types::response::{Code, Data, Response, Status};
@@ -24,9 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::capabilities;
+use super::fetch::{self, Plan, Rewrite};
+use super::stored::{self, OpenedCache};
 use crate::openpgp::identities::{Identities, IdentityKey, Uses};
-use crate::openpgp::open::{Opening, Sender, open};
-use crate::openpgp::pgpmime;
 
 /// What every session shares.
 pub struct ImapShared {
@@ -44,6 +45,8 @@ pub struct ImapShared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Implicit TLS towards the server, verified (`None`: plain, loopback).
     pub upstream_tls: Option<crate::relay::stream::Implicit>,
+    /// Messages opened for FETCH, shared by every session (bounded).
+    pub opened: OpenedCache,
 }
 
 type Io = Box<dyn crate::smtp::Io>;
@@ -102,6 +105,11 @@ struct Session {
     secure: bool,
     /// STARTTLS was accepted: upgrade before reading on.
     upgrade: bool,
+    /// The FETCH whose content items sotto is answering; while it runs,
+    /// later client commands wait in `held`, so that every untagged FETCH
+    /// response belongs to it.
+    in_flight: Option<Plan>,
+    held: VecDeque<(Vec<u8>, Option<Plan>)>,
 }
 
 impl Session {
@@ -149,6 +157,8 @@ impl Session {
             policy: StandardPolicy::new(),
             secure,
             upgrade: false,
+            in_flight: None,
+            held: VecDeque::new(),
         };
         let (mut cbuf, mut sbuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
         let mut lines: Vec<FragmentInfo> = Vec::new();
@@ -165,7 +175,8 @@ impl Session {
                         let _ = socket2::SockRef::from(fd).set_tcp_quickack(true);
                     }
                     cf.enqueue_bytes(&cbuf[..n]);
-                    s.client_messages(&mut cf, &mut lines).await
+                    let to_client = s.client_messages(&mut cf, &mut lines).await;
+                    (to_client, s.release())
                 }
                 n = sr.read(&mut sbuf) => {
                     let n = n.map_err(|e| e.to_string())?;
@@ -173,7 +184,8 @@ impl Session {
                         return Ok(());
                     }
                     sf.enqueue_bytes(&sbuf[..n]);
-                    (s.server_messages(&mut sf).await, Vec::new())
+                    let to_client = s.server_messages(&mut sf).await;
+                    (to_client, s.release())
                 }
             };
             if !to_server.is_empty() {
@@ -207,14 +219,14 @@ impl Session {
         self.shared.tls.is_some() && !self.secure
     }
 
-    /// Handles every complete client message: (bytes for the client,
-    /// bytes for the server).
+    /// Handles every complete client message: bytes for the client now;
+    /// what goes to the server is queued in `held` (see [`Session::release`]).
     async fn client_messages(
         &mut self,
         f: &mut Fragmentizer,
         lines: &mut Vec<FragmentInfo>,
-    ) -> (Vec<u8>, Vec<u8>) {
-        let (mut to_client, mut to_server) = (Vec::new(), Vec::new());
+    ) -> Vec<u8> {
+        let mut to_client = Vec::new();
         while let Some(info) = f.progress() {
             lines.push(info);
             if let FragmentInfo::Line {
@@ -251,20 +263,17 @@ impl Session {
                 if self.authenticating.is_some() {
                     self.user_from_plain(&raw);
                 }
-                to_server.extend_from_slice(&raw);
+                self.held.push_back((raw, None));
                 continue;
             }
             let decoded = f
                 .decode_message(&CommandCodec::default())
                 .map(|c| c.into_static());
             match decoded {
-                Ok(cmd) => {
-                    let out = self.command(cmd, &raw, &infos).await;
-                    match out {
-                        Ok(bytes) => to_server.extend_from_slice(&bytes),
-                        Err(bad) => to_client.extend_from_slice(&bad),
-                    }
-                }
+                Ok(cmd) => match self.command(cmd, &raw, &infos).await {
+                    Ok(out) => self.held.push_back(out),
+                    Err(bad) => to_client.extend_from_slice(&bad),
+                },
                 Err(_) => {
                     let tag = f.decode_tag().map(|t| t.as_ref().to_owned());
                     to_client.extend_from_slice(
@@ -277,17 +286,33 @@ impl Session {
                 }
             }
         }
-        (to_client, to_server)
+        to_client
+    }
+
+    /// The queued client commands that may go to the server now: all of
+    /// them, up to and including the next FETCH that sotto answers (the
+    /// rest wait until its tagged response).
+    fn release(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while self.in_flight.is_none() {
+            let Some((bytes, plan)) = self.held.pop_front() else {
+                break;
+            };
+            out.extend_from_slice(&bytes);
+            self.in_flight = plan;
+        }
+        out
     }
 
     /// What goes to the server for `cmd` (raw as the client sent it, sync
-    /// literals made LITERAL+), or the client's BAD.
+    /// literals made LITERAL+, or rewritten with the FETCH plan sotto
+    /// answers by), or the client's answer when nothing goes.
     async fn command(
         &mut self,
         cmd: Command<'static>,
         raw: &[u8],
         infos: &[FragmentInfo],
-    ) -> Result<Vec<u8>, Vec<u8>> {
+    ) -> Result<(Vec<u8>, Option<Plan>), Vec<u8>> {
         let tag = cmd.tag.as_ref().to_owned();
         match &cmd.body {
             CommandBody::Login { username, .. } => {
@@ -314,10 +339,16 @@ impl Session {
             CommandBody::StartTLS => {
                 return Err(format!("{tag} BAD STARTTLS is not available here\r\n").into_bytes());
             }
-            CommandBody::Append { .. } => return self.append(cmd).await,
+            CommandBody::Append { .. } => return self.append(cmd).await.map(|b| (b, None)),
+            // Only a local user's mail can be encrypted to them.
+            CommandBody::Fetch { .. } if self.key.is_some() => match fetch::rewrite(&cmd) {
+                Rewrite::Pass => {}
+                Rewrite::Plan(plan, bytes) => return Ok((bytes, Some(plan))),
+                Rewrite::Refuse(bad) => return Err(bad),
+            },
             _ => {}
         }
-        Ok(non_sync(raw, infos))
+        Ok((non_sync(raw, infos), None))
     }
 
     /// APPEND: the message stored encrypted to the user's identity, unless
@@ -337,23 +368,17 @@ impl Session {
             LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
             LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
         };
-        let parsed = crate::mail::Parsed::new(bytes);
         let Some(key) = self.key.clone() else {
             return Err(format!(
                 "{tag} NO [CANNOT] sotto stores mail only for a local user it knows\r\n"
             )
             .into_bytes());
         };
-        let stored = if parsed.already_encrypted() {
-            parsed.into_bytes()
-        } else {
-            let policy = &self.policy;
-            match pgpmime::encrypt_whole(parsed.bytes(), &[Cert::clone(key.cert())], policy) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(event = "imap_append", result = "failed", error = %e);
-                    return Err(format!("{tag} NO [SERVERBUG] sotto could not encrypt the message; nothing was stored\r\n").into_bytes());
-                }
+        let stored = match stored::seal(bytes, &key, &self.policy) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(event = "imap_append", result = "failed", error = %e);
+                return Err(format!("{tag} NO [SERVERBUG] sotto could not encrypt the message; nothing was stored\r\n").into_bytes());
             }
         };
         metrics::counter!("sotto_imap_appends_total").increment(1);
@@ -465,6 +490,9 @@ impl Session {
                 }
             }
             Response::Status(Status::Tagged(mut t)) => {
+                if self.in_flight.as_ref().map(|p| p.tag.as_str()) == Some(t.tag.as_ref()) {
+                    self.in_flight = None;
+                }
                 if self.authenticating.as_deref() == Some(t.tag.as_ref()) {
                     self.authenticating = None;
                     // AUTHENTICATE with the user sent as a data line.
@@ -485,7 +513,7 @@ impl Session {
                     _ => raw.to_vec(),
                 }
             }
-            Response::Data(Data::Fetch { seq, items }) => match self.opened_fetch(&items) {
+            Response::Data(Data::Fetch { seq, items }) => match self.answer_fetch(&items) {
                 Some(items) => encode(&Response::Data(Data::Fetch { seq, items })),
                 None => raw.to_vec(),
             },
@@ -493,91 +521,24 @@ impl Session {
         }
     }
 
-    /// The FETCH items with the whole message opened, if they carry one
-    /// encrypted to the user; `RFC822.SIZE` in the same answer follows.
-    fn opened_fetch(
+    /// A FETCH response to the plan in flight, answered from the message
+    /// the user sees: opened if it is encrypted to them, else as stored.
+    /// `None` (forwarded as it came) for any other FETCH response, such as
+    /// a flag change the server reports meanwhile.
+    fn answer_fetch(
         &self,
         items: &Vec1<MessageDataItem<'static>>,
     ) -> Option<Vec1<MessageDataItem<'static>>> {
+        let plan = self.in_flight.as_ref()?;
         let key = self.key.as_ref()?;
-        let mut plain: Option<Vec<u8>> = None;
-        let mut out: Vec<MessageDataItem<'static>> = Vec::new();
-        for item in items.as_ref() {
-            let body = match item {
-                MessageDataItem::BodyExt {
-                    section: None,
-                    origin: None,
-                    data: NString(Some(s)),
-                } => Some(s.as_ref().to_vec()),
-                MessageDataItem::Rfc822(NString(Some(s))) => Some(s.as_ref().to_vec()),
-                _ => None,
-            };
-            let opened = body.and_then(|b| self.open_stored(key, &b));
-            match (item, opened) {
-                (
-                    MessageDataItem::BodyExt {
-                        section, origin, ..
-                    },
-                    Some(p),
-                ) => {
-                    out.push(MessageDataItem::BodyExt {
-                        section: section.clone(),
-                        origin: *origin,
-                        data: NString(Some(IString::Literal(Literal::try_from(p.clone()).ok()?))),
-                    });
-                    plain = Some(p);
-                }
-                (MessageDataItem::Rfc822(_), Some(p)) => {
-                    out.push(MessageDataItem::Rfc822(NString(Some(IString::Literal(
-                        Literal::try_from(p.clone()).ok()?,
-                    )))));
-                    plain = Some(p);
-                }
-                _ => out.push(item.clone()),
-            }
+        let stored = fetch::whole_message(items.as_ref())?;
+        let max = self.shared.max_message as usize;
+        match self.shared.opened.view(key, stored, max, &self.policy) {
+            Some(plain) => plan.answer(items.as_ref(), &plain),
+            None => plan.answer(items.as_ref(), stored),
         }
-        let plain = plain?;
-        for item in out.iter_mut() {
-            if let MessageDataItem::Rfc822Size(size) = item {
-                *size = u32::try_from(plain.len()).unwrap_or(u32::MAX);
-            }
-        }
-        metrics::counter!("sotto_imap_fetches_opened_total").increment(1);
-        Vec1::try_from(out).ok()
-    }
-
-    /// The plaintext of a stored message encrypted to `key`: the whole
-    /// message for sotto's own mailbox copies, else the message as the
-    /// inbound path shows it. `None` for anything else.
-    fn open_stored(&self, key: &IdentityKey, message: &[u8]) -> Option<Vec<u8>> {
-        let sealed = match crate::inbound::message::sealed(message)? {
-            crate::inbound::message::Sealed::PgpMime(a) => a,
-            crate::inbound::message::Sealed::Inline { .. } => return None,
-        };
-        let opening = Opening {
-            tsk: key.secret(),
-            sender: Sender::Mail(""),
-            sender_certs: &[],
-            max_bytes: self.shared.max_message as usize,
-            policy: &self.policy,
-        };
-        let opened = open(&sealed, &opening).ok()?;
-        let whole = crate::mail::split(message)
-            .fields
-            .iter()
-            .any(|f| f.is(pgpmime::STORED_WHOLE));
-        if whole {
-            return Some(opened.plaintext);
-        }
-        Some(crate::inbound::message::delivered_pgp_mime(
-            message,
-            &opened.plaintext,
-            &format!("decrypted; key={}", key.fingerprint().to_hex()),
-        ))
     }
 }
-
-use sequoia_openpgp::Cert;
 
 /// `raw` with every synchronizing literal announcement (`{n}`) made
 /// non-synchronizing (`{n+}`): sotto already answered the client's

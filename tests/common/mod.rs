@@ -8,6 +8,7 @@
 pub mod deploy;
 pub mod dovecot;
 pub mod hostile;
+pub mod imapworld;
 pub mod pgp;
 pub mod postfix;
 pub mod prosody;

@@ -2,8 +2,8 @@
 
 Usage: imap_client.py HOST PORT USER [--tls CAFILE | --starttls CAFILE] < script.json
 The password comes as the first line of stdin, the JSON script after it:
-a list of steps, each {"op": "capability" | "append" | "fetch" | "uids",
-...}. Prints one JSON object per step on stdout; message bytes in base64.
+a list of steps, each {"op": "capability" | "append" | "fetch" | "uids" |
+"select" | "create" | "raw", ...}. Prints one JSON object per step on stdout; message bytes in base64.
 """
 
 import base64
@@ -64,6 +64,23 @@ def main():
             while not done.startswith(tag.decode()):
                 done = m.readline().decode(errors="replace").strip()
             print(json.dumps({"op": op, "pushed": pushed, "done": done}), flush=True)
+        elif op == "select":
+            typ, data = m.select(step["mailbox"])
+            print(json.dumps({"op": op, "status": typ}), flush=True)
+        elif op == "create":
+            typ, data = m.create(step["mailbox"])
+            print(json.dumps({"op": op, "status": typ}), flush=True)
+        elif op == "raw":
+            # The FETCH response as it came on the wire (imaplib splits it
+            # at literals and drops line ends: put back), in base64.
+            typ, data = m.uid("FETCH", step["uid"], step["items"])
+            raw = b""
+            for d in data:
+                if isinstance(d, tuple):
+                    raw += d[0] + b"\r\n" + d[1]
+                elif d is not None:
+                    raw += d + b"\r\n"
+            print(json.dumps({"op": op, "status": typ, "raw": base64.b64encode(raw).decode()}), flush=True)
         elif op == "uids":
             typ, data = m.uid("SEARCH", None, "ALL")
             print(json.dumps({"op": op, "uids": data[0].decode().split()}), flush=True)

@@ -1,0 +1,92 @@
+//! The IMAP proxy's test world: a private Dovecot with alice, sotto's IMAP
+//! proxy in front of it, and Python's imaplib (`tests/peers/imap_client.py`)
+//! as the scripted client.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::dovecot::Dovecot;
+use super::{Sink, config, gateway};
+
+pub const ALICE: &str = "alice@example.org";
+pub const PASSWORD: &str = "alice-imap-secret";
+
+/// Runs `tests/peers/imap_client.py` against `addr` as alice; its JSON lines.
+pub fn imap(addr: &str, steps: &Value) -> Vec<Value> {
+    imap_with(addr, &[], steps)
+}
+
+/// [`imap`] with extra arguments (`--tls CAFILE`, `--starttls CAFILE`).
+pub fn imap_with(addr: &str, extra: &[&str], steps: &Value) -> Vec<Value> {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/imap_client.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args([host, port, ALICE])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{PASSWORD}").unwrap();
+    stdin.write_all(steps.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "imap client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// sotto's configuration for the proxy tests, upstream not set: the
+/// sink, the store in the returned tempdir, identities for example.org, the
+/// plain IMAP listener on a free port.
+pub fn proxy_config() -> (Sink, tempfile::TempDir, sotto::config::Config) {
+    let sink = Sink::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let secret = state.path().join("store.secret");
+    std::fs::write(&secret, "imap passphrase\n").unwrap();
+    let mut cfg = config(&sink.addr);
+    cfg.store.url = Some(sotto::store::sqlite_url(&state.path().join("sotto.db")));
+    cfg.store.secret_file = Some(secret);
+    cfg.identities.domains = vec!["example.org".into()];
+    cfg.identities.wkd_listen = String::new();
+    cfg.imap.listen = "127.0.0.1:0".into();
+    (sink, state, cfg)
+}
+
+/// Dovecot with alice, and sotto's IMAP proxy in front of it (identities
+/// for example.org, a store in the returned tempdir).
+pub async fn proxy_world_with(
+    tune: impl FnOnce(&mut sotto::config::Config, &std::path::Path),
+) -> (Dovecot, Sink, tempfile::TempDir, sotto::serve::Running) {
+    let dovecot = Dovecot::start();
+    dovecot.add_user(ALICE, PASSWORD);
+    let (sink, state, mut cfg) = proxy_config();
+    cfg.imap.upstream = dovecot.imap_addr();
+    tune(&mut cfg, state.path());
+    let running = gateway(&cfg).await;
+    (dovecot, sink, state, running)
+}
+
+pub async fn proxy_world() -> (Dovecot, Sink, tempfile::TempDir, sotto::serve::Running) {
+    proxy_world_with(|_, _| {}).await
+}
+
+pub fn body_of(step: &Value) -> Vec<u8> {
+    let b64 = step["parts"][0]["body"].as_str().expect("a body");
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
