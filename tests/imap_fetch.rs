@@ -9,12 +9,21 @@
 //! (Dovecot's own answer is the reference). Answers are compared after
 //! writing every IMAP literal as a quoted string, since a server may send
 //! the same string either way.
+//!
+//! Then a mixed mailbox as mail arrives in it (plain, PGP/MIME to the user,
+//! PGP/MIME to someone else, signed only; written by GnuPG): each shown as
+//! it should be; and a client that pipelines commands behind such a FETCH.
 
 mod common;
 
 use base64::Engine as _;
-use common::imapworld::{ALICE, imap, proxy_world};
+use common::imapworld::{ALICE, PASSWORD, imap, proxy_world};
+use common::pgp::{Gpg, pgp_mime, seal};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+
+const BOB: &str = "bob@outside.example";
+const CAROL: &str = "carol@outside.example";
 
 /// Each FETCH item compared, one per command.
 const ITEMS: &[&str] = &[
@@ -79,6 +88,16 @@ fn canonical(raw: &[u8]) -> String {
     out.trim_end().to_string()
 }
 
+/// [`canonical`] of a response through sotto. imap-codec writes the media
+/// type of text and message/rfc822 parts in upper case (`"TEXT"`,
+/// `"MESSAGE" "RFC822"`), Dovecot as the header does; media types are
+/// case-insensitive (RFC 2045).
+fn through_sotto(raw: &[u8]) -> String {
+    canonical(raw)
+        .replace("(\"TEXT\" ", "(\"text\" ")
+        .replace("(\"MESSAGE\" \"RFC822\" ", "(\"message\" \"rfc822\" ")
+}
+
 fn raw_of(step: &Value) -> Vec<u8> {
     assert_eq!(step["status"], "OK", "{step}");
     base64::engine::general_purpose::STANDARD
@@ -125,12 +144,7 @@ async fn every_fetch_item_of_an_encrypted_message_matches_dovecot_on_the_clear_c
     let direct = imap(&dovecot.imap_addr(), &Value::Array(direct_steps));
     let mut differ = Vec::new();
     for (i, item) in ITEMS.iter().enumerate() {
-        // imap-codec writes the media type of text and message/rfc822
-        // parts in upper case (`"TEXT"`, `"MESSAGE" "RFC822"`), Dovecot as
-        // the header does; media types are case-insensitive (RFC 2045).
-        let ours = canonical(&raw_of(&via[2 + i]))
-            .replace("(\"TEXT\" ", "(\"text\" ")
-            .replace("(\"MESSAGE\" \"RFC822\" ", "(\"message\" \"rfc822\" ");
+        let ours = through_sotto(&raw_of(&via[2 + i]));
         let reference = canonical(&raw_of(&direct[3 + i]));
         if ours != reference {
             differ.push(format!(
@@ -149,5 +163,246 @@ async fn every_fetch_item_of_an_encrypted_message_matches_dovecot_on_the_clear_c
     let inbox = String::from_utf8_lossy(&raw_of(&inbox[2])).into_owned();
     assert!(inbox.contains("BEGIN PGP MESSAGE"), "{inbox}");
     assert!(!inbox.contains("Quartalsbericht"), "{inbox}");
+    running.shutdown();
+}
+
+/// alice's identity, from the store of the running gateway (made at her
+/// first login through sotto), as a certificate GnuPG can import.
+async fn alice_public(state: &std::path::Path) -> Vec<u8> {
+    use sotto::openpgp::identities::{Identities, Uses, read_passphrase};
+    let url = sotto::store::sqlite_url(&state.join("sotto.db"));
+    let store = sotto::store::Store::open(&sotto::store::Options::new(url))
+        .await
+        .unwrap();
+    let ids = Identities::new(
+        store.clone(),
+        read_passphrase(&state.join("store.secret")).unwrap(),
+    );
+    let alice = ids.get_or_create_for(ALICE, Uses::Mail).await.unwrap();
+    store.close().await;
+    sequoia_openpgp::serialize::SerializeInto::to_vec(alice.cert().as_ref()).unwrap()
+}
+
+/// Four messages as they arrive, straight into alice's INBOX: plain, to
+/// alice (protected Subject), to carol, signed only. UIDs 1 to 4.
+async fn mixed_mailbox(dovecot: &common::dovecot::Dovecot, state: &std::path::Path) {
+    let bob = Gpg::new();
+    bob.generate(BOB, true, "1y", None);
+    bob.generate(CAROL, true, "1y", None);
+    bob.import(&alice_public(state).await);
+    let head = |to: &str| {
+        format!(
+            "From: Bob <{BOB}>\r\nTo: <{to}>\r\nDate: Wed, 02 Dec 2026 11:00:00 +0000\r\n\
+             Message-ID: <{}@outside.example>\r\n",
+            to.len()
+        )
+    };
+    let plain = format!(
+        "{}Subject: plain one 3131\r\nContent-Type: text/plain\r\n\r\nplain words 3131\r\n",
+        head(ALICE)
+    );
+    let to_alice = pgp_mime(
+        &head(ALICE),
+        &seal(
+            &bob,
+            BOB,
+            ALICE,
+            b"Content-Type: text/plain; protected-headers=\"v1\"\r\nSubject: secret subject 3232\r\n\r\nsecret words 3232\r\n",
+        ),
+    );
+    let to_carol = pgp_mime(
+        &head(CAROL),
+        &seal(
+            &bob,
+            BOB,
+            CAROL,
+            b"Content-Type: text/plain\r\n\r\nfor carol 3333\r\n",
+        ),
+    );
+    let signed_part = b"Content-Type: text/plain\r\n\r\nsigned words 3434\r\n";
+    let sig = bob.piped(
+        &["--armor", "--detach-sign", "--local-user", BOB],
+        signed_part,
+    );
+    assert!(sig.status.success());
+    let signed = format!(
+        "{}Subject: signed 3434\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; \
+         micalg=pgp-sha512; protocol=\"application/pgp-signature\"; boundary=\"s-1\"\r\n\r\n\
+         --s-1\r\n{}\r\n--s-1\r\nContent-Type: application/pgp-signature\r\n\r\n{}\r\n--s-1--\r\n",
+        head(ALICE),
+        String::from_utf8_lossy(signed_part).trim_end(),
+        String::from_utf8_lossy(&sig.stdout)
+            .replace('\n', "\r\n")
+            .trim_end()
+    );
+    let b64 = |m: &[u8]| base64::engine::general_purpose::STANDARD.encode(m);
+    let steps: Vec<Value> = [plain.as_bytes(), &to_alice, &to_carol, signed.as_bytes()]
+        .iter()
+        .map(|m| json!({ "op": "append", "message": b64(m) }))
+        .collect();
+    let r = imap(&dovecot.imap_addr(), &Value::Array(steps));
+    assert!(r[2..].iter().all(|s| s["status"] == "OK"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mixed_mailbox_shows_each_message_as_it_should() {
+    let (dovecot, _sink, state, running) = proxy_world().await;
+    let proxy = running.imap.expect("imap listener").to_string();
+    imap(&proxy, &json!([])); // alice's first login: her identity
+    mixed_mailbox(&dovecot, state.path()).await;
+
+    // One item per command, so that answers compare whole (a server orders
+    // the items of one answer as it likes).
+    let items = [
+        "BODY.PEEK[]",
+        "ENVELOPE",
+        "BODYSTRUCTURE",
+        "RFC822.SIZE",
+        "BODY.PEEK[HEADER.FIELDS (SUBJECT)]",
+    ];
+    let fetches: Vec<Value> = (1..=4)
+        .flat_map(|uid| items.iter().map(move |item| (uid, item)))
+        .map(|(uid, item)| json!({ "op": "raw", "uid": uid.to_string(), "items": format!("({item})") }))
+        .collect();
+    let via = imap(&proxy, &Value::Array(fetches.clone()));
+    let direct = imap(&dovecot.imap_addr(), &Value::Array(fetches));
+    // Per message, its answers joined.
+    let per_message = |steps: &[Value], f: fn(&[u8]) -> String| -> Vec<String> {
+        steps[2..]
+            .chunks(items.len())
+            .map(|c| {
+                c.iter()
+                    .map(|s| f(&raw_of(s)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect()
+    };
+    let shown = per_message(&via, through_sotto);
+    let stored = per_message(&direct, canonical);
+
+    // Plain, to someone else, signed only: exactly what the server holds
+    // (ENVELOPE and BODYSTRUCTURE, computed by sotto, equal Dovecot's).
+    for i in [0, 2, 3] {
+        assert_eq!(shown[i], stored[i], "message {}", i + 1);
+    }
+    assert!(shown[0].contains("plain words 3131"));
+    assert!(shown[2].contains("BEGIN PGP MESSAGE") && !shown[2].contains("3333"));
+    assert!(shown[3].contains("signed words 3434") && shown[3].contains("\"signed\""));
+    // To alice: opened, in every item; on the server, ciphertext.
+    let opened = &shown[1];
+    assert!(opened.contains("secret words 3232"), "{opened}");
+    assert!(
+        opened.contains("ENVELOPE (\"Wed, 02 Dec 2026 11:00:00 +0000\" \"secret subject 3232\""),
+        "{opened}"
+    );
+    assert!(
+        opened
+            .contains("BODY[HEADER.FIELDS (SUBJECT)] \"Subject: secret subject 3232\\r\\n\\r\\n\""),
+        "{opened}"
+    );
+    assert!(
+        opened.contains("BODYSTRUCTURE (\"text\" \"plain\""),
+        "{opened}"
+    );
+    assert!(!opened.contains("BEGIN PGP MESSAGE"), "{opened}");
+    assert!(stored[1].contains("BEGIN PGP MESSAGE") && !stored[1].contains("3232"));
+    let body = opened.split("BODY[] \"").nth(1).unwrap();
+    let size = opened.split("RFC822.SIZE ").nth(1).unwrap();
+    let size: usize = size[..size.find(|c: char| !c.is_ascii_digit()).unwrap()]
+        .parse()
+        .unwrap();
+    let body_len = body[..body.find("\")").unwrap()]
+        .replace("\\r", "\r")
+        .replace("\\n", "\n")
+        .replace("\\\"", "\"")
+        .len();
+    assert_eq!(size, body_len, "RFC822.SIZE follows the opened message");
+    running.shutdown();
+}
+
+/// Reads IMAP lines (with literals) until the tagged response of `tag`.
+async fn until_tagged(r: &mut tokio::io::BufReader<tokio::net::TcpStream>, tag: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            r.read_until(b'\n', &mut line),
+        )
+        .await
+        .expect("an answer within 20 s")
+        .unwrap();
+        assert!(
+            n > 0,
+            "connection closed; so far: {}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line).into_owned();
+        if let Some(open) = text
+            .trim_end()
+            .strip_suffix('}')
+            .and_then(|t| t.rfind('{').map(|i| &t[i + 1..]))
+        {
+            let mut lit = vec![0u8; open.parse().unwrap()];
+            r.read_exact(&mut lit).await.unwrap();
+            out.extend_from_slice(&lit);
+            continue;
+        }
+        if text.starts_with(&format!("{tag} ")) {
+            return out;
+        }
+    }
+}
+
+/// A client that pipelines: FETCHes sotto answers and a NOOP written at
+/// once. Each FETCH response belongs to its command, tags come back in
+/// order, and the opened message shows in the second FETCH only.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_commands_behind_an_answered_fetch_keep_their_order() {
+    let (dovecot, _sink, state, running) = proxy_world().await;
+    let proxy = running.imap.expect("imap listener").to_string();
+    imap(&proxy, &json!([]));
+    mixed_mailbox(&dovecot, state.path()).await;
+
+    let tcp = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+    let mut r = tokio::io::BufReader::new(tcp);
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).await.unwrap();
+    r.get_mut()
+        .write_all(format!("a0 LOGIN {ALICE} {PASSWORD}\r\na1 SELECT INBOX\r\n").as_bytes())
+        .await
+        .unwrap();
+    until_tagged(&mut r, "a1").await;
+    r.get_mut()
+        .write_all(
+            b"a2 UID FETCH 1:4 (FLAGS ENVELOPE)\r\na3 NOOP\r\na4 UID FETCH 2 (BODY.PEEK[TEXT])\r\na5 UID FETCH 1 (FLAGS)\r\n",
+        )
+        .await
+        .unwrap();
+    let a2 = String::from_utf8_lossy(&until_tagged(&mut r, "a2").await).into_owned();
+    // After a2, the server may send a4's FETCH data before a3's OK: it runs
+    // pipelined commands at once (RFC 9051 section 5.5).
+    let rest = String::from_utf8_lossy(&until_tagged(&mut r, "a5").await).into_owned();
+    assert_eq!(a2.matches(" FETCH (").count(), 4, "{a2}");
+    assert!(
+        a2.contains("secret subject 3232") && a2.contains("plain one 3131"),
+        "{a2}"
+    );
+    assert!(a2.contains("\r\na2 OK Fetch completed"), "{a2}");
+    let tags: Vec<&str> = rest
+        .lines()
+        .filter(|l| l.starts_with('a'))
+        .map(|l| &l[..2])
+        .collect();
+    assert_eq!(tags, ["a3", "a4", "a5"], "{rest}");
+    assert!(
+        rest.contains("BODY[TEXT] {19}\r\nsecret words 3232\r\n)"),
+        "{rest}"
+    );
+    assert!(!rest.contains("PGP"), "{rest}");
+    let a5 = &rest[rest.find("\r\na4 OK").unwrap()..];
+    assert!(a5.contains("FLAGS") && a5.contains("a5 OK"), "{a5}");
     running.shutdown();
 }

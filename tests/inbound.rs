@@ -15,7 +15,7 @@ use base64::Engine as _;
 mod mailworld;
 
 use common::Client;
-use common::pgp::Gpg;
+use common::pgp::{Gpg, pgp_mime, seal};
 use mailworld::{MailWorld, record};
 use sequoia_openpgp::parse::Parse as _;
 use sotto::openpgp::autocrypt;
@@ -76,50 +76,6 @@ impl World {
     fn sealer(bob: &Gpg) -> impl Fn(&str, &[u8]) -> String + '_ {
         move |to, data| seal(bob, BOB, to, data)
     }
-}
-
-/// gpg --encrypt --sign --armor of `data` to `recipient`'s key, signed by
-/// `signer_uid` in `signer`'s home.
-fn seal(signer: &Gpg, signer_uid: &str, recipient: &str, data: &[u8]) -> String {
-    {
-        let mut child = signer
-            .cmd()
-            .args([
-                "--armor",
-                "--trust-model",
-                "always",
-                "--encrypt",
-                "--sign",
-                "--local-user",
-                signer_uid,
-                "--recipient",
-                recipient,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(data).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().replace('\n', "\r\n")
-    }
-}
-
-fn pgp_mime(headers: &str, armored: &str) -> Vec<u8> {
-    format!(
-        "{headers}Subject: [...]\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"b-4242\"\r\n\r\n\
-         This is an OpenPGP/MIME encrypted message.\r\n--b-4242\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
-         --b-4242\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n{armored}\r\n--b-4242--\r\n"
-    )
-    .into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread")]

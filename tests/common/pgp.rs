@@ -286,3 +286,47 @@ pub fn armored_part(mime: &[u8]) -> Vec<u8> {
         + 25;
     text[start..end].as_bytes().to_vec()
 }
+
+/// gpg --encrypt --sign --armor of `data` to `recipient`'s key, signed by
+/// `signer_uid` in `signer`'s home.
+pub fn seal(signer: &Gpg, signer_uid: &str, recipient: &str, data: &[u8]) -> String {
+    {
+        let mut child = signer
+            .cmd()
+            .args([
+                "--armor",
+                "--trust-model",
+                "always",
+                "--encrypt",
+                "--sign",
+                "--local-user",
+                signer_uid,
+                "--recipient",
+                recipient,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(data).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().replace('\n', "\r\n")
+    }
+}
+
+pub fn pgp_mime(headers: &str, armored: &str) -> Vec<u8> {
+    format!(
+        "{headers}Subject: [...]\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"b-4242\"\r\n\r\n\
+         This is an OpenPGP/MIME encrypted message.\r\n--b-4242\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+         --b-4242\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n{armored}\r\n--b-4242--\r\n"
+    )
+    .into_bytes()
+}
