@@ -17,10 +17,9 @@
 mod common;
 
 use base64::Engine as _;
-use common::imapworld::{ALICE, PASSWORD, imap, proxy_world};
+use common::imapworld::{ALICE, RawImap, imap, proxy_world};
 use common::pgp::{Gpg, pgp_mime, seal};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
 const BOB: &str = "bob@outside.example";
 const CAROL: &str = "carol@outside.example";
@@ -321,41 +320,6 @@ async fn a_mixed_mailbox_shows_each_message_as_it_should() {
     running.shutdown();
 }
 
-/// Reads IMAP lines (with literals) until the tagged response of `tag`.
-async fn until_tagged(r: &mut tokio::io::BufReader<tokio::net::TcpStream>, tag: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        let n = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
-            r.read_until(b'\n', &mut line),
-        )
-        .await
-        .expect("an answer within 20 s")
-        .unwrap();
-        assert!(
-            n > 0,
-            "connection closed; so far: {}",
-            String::from_utf8_lossy(&out)
-        );
-        out.extend_from_slice(&line);
-        let text = String::from_utf8_lossy(&line).into_owned();
-        if let Some(open) = text
-            .trim_end()
-            .strip_suffix('}')
-            .and_then(|t| t.rfind('{').map(|i| &t[i + 1..]))
-        {
-            let mut lit = vec![0u8; open.parse().unwrap()];
-            r.read_exact(&mut lit).await.unwrap();
-            out.extend_from_slice(&lit);
-            continue;
-        }
-        if text.starts_with(&format!("{tag} ")) {
-            return out;
-        }
-    }
-}
-
 /// A client that pipelines: FETCHes sotto answers and a NOOP written at
 /// once. Each FETCH response belongs to its command, tags come back in
 /// order, and the opened message shows in the second FETCH only.
@@ -366,25 +330,15 @@ async fn pipelined_commands_behind_an_answered_fetch_keep_their_order() {
     imap(&proxy, &json!([]));
     mixed_mailbox(&dovecot, state.path()).await;
 
-    let tcp = tokio::net::TcpStream::connect(&proxy).await.unwrap();
-    let mut r = tokio::io::BufReader::new(tcp);
-    let mut greeting = String::new();
-    r.read_line(&mut greeting).await.unwrap();
-    r.get_mut()
-        .write_all(format!("a0 LOGIN {ALICE} {PASSWORD}\r\na1 SELECT INBOX\r\n").as_bytes())
-        .await
-        .unwrap();
-    until_tagged(&mut r, "a1").await;
-    r.get_mut()
-        .write_all(
-            b"a2 UID FETCH 1:4 (FLAGS ENVELOPE)\r\na3 NOOP\r\na4 UID FETCH 2 (BODY.PEEK[TEXT])\r\na5 UID FETCH 1 (FLAGS)\r\n",
-        )
-        .await
-        .unwrap();
-    let a2 = String::from_utf8_lossy(&until_tagged(&mut r, "a2").await).into_owned();
+    let mut c = RawImap::login(&proxy).await;
+    c.send(b"a1 SELECT INBOX\r\n").await;
+    c.until_tagged("a1").await;
+    c.send(b"a2 UID FETCH 1:4 (FLAGS ENVELOPE)\r\na3 NOOP\r\na4 UID FETCH 2 (BODY.PEEK[TEXT])\r\na5 UID FETCH 1 (FLAGS)\r\n")
+        .await;
+    let a2 = String::from_utf8_lossy(&c.until_tagged("a2").await).into_owned();
     // After a2, the server may send a4's FETCH data before a3's OK: it runs
     // pipelined commands at once (RFC 9051 section 5.5).
-    let rest = String::from_utf8_lossy(&until_tagged(&mut r, "a5").await).into_owned();
+    let rest = String::from_utf8_lossy(&c.until_tagged("a5").await).into_owned();
     assert_eq!(a2.matches(" FETCH (").count(), 4, "{a2}");
     assert!(
         a2.contains("secret subject 3232") && a2.contains("plain one 3131"),

@@ -15,6 +15,8 @@
 
 pub mod capabilities;
 pub mod fetch;
+pub mod framing;
+pub mod login;
 pub mod proxy;
 pub mod stored;
 pub mod view;

@@ -24,9 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::capabilities;
 use super::fetch::{self, Plan, Rewrite};
+use super::framing::non_sync;
 use super::stored::{self, OpenedCache};
+use super::{capabilities, login};
 use crate::openpgp::identities::{Identities, IdentityKey, Uses};
 
 /// What every session shares.
@@ -110,6 +111,8 @@ struct Session {
     /// response belongs to it.
     in_flight: Option<Plan>,
     held: VecDeque<(Vec<u8>, Option<Plan>)>,
+    /// Why the session must end (after what is queued for the client).
+    fatal: Option<String>,
 }
 
 impl Session {
@@ -159,6 +162,7 @@ impl Session {
             upgrade: false,
             in_flight: None,
             held: VecDeque::new(),
+            fatal: None,
         };
         let (mut cbuf, mut sbuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
         let mut lines: Vec<FragmentInfo> = Vec::new();
@@ -166,7 +170,9 @@ impl Session {
             let (to_client, to_server) = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(idle) => return Err("idle".into()),
-                n = cr.read(&mut cbuf) => {
+                // Commands waiting behind a FETCH are bounded: past the
+                // limit, the client is not read until they went on.
+                n = cr.read(&mut cbuf), if s.held_bytes() < s.shared.max_message as usize => {
                     let n = n.map_err(|e| e.to_string())?;
                     if n == 0 {
                         return Ok(());
@@ -193,6 +199,10 @@ impl Session {
             }
             if !to_client.is_empty() {
                 cw.write_all(&to_client).await.map_err(|e| e.to_string())?;
+            }
+            if let Some(why) = s.fatal.take() {
+                let _ = cw.shutdown().await;
+                return Err(why);
             }
             if std::mem::take(&mut s.upgrade) {
                 let Some(tls) = s.shared.tls.clone() else {
@@ -233,13 +243,32 @@ impl Session {
                 announcement:
                     Some(LiteralAnnouncement {
                         mode: LiteralMode::Sync,
-                        ..
+                        length,
                     }),
                 ..
             } = info
                 && !f.is_message_complete()
-                && !f.is_max_message_size_exceeded()
             {
+                let max = self.shared.max_message as usize;
+                if f.message_bytes().len() + length as usize > max
+                    || f.is_max_message_size_exceeded()
+                {
+                    // Refused before the client sends it (RFC 7888: a
+                    // server may reject a synchronizing literal).
+                    let tag = f.decode_tag().map(|t| t.as_ref().to_owned());
+                    to_client.extend_from_slice(
+                        format!(
+                            "{} NO [TOOBIG] sotto takes commands up to {max} bytes\r\n",
+                            tag.as_deref().unwrap_or("*")
+                        )
+                        .as_bytes(),
+                    );
+                    metrics::counter!("sotto_imap_refused_total", "reason" => "too_big")
+                        .increment(1);
+                    f.skip_message();
+                    lines.clear();
+                    continue;
+                }
                 // sotto takes the literal; the server gets it as LITERAL+.
                 to_client.extend_from_slice(b"+ go ahead\r\n");
             }
@@ -251,11 +280,13 @@ impl Session {
                 let tag = f.decode_tag().map(|t| t.as_ref().to_owned());
                 to_client.extend_from_slice(
                     format!(
-                        "{} BAD message too large\r\n",
-                        tag.as_deref().unwrap_or("*")
+                        "{} BAD [TOOBIG] sotto takes commands up to {} bytes; this one was dropped\r\n",
+                        tag.as_deref().unwrap_or("*"),
+                        self.shared.max_message
                     )
                     .as_bytes(),
                 );
+                metrics::counter!("sotto_imap_refused_total", "reason" => "too_big").increment(1);
                 continue;
             }
             let raw = f.message_bytes().to_vec();
@@ -275,6 +306,8 @@ impl Session {
                     Err(bad) => to_client.extend_from_slice(&bad),
                 },
                 Err(_) => {
+                    metrics::counter!("sotto_imap_refused_total", "reason" => "unreadable")
+                        .increment(1);
                     let tag = f.decode_tag().map(|t| t.as_ref().to_owned());
                     to_client.extend_from_slice(
                         format!(
@@ -287,6 +320,10 @@ impl Session {
             }
         }
         to_client
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.held.iter().map(|(b, _)| b.len()).sum()
     }
 
     /// The queued client commands that may go to the server now: all of
@@ -417,31 +454,41 @@ impl Session {
 
     /// The user of a SASL PLAIN message (authzid NUL authcid NUL password).
     async fn user_from_sasl_plain(&mut self, plain: &[u8]) {
-        let mut parts = plain.split(|b| *b == 0);
-        let authz = parts.next().unwrap_or_default();
-        let authc = parts.next().unwrap_or_default();
-        let user = if authz.is_empty() { authc } else { authz };
-        self.set_user(&String::from_utf8_lossy(user)).await;
+        self.set_user(&login::plain_user(plain)).await;
     }
 
-    /// A SASL data line of AUTHENTICATE PLAIN (base64), noted for the user
-    /// (read off the async path only for its name; forwarded as it came).
+    /// A SASL data line of AUTHENTICATE PLAIN, noted for the user (made
+    /// local when the server accepts); forwarded as it came.
     fn user_from_plain(&mut self, line: &[u8]) {
-        use base64::Engine as _;
-        let text = String::from_utf8_lossy(line);
-        if let Ok(plain) = base64::engine::general_purpose::STANDARD.decode(text.trim()) {
-            let mut parts = plain.split(|b| *b == 0);
-            let authz = parts.next().unwrap_or_default();
-            let authc = parts.next().unwrap_or_default();
-            let user = if authz.is_empty() { authc } else { authz };
-            self.user = Some(String::from_utf8_lossy(user).to_ascii_lowercase());
+        if let Some(user) = login::plain_line_user(line) {
+            self.user = Some(user.to_ascii_lowercase());
         }
     }
 
     /// Handles every complete server message: bytes for the client.
     async fn server_messages(&mut self, f: &mut Fragmentizer) -> Vec<u8> {
         let mut out = Vec::new();
-        while f.progress().is_some() {
+        while let Some(info) = f.progress() {
+            let max = self.shared.max_message as usize;
+            let announced = match info {
+                FragmentInfo::Line {
+                    announcement: Some(LiteralAnnouncement { length, .. }),
+                    ..
+                } => length as usize,
+                _ => 0,
+            };
+            if f.message_bytes().len() + announced > max || f.is_max_message_size_exceeded() {
+                // The stream cannot be trusted past this point: the session
+                // ends, the client is told why.
+                out.extend_from_slice(
+                    format!("* BYE sotto: the server sent a response over {max} bytes\r\n")
+                        .as_bytes(),
+                );
+                metrics::counter!("sotto_imap_refused_total", "reason" => "server_too_big")
+                    .increment(1);
+                self.fatal = Some(format!("server response over {max} bytes"));
+                return out;
+            }
             if !f.is_message_complete() {
                 continue;
             }
@@ -537,61 +584,5 @@ impl Session {
             Some(plain) => plan.answer(items.as_ref(), &plain),
             None => plan.answer(items.as_ref(), stored),
         }
-    }
-}
-
-/// `raw` with every synchronizing literal announcement (`{n}`) made
-/// non-synchronizing (`{n+}`): sotto already answered the client's
-/// continuation, so the server must not wait to send its own.
-fn non_sync(raw: &[u8], infos: &[FragmentInfo]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + 8);
-    let mut at = 0;
-    for info in infos {
-        if let FragmentInfo::Line {
-            end,
-            announcement:
-                Some(LiteralAnnouncement {
-                    mode: LiteralMode::Sync,
-                    ..
-                }),
-            ..
-        } = *info
-        {
-            let line = &raw[at..end];
-            if let Some(close) = line.iter().rposition(|b| *b == b'}') {
-                out.extend_from_slice(&line[..close]);
-                out.push(b'+');
-                out.extend_from_slice(&line[close..]);
-                at = end;
-                continue;
-            }
-        }
-        let end = info.range().end;
-        out.extend_from_slice(&raw[at..end]);
-        at = end;
-    }
-    out.extend_from_slice(&raw[at..]);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use imap_codec::fragmentizer::Fragmentizer;
-
-    #[test]
-    fn sync_literals_become_literal_plus() {
-        let mut f = Fragmentizer::without_max_message_size();
-        f.enqueue_bytes(b"A1 LOGIN {5}\r\nalice {6}\r\nsecret\r\n");
-        let mut infos = Vec::new();
-        while let Some(i) = f.progress() {
-            infos.push(i);
-            if f.is_message_complete() {
-                break;
-            }
-        }
-        assert_eq!(
-            super::non_sync(f.message_bytes(), &infos),
-            b"A1 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n"
-        );
     }
 }

@@ -90,3 +90,80 @@ pub fn body_of(step: &Value) -> Vec<u8> {
         .decode(b64)
         .unwrap()
 }
+
+/// A raw IMAP client for what imaplib cannot do: pipelining, hostile input.
+pub struct RawImap {
+    r: tokio::io::BufReader<tokio::net::TcpStream>,
+    pub greeting: String,
+}
+
+impl RawImap {
+    pub async fn connect(addr: &str) -> RawImap {
+        use tokio::io::AsyncBufReadExt as _;
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut r = tokio::io::BufReader::new(tcp);
+        let mut greeting = String::new();
+        r.read_line(&mut greeting).await.unwrap();
+        RawImap { r, greeting }
+    }
+
+    /// Connected and logged in as alice (tag `a0`).
+    pub async fn login(addr: &str) -> RawImap {
+        let mut c = RawImap::connect(addr).await;
+        c.send(format!("a0 LOGIN {ALICE} {PASSWORD}\r\n").as_bytes())
+            .await;
+        let out = c.until_tagged("a0").await;
+        assert!(String::from_utf8_lossy(&out).contains("a0 OK"));
+        c
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt as _;
+        self.r.get_mut().write_all(bytes).await.unwrap();
+    }
+
+    /// One line (with its line end), or `None` at the end of the stream;
+    /// fails the test after 20 s of silence.
+    pub async fn line(&mut self) -> Option<Vec<u8>> {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut line = Vec::new();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            self.r.read_until(b'\n', &mut line),
+        )
+        .await
+        .expect("an answer within 20 s")
+        .unwrap_or(0);
+        (n > 0).then_some(line)
+    }
+
+    /// Lines (with literals) until the tagged response of `tag`.
+    pub async fn until_tagged(&mut self, tag: &str) -> Vec<u8> {
+        use tokio::io::AsyncReadExt as _;
+        let mut out = Vec::new();
+        loop {
+            let Some(line) = self.line().await else {
+                panic!(
+                    "connection closed; so far: {}",
+                    String::from_utf8_lossy(&out)
+                );
+            };
+            out.extend_from_slice(&line);
+            let text = String::from_utf8_lossy(&line).into_owned();
+            if let Some(len) = text
+                .trim_end()
+                .strip_suffix('}')
+                .and_then(|t| t.rfind('{').map(|i| &t[i + 1..]))
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                let mut lit = vec![0u8; len];
+                self.r.read_exact(&mut lit).await.unwrap();
+                out.extend_from_slice(&lit);
+                continue;
+            }
+            if text.starts_with(&format!("{tag} ")) {
+                return out;
+            }
+        }
+    }
+}
