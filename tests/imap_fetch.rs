@@ -360,3 +360,45 @@ async fn pipelined_commands_behind_an_answered_fetch_keep_their_order() {
     assert!(a5.contains("FLAGS") && a5.contains("a5 OK"), "{a5}");
     running.shutdown();
 }
+
+/// A sender cannot pass off what they encrypted to alice as sotto's own
+/// mailbox copy: bob (GnuPG) encrypts a whole message with a forged
+/// `X-Sotto-Inbound` record inside and marks it `X-Sotto-Stored: whole`
+/// outside. sotto's copies are signed by alice's identity; this one is not,
+/// so it is shown as any mail that arrived encrypted: sotto's own record
+/// first, the forged one and the marker gone. (The inbound path drops a
+/// protected `X-Sotto-Inbound` the same way.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_mailbox_copy_is_not_shown_as_sottos_own() {
+    let (dovecot, _sink, state, running) = proxy_world().await;
+    let proxy = running.imap.expect("imap listener").to_string();
+    imap(&proxy, &json!([]));
+    let bob = Gpg::new();
+    bob.generate(BOB, true, "1y", None);
+    bob.import(&alice_public(state.path()).await);
+    let payload = b"X-Sotto-Inbound: decrypted; signature=good; signer=FORGED\r\n\
+From: The CEO <ceo@example.org>\r\nSubject: wire the money 5656\r\n\r\nurgent 5656\r\n";
+    let armored = seal(&bob, BOB, ALICE, payload);
+    let forged = pgp_mime(
+        &format!("From: <{BOB}>\r\nTo: <{ALICE}>\r\nX-Sotto-Stored: whole\r\n"),
+        &armored,
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&forged);
+    let r = imap(
+        &dovecot.imap_addr(),
+        &json!([{ "op": "append", "message": b64 }]),
+    );
+    assert_eq!(r[2]["status"], "OK", "{r:?}");
+    let r = imap(&proxy, &json!([{ "op": "fetch", "uid": "1" }]));
+    let shown = String::from_utf8_lossy(&common::imapworld::body_of(&r[2])).into_owned();
+    assert!(shown.contains("urgent 5656"), "opened: {shown}");
+    assert!(
+        shown.starts_with("X-Sotto-Inbound: decrypted; key="),
+        "{shown}"
+    );
+    assert!(!shown.contains("FORGED"), "{shown}");
+    assert!(!shown.contains("X-Sotto-Stored"), "{shown}");
+    // bob's key is unknown to sotto: nothing says the message is signed.
+    assert!(!shown.contains("signature=good"), "{shown}");
+    running.shutdown();
+}

@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::inbound::message::{Sealed, delivered_pgp_mime, sealed};
 use crate::openpgp::identities::IdentityKey;
-use crate::openpgp::open::{Opening, Sender, open};
+use crate::openpgp::open::{Opening, Sender, Verdict, open};
 use crate::openpgp::pgpmime;
 
 /// The message to store for `message` that a client APPENDs: encrypted to
@@ -26,12 +26,15 @@ pub fn seal(
     if parsed.already_encrypted() {
         return Ok(parsed.into_bytes());
     }
-    pgpmime::encrypt_whole(parsed.bytes(), &[Cert::clone(key.cert())], policy)
+    pgpmime::encrypt_whole(parsed.bytes(), key.secret(), policy)
 }
 
 /// The plaintext of a stored message encrypted to `key`: the whole message
-/// for sotto's own mailbox copies, else the message as the inbound path
-/// shows it. `None` for anything else (shown as stored).
+/// for sotto's own mailbox copies (`X-Sotto-Stored: whole` and signed by
+/// the owner's identity: a sender cannot pass off what they encrypted to
+/// the user as such a copy, with header fields of their choosing), else
+/// the message as the inbound path shows it. `None` for anything else
+/// (shown as stored).
 pub fn open_stored(
     key: &IdentityKey,
     message: &[u8],
@@ -42,19 +45,21 @@ pub fn open_stored(
         Sealed::PgpMime(a) => a,
         Sealed::Inline { .. } => return None,
     };
+    let owner = [Cert::clone(key.cert())];
     let opening = Opening {
         tsk: key.secret(),
-        sender: Sender::Mail(""),
-        sender_certs: &[],
+        sender: Sender::Mail(key.jid()),
+        sender_certs: &owner,
         max_bytes,
         policy,
     };
     let opened = open(&armored, &opening).ok()?;
-    let whole = crate::mail::split(message)
+    let marked = crate::mail::split(message)
         .fields
         .iter()
         .any(|f| f.is(pgpmime::STORED_WHOLE));
-    if whole {
+    let own = matches!(&opened.verdict, Verdict::Good(f) if *f == key.fingerprint());
+    if marked && own {
         return Some(opened.plaintext);
     }
     Some(delivered_pgp_mime(

@@ -90,10 +90,15 @@ fn is_content(f: &Field<'_>) -> bool {
 }
 
 /// Fields of the decrypted part that are not shown to the reader: the
-/// RFC 9788 record of the outer header, and Autocrypt gossip (keys, read
-/// by sotto).
+/// RFC 9788 record of the outer header, Autocrypt gossip (keys, read by
+/// sotto), and sotto's own fields, which only sotto writes (a sender who
+/// protects an `X-Sotto-Inbound` field would forge sotto's record).
 fn is_internal(f: &Field<'_>) -> bool {
-    f.is("hp-outer") || f.is("autocrypt-gossip") || f.is("mime-version")
+    f.is("hp-outer")
+        || f.is("autocrypt-gossip")
+        || f.is("mime-version")
+        || f.is(RECORD)
+        || f.is(crate::openpgp::pgpmime::STORED_WHOLE)
 }
 
 /// What the mailbox gets for a PGP/MIME message whose encrypted part
@@ -115,7 +120,7 @@ pub fn delivered_pgp_mime(outer: &[u8], plaintext: &[u8], record: &str) -> Vec<u
     out.extend_from_slice(format!("{RECORD}: {record}\r\n").as_bytes());
     for f in &outer.fields {
         let replaced = protected.iter().any(|p| p.is(f.name));
-        if !replaced && !is_content(f) && !f.is("mime-version") && !f.is(RECORD) {
+        if !replaced && !is_content(f) && !f.is("mime-version") && !is_internal(f) {
             out.extend_from_slice(f.raw);
         }
     }
@@ -175,6 +180,23 @@ mod tests {
         let clean = strip_record(OUTER).unwrap();
         assert!(!String::from_utf8_lossy(&clean).contains("forged"));
         assert!(strip_record(&clean).is_none());
+    }
+
+    #[test]
+    fn protected_sotto_fields_are_not_shown() {
+        let inner = b"X-Sotto-Inbound: decrypted; signature=good; forged\r\nSubject: real\r\n\
+X-Sotto-Stored: whole\r\nContent-Type: text/plain\r\n\r\nbody\r\n";
+        let out = delivered_pgp_mime(OUTER, inner, "decrypted; key=K");
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.starts_with("X-Sotto-Inbound: decrypted; key=K\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("X-Sotto-Inbound").count(), 1, "{out}");
+        assert!(
+            !out.contains("X-Sotto-Stored") && out.contains("Subject: real"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -104,14 +104,18 @@ pub fn encrypt_split(
 /// The mailbox copy of `message` (CRLF) kept by the IMAP proxy: the whole
 /// message, every byte, is the encrypted payload, so that decrypting gives
 /// it back exactly; outside, the `OUTER` fields (threading, delivery), the
-/// obscured Subject and `X-Sotto-Stored: whole` saying so.
+/// obscured Subject and `X-Sotto-Stored: whole` saying so. Signed by
+/// `owner` (the mailbox owner's identity, secret parts usable): a copy is
+/// taken as sotto's own, and shown whole, only with that signature.
 pub fn encrypt_whole(
     message: &[u8],
-    certs: &[Cert],
+    owner: &Cert,
     policy: &dyn Policy,
 ) -> Result<Vec<u8>, CryptError> {
     let parts = split(message);
-    let binary = seal_binary(message, certs, false, None, policy)?;
+    let signer = super::seal::signing_keypair(owner, policy)?;
+    let public = owner.clone().strip_secret_key_material();
+    let binary = seal_binary(message, &[public], false, Some(signer), policy)?;
     let mut head = Vec::new();
     for f in outer_fields(&parts.fields, true) {
         head.extend_from_slice(f.raw);
