@@ -188,6 +188,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let pipeline = Gateway::new(upstream.clone(), crypt, policies);
     let chat_crypt = pipeline.crypt();
     let chat_policies = pipeline.policies();
+    let inbound_policies = pipeline.policies();
     let shared = Shared::new(cfg, pipeline, tls, shutdown.clone());
     let limit = Arc::new(Semaphore::new(cfg.limits.max_connections));
     let sessions = TaskTracker::new();
@@ -283,6 +284,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             inbound_keys,
             &cfg.identities.domains,
             cfg.limits.max_message_size,
+            Some(inbound_policies),
         ));
         inbound_addr = socket.local_addr().ok();
         let l = Listener {

@@ -22,11 +22,7 @@ pub fn seal(
     key: &IdentityKey,
     policy: &StandardPolicy<'static>,
 ) -> Result<Vec<u8>, crate::openpgp::seal::CryptError> {
-    let parsed = crate::mail::Parsed::new(message);
-    if parsed.already_encrypted() {
-        return Ok(parsed.into_bytes());
-    }
-    pgpmime::encrypt_whole(parsed.bytes(), key.secret(), policy)
+    pgpmime::mailbox_copy(message, key.secret(), policy)
 }
 
 /// The plaintext of a stored message encrypted to `key`: the whole message

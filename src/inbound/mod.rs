@@ -22,6 +22,8 @@ use crate::envelope::{MailFrom, domain_of};
 use crate::keys::KeyStore;
 use crate::openpgp::identities::{Identities, IdentityError, IdentityKey, Uses};
 use crate::openpgp::open::{OpenError, Opening, Sender, Verdict, open};
+use crate::openpgp::pgpmime;
+use crate::policy::{Channel, Policies, StoreMode};
 use crate::relay::{Target, Transaction};
 use crate::reply::Reply;
 use message::Sealed;
@@ -37,17 +39,21 @@ pub struct Inbound<T: Target> {
     /// Make recipients' identities (serve), or only use existing ones (a
     /// preview).
     create: bool,
+    /// The policy files: `store = "encrypted"` per recipient.
+    policies: Option<Arc<Policies>>,
 }
 
 impl<T: Target> Inbound<T> {
     /// In front of `inner` (the mailbox server), for the local `domains`;
-    /// decrypted content larger than `max_bytes` is not opened.
+    /// decrypted content larger than `max_bytes` is not opened; `policies`
+    /// say what each recipient's mailbox keeps (`store`).
     pub fn new(
         inner: T,
         identities: Arc<Identities>,
         keys: KeyStore,
         domains: &[String],
         max_bytes: usize,
+        policies: Option<Arc<Policies>>,
     ) -> Arc<Self> {
         Arc::new(Inbound {
             inner,
@@ -57,6 +63,7 @@ impl<T: Target> Inbound<T> {
             max_bytes,
             policy: StandardPolicy::new(),
             create: true,
+            policies,
         })
     }
 
@@ -68,8 +75,9 @@ impl<T: Target> Inbound<T> {
         keys: KeyStore,
         domains: &[String],
         max_bytes: usize,
+        policies: Option<Arc<Policies>>,
     ) -> Arc<Self> {
-        let mut me = Self::new(inner, identities, keys, domains, max_bytes);
+        let mut me = Self::new(inner, identities, keys, domains, max_bytes, policies);
         if let Some(m) = Arc::get_mut(&mut me) {
             m.create = false;
         }
@@ -91,6 +99,18 @@ impl<T: Target> Inbound<T> {
 
     fn is_local(&self, address: &str) -> bool {
         self.domains.contains(&domain_of(address))
+    }
+
+    /// Whether the policy wants `rcpt`'s mailbox to hold only ciphertext.
+    fn store_encrypted(&self, from: &str, rcpt: &str) -> bool {
+        let Some(p) = &self.policies else {
+            return false;
+        };
+        // A local recipient has an identity: a rule on `to_has_key` sees
+        // that.
+        p.current()
+            .decide(Channel::Smtp, from, rcpt, Some(true))
+            .is_ok_and(|d| d.treatment.store == StoreMode::Encrypted)
     }
 }
 
@@ -180,6 +200,12 @@ impl<T: Target> Transaction for InboundTx<T> {
                 copies
             }
         };
+        let mut copies = copies;
+        for (copy, rcpt) in copies.iter_mut().zip(&list) {
+            if inbound.is_local(rcpt) && inbound.store_encrypted(&from.address, rcpt) {
+                *copy = at_rest(&inbound, rcpt, std::mem::replace(copy, Ok(None)), &message).await;
+            }
+        }
         if copies.iter().all(|c| matches!(c, Ok(None))) {
             return tx.commit_each(message, rcpts).await;
         }
@@ -257,6 +283,38 @@ async fn deliver_apart<T: Target>(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Reply::new(451, "4.3.0", "Internal error: no reply")))
         .collect()
+}
+
+/// `copy` (`None`: `original`) as `rcpt`'s mailbox keeps it under
+/// `store = "encrypted"`: encrypted to their identity, whole, unless it
+/// already is encrypted. Never delivered in clear instead: without the
+/// identity, a temporary refusal. A user who brought their own key is
+/// delivered to as before (sotto cannot sign a mailbox copy for them).
+async fn at_rest<T: Target>(inbound: &Inbound<T>, rcpt: &str, copy: Copy, original: &[u8]) -> Copy {
+    let content = match copy {
+        Err(reply) => return Err(reply),
+        Ok(c) => c.unwrap_or_else(|| original.to_vec()),
+    };
+    let refuse = |why: &str| {
+        tracing::warn!(event = "inbound", result = "store_encrypted_failed", error = %why);
+        Err(Reply::new(
+            451,
+            "4.3.0",
+            "The recipient's mailbox keeps only encrypted mail and sotto cannot encrypt it right now; try again later",
+        ))
+    };
+    let key = match inbound.identity(rcpt).await {
+        Ok(Some(key)) => key,
+        Ok(None) => return Ok(Some(content)),
+        Err(e) => return refuse(&e.to_string()),
+    };
+    match pgpmime::mailbox_copy(content, key.secret(), &inbound.policy) {
+        Ok(sealed) => {
+            metrics::counter!("sotto_inbound_total", "result" => "stored_encrypted").increment(1);
+            Ok(Some(sealed))
+        }
+        Err(e) => refuse(&e.to_string()),
+    }
 }
 
 /// The copy `rcpt` gets of a sealed message: opened with their identity

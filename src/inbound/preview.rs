@@ -37,6 +37,12 @@ pub async fn transform(
     let keys = KeyStore::from_config(cfg);
     keys.set_store(store.clone());
     let ids = Arc::new(Identities::new(store.clone(), passphrase));
+    let policies = crate::policy::Policies::load(cfg.policy.dir.clone()).map_err(|problems| {
+        format!(
+            "the policy files have {} problem(s); `sotto check` lists them",
+            problems.len()
+        )
+    })?;
     let capture = Capture::default();
     let target = InboundTarget(Inbound::preview(
         capture.clone(),
@@ -44,6 +50,7 @@ pub async fn transform(
         keys,
         &cfg.identities.domains,
         cfg.limits.max_message_size,
+        Some(policies),
     ));
     let mail = MailFrom {
         address: from.to_owned(),

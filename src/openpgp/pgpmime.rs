@@ -124,6 +124,20 @@ pub fn encrypt_whole(
     Ok(wrap(&head, &binary))
 }
 
+/// What a mailbox keeps of `message` for its owner: the message itself if
+/// it already is encrypted (to them or anyone), else [`encrypt_whole`].
+pub fn mailbox_copy(
+    message: Vec<u8>,
+    owner: &Cert,
+    policy: &dyn Policy,
+) -> Result<Vec<u8>, CryptError> {
+    let parsed = crate::mail::Parsed::new(message);
+    if parsed.already_encrypted() {
+        return Ok(parsed.into_bytes());
+    }
+    encrypt_whole(parsed.bytes(), owner, policy)
+}
+
 /// The field [`encrypt_whole`] adds outside.
 pub const STORED_WHOLE: &str = "X-Sotto-Stored";
 

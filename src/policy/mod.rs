@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::{
     Channel, Field, LinkMode, Loc, MissingKey, Origin, PreferEncrypt, SignMode, StaleKey,
-    Treatment, Value, XmppFormat,
+    StoreMode, Treatment, Value, XmppFormat,
 };
 pub use reload::Policies;
 

@@ -109,6 +109,28 @@ pub enum StaleKey {
     Plain,
 }
 
+/// What the provider may keep (`store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreMode {
+    /// `true`: as it comes.
+    Yes,
+    /// `false` (chat): XEP-0334 `<no-store/>` and `<no-copy/>` hints ask
+    /// servers not to archive or copy the message.
+    No,
+    /// `"encrypted"` (mail arriving for a local user): the inbound path
+    /// encrypts what it delivers to the recipient's identity, so the
+    /// mailbox holds only ciphertext (read plain through the IMAP proxy).
+    /// For chat, the same as `true`.
+    Encrypted,
+}
+
+impl StoreMode {
+    /// Whether servers may archive it (no no-store hints).
+    pub fn archived(self) -> bool {
+        self != StoreMode::No
+    }
+}
+
 /// One treatment field's value as written in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -122,6 +144,7 @@ pub enum Value {
     Sign(SignMode),
     PreferEncrypt(PreferEncrypt),
     StaleKey(StaleKey),
+    Store(StoreMode),
 }
 
 /// The treatment fields, in the order `explain` prints them.
@@ -231,9 +254,15 @@ impl Field {
                 Some("plain") => Ok(Value::StaleKey(StaleKey::Plain)),
                 _ => Err(choice(&["encrypt", "plain"])),
             },
-            Field::EncryptToSender | Field::Store => b
+            Field::EncryptToSender => b
                 .map(Value::Bool)
                 .ok_or_else(|| "expected true or false".into()),
+            Field::Store => match (s, b) {
+                (_, Some(true)) => Ok(Value::Store(StoreMode::Yes)),
+                (_, Some(false)) => Ok(Value::Store(StoreMode::No)),
+                (Some("encrypted"), _) => Ok(Value::Store(StoreMode::Encrypted)),
+                _ => Err("expected true, false or \"encrypted\"".into()),
+            },
             Field::ArchiveKey => match s {
                 Some(p) if !p.is_empty() => Ok(Value::Path(PathBuf::from(p))),
                 _ => Err("expected the path of a certificate file".into()),
@@ -290,6 +319,9 @@ impl fmt::Display for Value {
             Value::PreferEncrypt(PreferEncrypt::NoPreference) => f.write_str("nopreference"),
             Value::StaleKey(StaleKey::Encrypt) => f.write_str("encrypt"),
             Value::StaleKey(StaleKey::Plain) => f.write_str("plain"),
+            Value::Store(StoreMode::Yes) => f.write_str("true"),
+            Value::Store(StoreMode::No) => f.write_str("false"),
+            Value::Store(StoreMode::Encrypted) => f.write_str("encrypted"),
         }
     }
 }
@@ -342,9 +374,8 @@ pub struct Treatment {
     pub archive_key: Option<PathBuf>,
     /// Chat only: the encryption format.
     pub xmpp_format: XmppFormat,
-    /// Chat only: `false` adds XEP-0334 `<no-store/>` and `<no-copy/>`
-    /// hints, asking servers not to archive or copy the message.
-    pub store: bool,
+    /// What the provider may keep: see [`StoreMode`].
+    pub store: StoreMode,
     /// Mail from a local user: what its `Autocrypt:` header says.
     pub autocrypt: PreferEncrypt,
     /// A recipient whose only key is a discouraged Autocrypt one.
@@ -364,7 +395,7 @@ impl Default for Treatment {
             encrypt_to_sender: false,
             archive_key: None,
             xmpp_format: XmppFormat::Ox,
-            store: true,
+            store: StoreMode::Yes,
             autocrypt: PreferEncrypt::Mutual,
             stale_key: StaleKey::Encrypt,
         }
@@ -385,7 +416,7 @@ impl Treatment {
             (Field::EncryptToSender, Value::Bool(v)) => self.encrypt_to_sender = *v,
             (Field::ArchiveKey, Value::Path(v)) => self.archive_key = Some(v.clone()),
             (Field::XmppFormat, Value::XmppFormat(v)) => self.xmpp_format = *v,
-            (Field::Store, Value::Bool(v)) => self.store = *v,
+            (Field::Store, Value::Store(v)) => self.store = *v,
             _ => {}
         }
     }
@@ -406,7 +437,7 @@ impl Treatment {
                 None => Value::Path(PathBuf::from("(none)")),
             },
             Field::XmppFormat => Value::XmppFormat(self.xmpp_format),
-            Field::Store => Value::Bool(self.store),
+            Field::Store => Value::Store(self.store),
         }
     }
 

@@ -227,3 +227,24 @@ fn ten_thousand_rules_decide_by_index() {
     // Only the indexed rule and the catch-all are candidates.
     assert_eq!(p.index.candidates("x", "d9876.example").len(), 2);
 }
+
+#[test]
+fn store_takes_true_false_or_encrypted() {
+    let p = set(&[(
+        "s.toml",
+        "[defaults]\nstore = false\n[[rule]]\nname = \"at rest\"\nto = [\"*@example.org\"]\nstore = \"encrypted\"\n",
+    )])
+    .unwrap();
+    let t = decide(&p, Channel::Smtp, "bob@o.example", "alice@example.org");
+    assert_eq!(t.store, StoreMode::Encrypted);
+    assert!(t.store.archived());
+    let t = decide(&p, Channel::Xmpp, "bob@o.example", "carol@o.example");
+    assert_eq!(t.store, StoreMode::No);
+    assert_eq!(Value::Store(StoreMode::Encrypted).to_string(), "encrypted");
+    let bad = set(&[("s.toml", "[defaults]\nstore = \"sometimes\"\n")]).unwrap_err();
+    assert!(
+        bad.iter()
+            .any(|e| e.contains("expected true, false or \"encrypted\"")),
+        "{bad:?}"
+    );
+}

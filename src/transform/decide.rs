@@ -144,7 +144,7 @@ pub async fn decide(
             Channel::Xmpp => t.xmpp_format,
             Channel::Smtp => XmppFormat::Ox,
         },
-        store: channel == Channel::Smtp || t.store,
+        store: channel == Channel::Smtp || t.store.archived(),
         autocrypt: match channel {
             Channel::Smtp => t.autocrypt,
             Channel::Xmpp => PreferEncrypt::Mutual,

@@ -109,8 +109,13 @@ impl RawImap {
 
     /// Connected and logged in as alice (tag `a0`).
     pub async fn login(addr: &str) -> RawImap {
+        RawImap::login_with(addr, PASSWORD).await
+    }
+
+    /// Connected and logged in as alice with `password` (tag `a0`).
+    pub async fn login_with(addr: &str, password: &str) -> RawImap {
         let mut c = RawImap::connect(addr).await;
-        c.send(format!("a0 LOGIN {ALICE} {PASSWORD}\r\n").as_bytes())
+        c.send(format!("a0 LOGIN {ALICE} {password}\r\n").as_bytes())
             .await;
         let out = c.until_tagged("a0").await;
         assert!(String::from_utf8_lossy(&out).contains("a0 OK"));

@@ -2,7 +2,8 @@
 //! mailbox (alice@example.org, password `alice-secret`), an aiosmtpd sink
 //! as sotto's upstream (alice's provider on the way out), sotto with
 //! identities for example.org, its inbound listener in front of Dovecot's
-//! LMTP and keys from `dir` and `autocrypt`, and Postfix as the MX with the
+//! LMTP and keys from `dir` and `autocrypt`, its IMAP proxy in front of
+//! Dovecot's IMAP, and Postfix as the MX with the
 //! shipped recipe `deploy/postfix/inbound/`. Included beside `common`
 //! (`#[path = "common/mailworld.rs"] mod mailworld;`), which it uses as
 //! `crate::common`.
@@ -45,6 +46,9 @@ impl MailWorld {
         cfg.identities.wkd_listen = String::new();
         cfg.inbound.listen = "127.0.0.1:0".into();
         cfg.inbound.upstream = dovecot.lmtp_addr();
+        // The IMAP proxy in front of the same Dovecot.
+        cfg.imap.listen = "127.0.0.1:0".into();
+        cfg.imap.upstream = dovecot.imap_addr();
         cfg.keys.sources = vec![
             sotto::config::KeySource::Dir,
             sotto::config::KeySource::Autocrypt,
