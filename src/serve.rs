@@ -394,7 +394,12 @@ async fn imap(
         }
         _ => None,
     };
-    let upstream_tls = if cfg.imap.upstream_tls {
+    if cfg.imap.upstream_tls && cfg.imap.upstream_starttls {
+        return Err(ServeError::Imap(
+            "imap.upstream_tls and imap.upstream_starttls are both set: choose implicit TLS (port 993) or STARTTLS (port 143)".into(),
+        ));
+    }
+    let upstream_tls = if cfg.imap.upstream_tls || cfg.imap.upstream_starttls {
         let ca = match &cfg.imap.upstream_tls_ca {
             Some(p) => Some(std::fs::read(p).map_err(|e| {
                 ServeError::Imap(format!("imap.upstream_tls_ca `{}`: {e}", p.display()))
@@ -417,7 +422,7 @@ async fn imap(
                 .is_ok_and(|ip| ip.is_loopback());
         if !loopback {
             return Err(ServeError::Imap(format!(
-                "imap.upstream `{}` is not on this machine: set imap.upstream_tls = true (plain IMAP only on loopback)",
+                "imap.upstream `{}` is not on this machine: set imap.upstream_tls = true (IMAPS) or imap.upstream_starttls = true (plain IMAP only on loopback)",
                 cfg.imap.upstream
             )));
         }
@@ -426,6 +431,7 @@ async fn imap(
     let shared = Arc::new(crate::imap::proxy::ImapShared {
         upstream: cfg.imap.upstream.clone(),
         upstream_tls,
+        upstream_starttls: cfg.imap.upstream_starttls,
         identities: ids,
         domains: cfg
             .identities

@@ -356,4 +356,41 @@ async fn the_server_is_reached_over_verified_tls() {
     assert_eq!(body_of(&r[2]), message.to_vec());
     assert!(!String::from_utf8_lossy(&dovecot.messages(ALICE)[0]).contains("9191"));
     running.shutdown();
+
+    // STARTTLS on Dovecot's plain port, verified the same way.
+    cfg.imap.upstream = format!(
+        "localhost:{}",
+        dovecot.imap_addr().rsplit_once(':').unwrap().1
+    );
+    cfg.imap.upstream_tls = false;
+    cfg.imap.upstream_starttls = true;
+    let running = gateway(&cfg).await;
+    let proxy = running.imap.unwrap().to_string();
+    let r = imap(&proxy, &json!([{ "op": "fetch", "uid": uid }]));
+    assert_eq!(body_of(&r[2]), message.to_vec());
+    // Three logins in all (two over IMAPS above, this one on the plain
+    // port), every one over TLS.
+    let log = dovecot.log();
+    let logins: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("imap-login: Info: Login: user=<alice@example.org>"))
+        .collect();
+    assert_eq!(logins.len(), 3, "{log}");
+    assert!(logins.iter().all(|l| l.contains(", TLS,")), "{log}");
+    running.shutdown();
+
+    // A certificate the CA did not sign: the client is told, nothing passes.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other_ca = dir.path().join("other.pem");
+    std::fs::write(&other_ca, other.cert.pem()).unwrap();
+    cfg.imap.upstream_tls_ca = Some(other_ca);
+    let running = gateway(&cfg).await;
+    let proxy = running.imap.unwrap().to_string();
+    let c = common::imapworld::RawImap::connect(&proxy).await;
+    assert!(
+        c.greeting.starts_with("* BYE [UNAVAILABLE]"),
+        "{}",
+        c.greeting
+    );
+    running.shutdown();
 }

@@ -106,6 +106,9 @@ pub struct ImapConfig {
     /// against the system's roots and `upstream_tls_ca`, for the host
     /// name in `upstream`.
     pub upstream_tls: bool,
+    /// STARTTLS to the server instead (port 143), verified the same way;
+    /// a server that does not accept it is not used.
+    pub upstream_starttls: bool,
     pub upstream_tls_ca: Option<std::path::PathBuf>,
 }
 
@@ -118,6 +121,7 @@ impl Default for ImapConfig {
             tls_key: None,
             upstream: "127.0.0.1:143".into(),
             upstream_tls: false,
+            upstream_starttls: false,
             upstream_tls_ca: None,
         }
     }

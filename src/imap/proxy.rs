@@ -44,8 +44,11 @@ pub struct ImapShared {
     /// TLS towards clients (STARTTLS on the plain listener, and the
     /// implicit-TLS listener).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Implicit TLS towards the server, verified (`None`: plain, loopback).
+    /// TLS towards the server, verified (`None`: plain, loopback).
     pub upstream_tls: Option<crate::relay::stream::Implicit>,
+    /// With `upstream_tls`: STARTTLS on the plain port rather than
+    /// implicit TLS.
+    pub upstream_starttls: bool,
     /// Messages opened for FETCH, shared by every session (bounded).
     pub opened: OpenedCache,
 }
@@ -128,23 +131,25 @@ impl Session {
         shared: Arc<ImapShared>,
         shutdown: CancellationToken,
     ) -> Result<(), String> {
-        let tcp = tokio::time::timeout(
-            Duration::from_secs(30),
-            TcpStream::connect(&shared.upstream),
-        )
-        .await
-        .map_err(|_| "upstream: connect timed out".to_string())?
-        .map_err(|e| format!("upstream: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let server: Io = match &shared.upstream_tls {
-            Some(tls) => Box::new(
-                tokio::time::timeout(Duration::from_secs(30), tls.handshake(tcp))
-                    .await
-                    .map_err(|_| "upstream: TLS handshake timed out".to_string())?
-                    .map_err(|e| format!("upstream TLS: {e}"))?,
-            ),
-            None => Box::new(tcp),
+        let mut client = client;
+        let server = match connect_upstream(&shared).await {
+            Ok(s) => s,
+            Err(why) => {
+                let _ = client
+                    .write_all(b"* BYE [UNAVAILABLE] sotto cannot reach the mail server\r\n")
+                    .await;
+                return Err(why);
+            }
         };
+        // After STARTTLS the server greets no more: sotto greets the client
+        // (without capabilities: those from before TLS are stale).
+        let greeted = shared.upstream_tls.is_some() && shared.upstream_starttls;
+        if greeted {
+            client
+                .write_all(b"* OK sotto IMAP proxy ready\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let (mut cr, mut cw): (ReadHalf<Io>, WriteHalf<Io>) = tokio::io::split(client);
         let (mut sr, mut sw) = tokio::io::split(server);
         let mut cf = Fragmentizer::new(shared.max_message);
@@ -154,7 +159,7 @@ impl Session {
             shared,
             key: None,
             user: None,
-            greeted: false,
+            greeted,
             authenticating: None,
             idling: None,
             policy: StandardPolicy::new(),
@@ -585,4 +590,72 @@ impl Session {
             None => plan.answer(items.as_ref(), stored),
         }
     }
+}
+
+/// The connection to the server: plain (loopback), implicit TLS, or
+/// STARTTLS, each with a 30 s deadline.
+async fn connect_upstream(shared: &ImapShared) -> Result<Io, String> {
+    let limit = Duration::from_secs(30);
+    let tcp = tokio::time::timeout(limit, TcpStream::connect(&shared.upstream))
+        .await
+        .map_err(|_| "upstream: connect timed out".to_string())?
+        .map_err(|e| format!("upstream: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = &shared.upstream_tls else {
+        return Ok(Box::new(tcp));
+    };
+    let tcp = if shared.upstream_starttls {
+        tokio::time::timeout(limit, starttls(tcp))
+            .await
+            .map_err(|_| "upstream: STARTTLS timed out".to_string())??
+    } else {
+        tcp
+    };
+    let secured = tokio::time::timeout(limit, tls.handshake(tcp))
+        .await
+        .map_err(|_| "upstream: TLS handshake timed out".to_string())?
+        .map_err(|e| format!("upstream TLS: {e}"))?;
+    Ok(Box::new(secured))
+}
+
+/// STARTTLS on a fresh connection to the server: its greeting, then
+/// `STARTTLS` and its OK. Nothing the server sends after the OK and before
+/// the handshake is accepted (it would be taken as protected later).
+async fn starttls(tcp: TcpStream) -> Result<TcpStream, String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut r = tokio::io::BufReader::new(tcp);
+    let mut line = Vec::new();
+    let read = async |r: &mut tokio::io::BufReader<TcpStream>, line: &mut Vec<u8>| {
+        line.clear();
+        let n = (&mut *r)
+            .take(8192)
+            .read_until(b'\n', line)
+            .await
+            .map_err(|e| format!("upstream: {e}"))?;
+        if n == 0 || !line.ends_with(b"\n") {
+            return Err("upstream: closed or sent an overlong line before TLS".to_string());
+        }
+        Ok::<(), String>(())
+    };
+    read(&mut r, &mut line).await?;
+    if !line.starts_with(b"* OK") {
+        return Err("upstream: no OK greeting, so no STARTTLS".into());
+    }
+    r.get_mut()
+        .write_all(b"S0 STARTTLS\r\n")
+        .await
+        .map_err(|e| format!("upstream: {e}"))?;
+    for _ in 0..64 {
+        read(&mut r, &mut line).await?;
+        if line.starts_with(b"S0 OK") {
+            if !r.buffer().is_empty() {
+                return Err("upstream: bytes after STARTTLS's OK, before TLS".into());
+            }
+            return Ok(r.into_inner());
+        }
+        if line.starts_with(b"S0 ") {
+            return Err("upstream: the server refused STARTTLS".into());
+        }
+    }
+    Err("upstream: no answer to STARTTLS".into())
 }
