@@ -439,6 +439,7 @@ async fn imap(
             .iter()
             .map(|d| d.to_ascii_lowercase())
             .collect(),
+        login_domain: cfg.imap.login_domain.trim().to_ascii_lowercase(),
         max_message: u32::try_from(cfg.limits.max_message_size.saturating_mul(2))
             .unwrap_or(u32::MAX),
         idle_timeout: Duration::from_secs(30 * 60),

@@ -110,6 +110,10 @@ pub struct ImapConfig {
     /// a server that does not accept it is not used.
     pub upstream_starttls: bool,
     pub upstream_tls_ca: Option<std::path::PathBuf>,
+    /// A login without `@` is this user's address at this domain (for
+    /// servers whose logins are bare user names); empty: logins are
+    /// addresses.
+    pub login_domain: String,
 }
 
 impl Default for ImapConfig {
@@ -123,6 +127,7 @@ impl Default for ImapConfig {
             upstream_tls: false,
             upstream_starttls: false,
             upstream_tls_ca: None,
+            login_domain: String::new(),
         }
     }
 }

@@ -17,7 +17,7 @@ use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::{Literal, LiteralMode, Vec1};
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::fetch::MessageDataItem;
-use imap_codec::imap_types::response::{Code, Data, Response, Status};
+use imap_codec::imap_types::response::{Code, Data, Response, Status, StatusKind};
 use imap_codec::{CommandCodec, GreetingCodec, ResponseCodec};
 use sequoia_openpgp::policy::StandardPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -37,6 +37,8 @@ pub struct ImapShared {
     pub identities: Arc<Identities>,
     /// The local mail domains: a login at one of them is a local user.
     pub domains: Vec<String>,
+    /// Completes a login without `@` (`imap.login_domain`; empty: none).
+    pub login_domain: String,
     /// Largest IMAP message (a command or response with its literals).
     pub max_message: u32,
     /// Idle time after which a session is closed.
@@ -100,8 +102,13 @@ struct Session {
     key: Option<Arc<IdentityKey>>,
     user: Option<String>,
     greeted: bool,
-    /// Tag of an AUTHENTICATE in progress: client lines are SASL data.
-    authenticating: Option<String>,
+    /// Tag and mechanism of an AUTHENTICATE in progress: client lines are
+    /// SASL data.
+    authenticating: Option<(String, String)>,
+    /// Tag of a LOGIN or AUTHENTICATE and the user it names: the user
+    /// becomes the session's only once the server says OK (no identity is
+    /// made for a login the server refused).
+    login: Option<(String, String)>,
     /// Tag of an IDLE in progress: the next client line is DONE.
     idling: Option<String>,
     policy: StandardPolicy<'static>,
@@ -161,6 +168,7 @@ impl Session {
             user: None,
             greeted,
             authenticating: None,
+            login: None,
             idling: None,
             policy: StandardPolicy::new(),
             secure,
@@ -296,8 +304,10 @@ impl Session {
             }
             let raw = f.message_bytes().to_vec();
             if self.idling.take().is_some() || self.authenticating.is_some() {
-                if self.authenticating.is_some() {
-                    self.user_from_plain(&raw);
+                if let Some((tag, mechanism)) = &self.authenticating
+                    && let Some(user) = login::sasl_line_user(mechanism, &raw)
+                {
+                    self.login = Some((tag.clone(), user));
                 }
                 self.held.push_back((raw, None));
                 continue;
@@ -358,20 +368,21 @@ impl Session {
         let tag = cmd.tag.as_ref().to_owned();
         match &cmd.body {
             CommandBody::Login { username, .. } => {
-                self.set_user(&String::from_utf8_lossy(username.as_ref()))
-                    .await;
+                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                self.login = Some((tag.clone(), user));
             }
             CommandBody::Authenticate {
                 mechanism,
                 initial_response,
             } => {
-                self.authenticating = Some(tag.clone());
-                if mechanism.to_string().eq_ignore_ascii_case("PLAIN")
-                    && let Some(ir) = initial_response
+                let mechanism = mechanism.to_string();
+                if let Some(user) = initial_response
+                    .as_ref()
+                    .and_then(|ir| login::sasl_user(&mechanism, ir.declassify()))
                 {
-                    let ir = ir.declassify().to_vec();
-                    self.user_from_sasl_plain(&ir).await;
+                    self.login = Some((tag.clone(), user));
                 }
+                self.authenticating = Some((tag.clone(), mechanism));
             }
             CommandBody::Idle => self.idling = Some(tag.clone()),
             CommandBody::StartTLS if self.offer_starttls() => {
@@ -439,35 +450,28 @@ impl Session {
         Ok(CommandCodec::default().encode(&out).dump())
     }
 
+    /// The session's user, once the server accepted the login: a local
+    /// address (`imap.login_domain` completes a login without one) gets
+    /// its identity.
     async fn set_user(&mut self, login: &str) {
-        let login = login.trim().to_ascii_lowercase();
+        let mut login = login.trim().to_ascii_lowercase();
+        if !login.contains('@') && !self.shared.login_domain.is_empty() {
+            login = format!("{login}@{}", self.shared.login_domain);
+        }
         let domain = crate::envelope::domain_of(&login);
-        if !self.shared.domains.contains(&domain) {
-            return;
+        if self.shared.domains.contains(&domain) {
+            match self
+                .shared
+                .identities
+                .get_or_create_for(&login, Uses::Mail)
+                .await
+            {
+                Ok(key) => self.key = Some(key),
+                Err(e) => tracing::warn!(event = "imap_identity", result = "failed", error = %e),
+            }
         }
-        match self
-            .shared
-            .identities
-            .get_or_create_for(&login, Uses::Mail)
-            .await
-        {
-            Ok(key) => self.key = Some(key),
-            Err(e) => tracing::warn!(event = "imap_identity", result = "failed", error = %e),
-        }
+        tracing::info!(event = "imap_login", domain = %domain, local = self.key.is_some());
         self.user = Some(login);
-    }
-
-    /// The user of a SASL PLAIN message (authzid NUL authcid NUL password).
-    async fn user_from_sasl_plain(&mut self, plain: &[u8]) {
-        self.set_user(&login::plain_user(plain)).await;
-    }
-
-    /// A SASL data line of AUTHENTICATE PLAIN, noted for the user (made
-    /// local when the server accepts); forwarded as it came.
-    fn user_from_plain(&mut self, line: &[u8]) {
-        if let Some(user) = login::plain_line_user(line) {
-            self.user = Some(user.to_ascii_lowercase());
-        }
     }
 
     /// Handles every complete server message: bytes for the client.
@@ -545,12 +549,13 @@ impl Session {
                 if self.in_flight.as_ref().map(|p| p.tag.as_str()) == Some(t.tag.as_ref()) {
                     self.in_flight = None;
                 }
-                if self.authenticating.as_deref() == Some(t.tag.as_ref()) {
+                if self.authenticating.as_ref().map(|a| a.0.as_str()) == Some(t.tag.as_ref()) {
                     self.authenticating = None;
-                    // AUTHENTICATE with the user sent as a data line.
-                    if self.key.is_none()
-                        && let Some(user) = self.user.clone()
-                    {
+                }
+                if let Some((tag, user)) = self.login.take() {
+                    if tag != t.tag.as_ref() {
+                        self.login = Some((tag, user));
+                    } else if t.body.kind == StatusKind::Ok {
                         self.set_user(&user).await;
                     }
                 }

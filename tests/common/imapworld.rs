@@ -21,12 +21,25 @@ pub fn imap(addr: &str, steps: &Value) -> Vec<Value> {
 
 /// [`imap`] with extra arguments (`--tls CAFILE`, `--starttls CAFILE`).
 pub fn imap_with(addr: &str, extra: &[&str], steps: &Value) -> Vec<Value> {
+    imap_as(addr, ALICE, PASSWORD, extra, steps)
+        .unwrap_or_else(|stderr| panic!("imap client: {stderr}"))
+}
+
+/// The client as `user` with `secret` (a password, or a bearer token with
+/// `--auth`): its JSON lines, or its standard error if it failed.
+pub fn imap_as(
+    addr: &str,
+    user: &str,
+    secret: &str,
+    extra: &[&str],
+    steps: &Value,
+) -> Result<Vec<Value>, String> {
     let (host, port) = addr.rsplit_once(':').unwrap();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/imap_client.py");
     let mut child = Command::new("python3")
         .arg(script)
-        .args([host, port, ALICE])
+        .args([host, port, user])
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -34,19 +47,17 @@ pub fn imap_with(addr: &str, extra: &[&str], steps: &Value) -> Vec<Value> {
         .spawn()
         .expect("python3");
     let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{PASSWORD}").unwrap();
+    writeln!(stdin, "{secret}").unwrap();
     stdin.write_all(steps.to_string().as_bytes()).unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "imap client: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect())
 }
 
 /// sotto's configuration for the proxy tests, upstream not set: the

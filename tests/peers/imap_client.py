@@ -1,7 +1,8 @@
 """A scripted IMAP client (Python's imaplib) for sotto's IMAP proxy tests.
 
-Usage: imap_client.py HOST PORT USER [--tls CAFILE | --starttls CAFILE] < script.json
-The password comes as the first line of stdin, the JSON script after it:
+Usage: imap_client.py HOST PORT USER [--tls CAFILE | --starttls CAFILE | --auth MECH] < script.json
+The password (with --auth XOAUTH2 or OAUTHBEARER: the bearer token) comes
+as the first line of stdin, the JSON script after it:
 a list of steps, each {"op": "capability" | "append" | "fetch" | "uids" |
 "select" | "create" | "raw", ...}. Prints one JSON object per step on stdout; message bytes in base64.
 """
@@ -29,7 +30,14 @@ def main():
         m.starttls(ssl_context=ctx)
         out["after_starttls_caps"] = sorted(m.capabilities)
     print(json.dumps(out), flush=True)
-    typ, _ = m.login(user, password)
+    if mode == "--auth" and sys.argv[5] == "XOAUTH2":
+        msg = f"user={user}\x01auth=Bearer {password}\x01\x01".encode()
+        typ, _ = m.authenticate("XOAUTH2", lambda _: msg)
+    elif mode == "--auth" and sys.argv[5] == "OAUTHBEARER":
+        msg = f"n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {password}\x01\x01".encode()
+        typ, _ = m.authenticate("OAUTHBEARER", lambda _: msg)
+    else:
+        typ, _ = m.login(user, password)
     print(json.dumps({"op": "login", "status": typ}), flush=True)
     m.select("INBOX")
     for step in steps:
