@@ -350,14 +350,19 @@ async fn pipelined_commands_behind_an_answered_fetch_keep_their_order() {
         .filter(|l| l.starts_with('a'))
         .map(|l| &l[..2])
         .collect();
-    assert_eq!(tags, ["a3", "a4", "a5"], "{rest}");
+    // a3 and a4 go to the server together (Dovecot may finish them in
+    // either order); a5 only after a4's answer.
+    let mut sorted = tags.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a3", "a4", "a5"], "{rest}");
+    assert_eq!(tags[2], "a5", "{rest}");
     assert!(
         rest.contains("BODY[TEXT] {19}\r\nsecret words 3232\r\n)"),
         "{rest}"
     );
     assert!(!rest.contains("PGP"), "{rest}");
-    let a5 = &rest[rest.find("\r\na4 OK").unwrap()..];
-    assert!(a5.contains("FLAGS") && a5.contains("a5 OK"), "{a5}");
+    assert!(rest.contains("* 1 FETCH (UID 1 FLAGS ("), "a5's answer: {rest}");
+    assert!(rest.contains("\r\na5 OK"), "{rest}");
     running.shutdown();
 }
 

@@ -141,6 +141,11 @@ impl RawImap {
     /// One line (with its line end), or `None` at the end of the stream;
     /// fails the test after 20 s of silence.
     pub async fn line(&mut self) -> Option<Vec<u8>> {
+        self.line_or(&[]).await
+    }
+
+    /// [`RawImap::line`], showing `so_far` if it fails.
+    async fn line_or(&mut self, so_far: &[u8]) -> Option<Vec<u8>> {
         use tokio::io::AsyncBufReadExt as _;
         let mut line = Vec::new();
         let n = tokio::time::timeout(
@@ -148,7 +153,12 @@ impl RawImap {
             self.r.read_until(b'\n', &mut line),
         )
         .await
-        .expect("an answer within 20 s")
+        .unwrap_or_else(|_| {
+            panic!(
+                "no answer within 20 s; so far: {}",
+                String::from_utf8_lossy(so_far)
+            )
+        })
         .unwrap_or(0);
         (n > 0).then_some(line)
     }
