@@ -361,7 +361,10 @@ async fn pipelined_commands_behind_an_answered_fetch_keep_their_order() {
         "{rest}"
     );
     assert!(!rest.contains("PGP"), "{rest}");
-    assert!(rest.contains("* 1 FETCH (UID 1 FLAGS ("), "a5's answer: {rest}");
+    assert!(
+        rest.contains("* 1 FETCH (UID 1 FLAGS ("),
+        "a5's answer: {rest}"
+    );
     assert!(rest.contains("\r\na5 OK"), "{rest}");
     running.shutdown();
 }

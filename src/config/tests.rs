@@ -225,3 +225,38 @@ fn a_broken_file_does_not_hide_bad_variables() {
         "SOTTO_UPSTREAM__TLS=yes: expected one of none, starttls, tls"
     );
 }
+
+#[test]
+fn imap_proxy_settings_are_checked_together() {
+    let err = load_str(
+        "[imap]\nlisten = \"127.0.0.1:1143\"\nlisten_tls = \"127.0.0.1:1993\"\nupstream = \"imap.example.net:143\"\n",
+    )
+    .unwrap_err();
+    let lines: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+    let has = |key: &str, what: &str| lines.iter().any(|l| l.contains(key) && l.contains(what));
+    assert!(has("imap.listen", "needs identities.domains"), "{lines:?}");
+    assert!(
+        has("imap.upstream", "imap.upstream_starttls = true"),
+        "{lines:?}"
+    );
+    assert!(
+        has("imap.listen_tls", "needs tls_cert and tls_key"),
+        "{lines:?}"
+    );
+    let err = load_str(
+        "[identities]\ndomains = [\"example.org\"]\n[imap]\nlisten = \"127.0.0.1:1143\"\nupstream = \"imap.example.net:993\"\nupstream_tls = true\nupstream_starttls = true\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.problems
+            .iter()
+            .any(|p| p.to_string().contains("choose implicit TLS")),
+        "{:?}",
+        err.problems
+    );
+    let ok = load_str(&format!(
+        "[store]\nsecret_file = \"{}/Cargo.toml\"\n[identities]\ndomains = [\"example.org\"]\n[imap]\nlisten = \"127.0.0.1:1143\"\nupstream = \"imap.example.net:143\"\nupstream_starttls = true\n",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.problems));
+}

@@ -28,6 +28,8 @@ impl Config {
         addr("lmtp.listen", &self.lmtp.listen, true);
         addr("admin.listen", &self.admin.listen, true);
         addr("redirect.listen", &self.redirect.listen, true);
+        addr("imap.listen", &self.imap.listen, true);
+        addr("imap.listen_tls", &self.imap.listen_tls, true);
         addr("xmpp.listen", &self.xmpp.listen, true);
         addr("xmpp.listen_tls", &self.xmpp.listen_tls, true);
         let xmpp_on = !self.xmpp.listen.is_empty() || !self.xmpp.listen_tls.is_empty();
@@ -206,6 +208,74 @@ impl Config {
                 format!("not a log level or filter: {e}"),
             ));
         }
+        self.validate_imap(&mut out);
         out
+    }
+}
+
+impl Config {
+    /// The IMAP proxy's settings, when one of its listeners is on.
+    fn validate_imap(&self, out: &mut Vec<(String, String)>) {
+        let imap = &self.imap;
+        if imap.listen.is_empty() && imap.listen_tls.is_empty() {
+            return;
+        }
+        let mut problem = |key: &str, why: String| out.push((key.into(), why));
+        if self.identities.domains.is_empty() {
+            problem(
+                "imap.listen",
+                "needs identities.domains: the proxy stores mail encrypted to the local users' identities".into(),
+            );
+        }
+        match split_host_port(&imap.upstream) {
+            None => problem(
+                "imap.upstream",
+                format!(
+                    "`{}` is not host:port (e.g. imap.example.net:993)",
+                    imap.upstream
+                ),
+            ),
+            Some((host, _)) => {
+                let loopback = host == "localhost"
+                    || host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if imap.upstream_tls && imap.upstream_starttls {
+                    problem(
+                        "imap.upstream_starttls",
+                        "and imap.upstream_tls are both set: choose implicit TLS (port 993) or STARTTLS (port 143)".into(),
+                    );
+                } else if !imap.upstream_tls && !imap.upstream_starttls && !loopback {
+                    problem(
+                        "imap.upstream",
+                        format!(
+                            "`{}` is not on this machine: set imap.upstream_tls = true (IMAPS) or imap.upstream_starttls = true (plain IMAP only on loopback)",
+                            imap.upstream
+                        ),
+                    );
+                }
+            }
+        }
+        match (&imap.tls_cert, &imap.tls_key) {
+            (Some(_), None) => problem("imap.tls_cert", "tls_key is missing".into()),
+            (None, Some(_)) => problem("imap.tls_key", "tls_cert is missing".into()),
+            (None, None) if !imap.listen_tls.is_empty() => problem(
+                "imap.listen_tls",
+                "needs tls_cert and tls_key (TLS to the clients ends at sotto)".into(),
+            ),
+            _ => {}
+        }
+        for (key, p) in [
+            ("imap.tls_cert", &imap.tls_cert),
+            ("imap.tls_key", &imap.tls_key),
+            ("imap.upstream_tls_ca", &imap.upstream_tls_ca),
+        ] {
+            if let Some(p) = p
+                && !p.is_file()
+            {
+                problem(key, format!("cannot read `{}`", p.display()));
+            }
+        }
     }
 }

@@ -467,7 +467,7 @@ impl Session {
                 .await
             {
                 Ok(key) => self.key = Some(key),
-                Err(e) => tracing::warn!(event = "imap_identity", result = "failed", error = %e),
+                Err(e) => tracing::warn!(event = "imap_identity", result = "failed", error = e.kind()),
             }
         }
         tracing::info!(event = "imap_login", domain = %domain, local = self.key.is_some());

@@ -162,7 +162,7 @@ impl<T: Target> Transaction for InboundTx<T> {
             if self.inbound.is_local(&rcpt)
                 && let Err(e) = self.inbound.identity(&rcpt).await
             {
-                tracing::warn!(event = "inbound", result = "identity_failed", error = %e);
+                tracing::warn!(event = "inbound", result = "identity_failed", error = e.kind());
             }
             self.rcpts.push(rcpt);
         }
@@ -306,7 +306,7 @@ async fn at_rest<T: Target>(inbound: &Inbound<T>, rcpt: &str, copy: Copy, origin
     let key = match inbound.identity(rcpt).await {
         Ok(Some(key)) => key,
         Ok(None) => return Ok(Some(content)),
-        Err(e) => return refuse(&e.to_string()),
+        Err(e) => return refuse(e.kind()),
     };
     match pgpmime::mailbox_copy(content, key.secret(), &inbound.policy) {
         Ok(sealed) => {
@@ -335,7 +335,7 @@ async fn open_for<T: Target>(
         Ok(Some(key)) => key,
         Ok(None) => return Ok(None),
         Err(e) if e.is_transient() => {
-            tracing::warn!(event = "inbound", result = "identity_unavailable", error = %e);
+            tracing::warn!(event = "inbound", result = "identity_unavailable", error = e.kind());
             return Err(Reply::new(
                 451,
                 "4.3.0",
@@ -343,7 +343,7 @@ async fn open_for<T: Target>(
             ));
         }
         Err(e) => {
-            tracing::warn!(event = "inbound", result = "identity_failed", error = %e);
+            tracing::warn!(event = "inbound", result = "identity_failed", error = e.kind());
             return Ok(None);
         }
     };

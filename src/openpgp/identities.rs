@@ -94,6 +94,22 @@ pub enum IdentityError {
 }
 
 impl IdentityError {
+    /// What went wrong, without the address or path the message names:
+    /// for logs, which never carry local parts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IdentityError::BadJid(_) => "bad_address",
+            IdentityError::WrongPassphrase { .. } => "wrong_passphrase",
+            IdentityError::Corrupt { .. } => "corrupt_key",
+            IdentityError::OwnKey(_) => "own_key",
+            IdentityError::Io { .. } => "io",
+            IdentityError::EmptyPassphrase(_) => "empty_passphrase",
+            IdentityError::OpenPgp(_) => "openpgp",
+            IdentityError::Task(_) => "task",
+            IdentityError::Store(_) => "store",
+        }
+    }
+
     /// Whether trying again later may succeed (the store was unavailable).
     pub fn is_transient(&self) -> bool {
         matches!(self, IdentityError::Store(e) if e.is_transient())

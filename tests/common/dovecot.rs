@@ -68,7 +68,8 @@ const LMTP_BIN: &str = "/usr/lib/dovecot/lmtp";
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Lines added at the end of `dovecot.conf` (after the harness's own, so
-    /// a setting given again wins), e.g. `lmtp_add_received_header = no`.
+    /// a setting given again wins), e.g. `lmtp_add_received_header = no`;
+    /// `{imap_port}` in them is the IMAP port the harness picked.
     pub extra_config: Vec<String>,
 }
 
@@ -530,7 +531,7 @@ service lmtp {{
 "#
     );
     for line in &opts.extra_config {
-        text.push_str(line);
+        text.push_str(&line.replace("{imap_port}", &imap_port.to_string()));
         text.push('\n');
     }
     text
