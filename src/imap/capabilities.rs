@@ -82,4 +82,36 @@ mod tests {
             "IMAP4REV1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT UNSELECT CHILDREN NAMESPACE UIDPLUS CONDSTORE QRESYNC WITHIN MOVE STATUS=SIZE LITERAL+ SPECIAL-USE AUTH=PLAIN"
         );
     }
+
+    /// What clients send for the capabilities that pass must parse, or
+    /// sotto would answer BAD for them.
+    #[test]
+    fn commands_of_kept_capabilities_parse() {
+        for line in [
+            "a SORT (REVERSE DATE) UTF-8 ALL",
+            "a UID SORT (SUBJECT) UTF-8 SINCE 1-Dec-2026",
+            "a UID THREAD REFERENCES UTF-8 ALL",
+            "a UID MOVE 1:3 Archive",
+            "a UID EXPUNGE 4",
+            "a ENABLE QRESYNC",
+            "a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))",
+            "a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345 VANISHED)",
+            "a SEARCH MODSEQ 620162338 YOUNGER 3600",
+            "a STATUS INBOX (MESSAGES SIZE)",
+            "a ID (\"name\" \"Thunderbird\")",
+            "a NAMESPACE",
+            "a UNSELECT",
+            "a GETMETADATA \"\" /shared/comment",
+            "a LIST \"\" \"*\"",
+            "a AUTHENTICATE XOAUTH2 dXNlcj1hAWF1dGg9QmVhcmVyIHQBAQ==",
+        ] {
+            let bytes = format!("{line}\r\n");
+            assert!(
+                imap_codec::CommandCodec::default()
+                    .decode(bytes.as_bytes())
+                    .is_ok(),
+                "{line}"
+            );
+        }
+    }
 }

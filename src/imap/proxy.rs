@@ -467,7 +467,9 @@ impl Session {
                 .await
             {
                 Ok(key) => self.key = Some(key),
-                Err(e) => tracing::warn!(event = "imap_identity", result = "failed", error = e.kind()),
+                Err(e) => {
+                    tracing::warn!(event = "imap_identity", result = "failed", error = e.kind())
+                }
             }
         }
         tracing::info!(event = "imap_login", domain = %domain, local = self.key.is_some());

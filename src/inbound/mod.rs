@@ -162,7 +162,11 @@ impl<T: Target> Transaction for InboundTx<T> {
             if self.inbound.is_local(&rcpt)
                 && let Err(e) = self.inbound.identity(&rcpt).await
             {
-                tracing::warn!(event = "inbound", result = "identity_failed", error = e.kind());
+                tracing::warn!(
+                    event = "inbound",
+                    result = "identity_failed",
+                    error = e.kind()
+                );
             }
             self.rcpts.push(rcpt);
         }
@@ -335,7 +339,11 @@ async fn open_for<T: Target>(
         Ok(Some(key)) => key,
         Ok(None) => return Ok(None),
         Err(e) if e.is_transient() => {
-            tracing::warn!(event = "inbound", result = "identity_unavailable", error = e.kind());
+            tracing::warn!(
+                event = "inbound",
+                result = "identity_unavailable",
+                error = e.kind()
+            );
             return Err(Reply::new(
                 451,
                 "4.3.0",
@@ -343,7 +351,11 @@ async fn open_for<T: Target>(
             ));
         }
         Err(e) => {
-            tracing::warn!(event = "inbound", result = "identity_failed", error = e.kind());
+            tracing::warn!(
+                event = "inbound",
+                result = "identity_failed",
+                error = e.kind()
+            );
             return Ok(None);
         }
     };
