@@ -1,17 +1,20 @@
-//! The IMAP proxy: sotto between mail clients and the
-//! provider's IMAP server, so that the mailbox holds ciphertext while
-//! clients read plain. Framing and parsing with imap-codec; messages pass
-//! through as the peer sent them unless sotto must change them.
+//! The IMAP proxy: sotto between mail clients and the provider's IMAP
+//! server, so that the mailbox holds ciphertext while clients read plain.
+//! Framing and parsing with imap-codec; messages pass through as the peer
+//! sent them unless sotto must change them.
 //!
-//! Done in this slice: clients over plain TCP, STARTTLS or implicit TLS,
-//! the server over verified implicit TLS or plain on loopback, capabilities
-//! sotto cannot keep correct removed ([`capabilities`]), the user taken
-//! from LOGIN or AUTHENTICATE PLAIN, APPEND of a message that is not
-//! already encrypted stored encrypted to the user's identity ([`stored`];
-//! the whole message as the payload, so it comes back byte for byte), and
-//! FETCH of content items answered from the opened message ([`fetch`],
-//! computed by [`view`]). Not yet: STARTTLS to the server, SEARCH inside
-//! encrypted mail (see the README).
+//! - [`proxy`]: one session, both directions, and what it changes;
+//! - [`upstream`]: the connection to the server (plain on loopback,
+//!   implicit TLS, STARTTLS);
+//! - [`login`]: the user a LOGIN or SASL exchange names;
+//! - [`capabilities`]: what of the server's capabilities passes;
+//! - [`framing`]: client literals sotto took, sent on as LITERAL+;
+//! - [`stored`]: APPEND sealed to the user's identity, stored messages
+//!   opened (with a bounded cache);
+//! - [`fetch`] and [`view`]: FETCH items computed from the opened message
+//!   (sections, BODYSTRUCTURE, ENVELOPE).
+//!
+//! SEARCH is the server's, on what it holds (see the README).
 
 pub mod capabilities;
 pub mod fetch;
@@ -19,4 +22,5 @@ pub mod framing;
 pub mod login;
 pub mod proxy;
 pub mod stored;
+pub mod upstream;
 pub mod view;
