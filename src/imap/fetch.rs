@@ -142,7 +142,9 @@ impl Plan {
         server: &[MessageDataItem<'static>],
         message: &[u8],
     ) -> Option<Vec1<MessageDataItem<'static>>> {
-        let view = Entity::message(message);
+        // The MIME tree only when an item needs it (not for BODY[] alone).
+        let tree = std::cell::OnceCell::new();
+        let view = || tree.get_or_init(|| Entity::message(message));
         let mut out: Vec<MessageDataItem<'static>> = server
             .iter()
             .filter(|i| {
@@ -163,19 +165,22 @@ impl Plan {
         for name in &self.wanted {
             use MessageDataItemName as N;
             out.push(match name {
-                N::Body => MessageDataItem::Body(view.structure(false)),
-                N::BodyStructure => MessageDataItem::BodyStructure(view.structure(true)),
-                N::Envelope => MessageDataItem::Envelope(view.envelope()),
+                N::Body => MessageDataItem::Body(view().structure(false)),
+                N::BodyStructure => MessageDataItem::BodyStructure(view().structure(true)),
+                N::Envelope => MessageDataItem::Envelope(view().envelope()),
                 N::Rfc822 => MessageDataItem::Rfc822(data(message)),
-                N::Rfc822Header => MessageDataItem::Rfc822Header(data(view.header)),
-                N::Rfc822Text => MessageDataItem::Rfc822Text(data(view.body)),
+                N::Rfc822Header => MessageDataItem::Rfc822Header(data(view().header)),
+                N::Rfc822Text => MessageDataItem::Rfc822Text(data(view().body)),
                 N::Rfc822Size => {
                     MessageDataItem::Rfc822Size(u32::try_from(message.len()).unwrap_or(u32::MAX))
                 }
                 N::BodyExt {
                     section, partial, ..
                 } => {
-                    let bytes = view.section(message, section.as_ref());
+                    let bytes = match section {
+                        None => Some(message.to_vec()),
+                        Some(_) => view().section(message, section.as_ref()),
+                    };
                     let (origin, bytes) = match (partial, bytes) {
                         (Some((from, len)), Some(b)) => {
                             let start = (*from as usize).min(b.len());
