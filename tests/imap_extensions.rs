@@ -2,11 +2,13 @@
 //! UIDPLUS (APPENDUID of a message sotto encrypted, COPYUID), CONDSTORE and
 //! QRESYNC (ENABLE, SELECT's HIGHESTMODSEQ, MODSEQ and CHANGEDSINCE on a
 //! FETCH that sotto answers), MOVE (the moved message still opens), with a
-//! raw client since imaplib knows none of them.
+//! SPECIAL-USE (LIST shows `\Sent`), with a raw client since imaplib knows
+//! none of them.
 
 mod common;
 
-use common::imapworld::{RawImap, proxy_world};
+use common::dovecot::{Dovecot, Options};
+use common::imapworld::{ALICE, PASSWORD, RawImap, proxy_config};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -14,9 +16,23 @@ fn text(b: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uidplus_condstore_qresync_and_move_work_through_sotto() {
-    let (dovecot, _sink, _state, running) = proxy_world().await;
+    // SPECIAL-USE: a Sent mailbox Dovecot marks \Sent.
+    let dovecot = Dovecot::start_with(Options::default().config(
+        "namespace inbox {\n  inbox = yes\n  mailbox Sent {\n    special_use = \\Sent\n    auto = create\n  }\n}",
+    ));
+    dovecot.add_user(ALICE, PASSWORD);
+    let (_sink, _state, mut cfg) = proxy_config();
+    cfg.imap.upstream = dovecot.imap_addr();
+    let running = common::gateway(&cfg).await;
     let proxy = running.imap.expect("imap listener").to_string();
     let mut c = RawImap::login(&proxy).await;
+
+    c.send(b"x0 LIST \"\" \"*\"\r\n").await;
+    let listed = text(&c.until_tagged("x0").await);
+    assert!(
+        listed.contains("\\Sent") && listed.contains("Sent"),
+        "{listed}"
+    );
 
     c.send(b"x1 ENABLE QRESYNC\r\n").await;
     let enabled = text(&c.until_tagged("x1").await);
@@ -39,7 +55,7 @@ async fn uidplus_condstore_qresync_and_move_work_through_sotto() {
     c.send(b"\r\n").await;
     let appended = text(&c.until_tagged("x3").await);
     assert!(appended.contains("x3 OK [APPENDUID "), "{appended}");
-    assert!(!text(&dovecot.messages(common::imapworld::ALICE)[0]).contains("8181"));
+    assert!(!text(&dovecot.messages(ALICE)[0]).contains("8181"));
 
     // A FETCH sotto answers, with CHANGEDSINCE: MODSEQ and FLAGS from the
     // server, the header field from the opened message.
