@@ -204,9 +204,18 @@ impl Plan {
     }
 }
 
-/// Bytes as an IMAP string: a literal unless short and quotable.
+/// Bytes as an IMAP string: quoted if short and quotable, else a literal
+/// (made directly: the codec's own choice copies and scans the bytes
+/// twice).
 fn data(bytes: &[u8]) -> NString<'static> {
-    NString(IString::try_from(bytes.to_vec()).ok())
+    if bytes.len() <= 64 {
+        return NString(IString::try_from(bytes.to_vec()).ok());
+    }
+    NString(
+        imap_codec::imap_types::core::Literal::try_from(bytes.to_vec())
+            .ok()
+            .map(IString::Literal),
+    )
 }
 
 #[cfg(test)]

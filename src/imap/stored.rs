@@ -6,7 +6,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
 use sha2::{Digest as _, Sha256};
 
@@ -41,11 +40,10 @@ pub fn open_stored(
         Sealed::PgpMime(a) => a,
         Sealed::Inline { .. } => return None,
     };
-    let owner = [Cert::clone(key.cert())];
     let opening = Opening {
         tsk: key.secret(),
         sender: Sender::Mail(key.jid()),
-        sender_certs: &owner,
+        sender_certs: std::slice::from_ref(key.cert().as_ref()),
         max_bytes,
         policy,
     };
