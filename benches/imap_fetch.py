@@ -1,9 +1,11 @@
 """Load for benches/imap.rs: over one IMAP connection (imaplib), APPEND a
 message N times to MAILBOX (mode "fill"), or FETCH BODY.PEEK[] of every
 message of MAILBOX one UID at a time (mode "fetch"), printing each fetch's
-latency in microseconds and the total bytes.
+latency in microseconds and the total bytes, or list the whole mailbox
+with one `UID FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE)` (mode "list"),
+printing the count and the seconds it took.
 
-Usage: imap_fetch.py HOST PORT USER MAILBOX fill|fetch [N] < password+message
+Usage: imap_fetch.py HOST PORT USER MAILBOX fill|fetch|list [N] < password+message
 """
 
 import imaplib
@@ -25,6 +27,13 @@ def main():
             typ, _ = m.append(mailbox, None, None, message)
             assert typ == "OK"
         print("filled", n)
+    elif mode == "list":
+        m.select(mailbox, readonly=True)
+        start = time.perf_counter()
+        typ, data = m.uid("FETCH", "1:*", "(FLAGS ENVELOPE RFC822.SIZE)")
+        elapsed = time.perf_counter() - start
+        assert typ == "OK"
+        print(sum(1 for d in data if d and b"ENVELOPE" in (d[0] if isinstance(d, tuple) else d)), elapsed)
     else:
         m.select(mailbox, readonly=True)
         typ, data = m.uid("SEARCH", None, "ALL")
