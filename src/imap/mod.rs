@@ -3,7 +3,8 @@
 //! Framing and parsing with imap-codec; messages pass through as the peer
 //! sent them unless sotto must change them.
 //!
-//! - [`proxy`]: one session, both directions, and what it changes;
+//! - [`proxy`]: one session, both directions, and what it changes on the
+//!   client's side; `responses`, on the server's;
 //! - [`upstream`]: the connection to the server (plain on loopback,
 //!   implicit TLS, STARTTLS);
 //! - [`login`]: the user a LOGIN or SASL exchange names;
@@ -14,13 +15,16 @@
 //! - [`fetch`] and [`view`]: FETCH items computed from the opened message
 //!   (sections, BODYSTRUCTURE, ENVELOPE).
 //!
-//! SEARCH is the server's, on what it holds (see the README).
+//! - [`search`]: SEARCH on the text of encrypted mail (sotto finds the
+//!   UIDs, the server does the rest).
 
 pub mod capabilities;
 pub mod fetch;
 pub mod framing;
 pub mod login;
 pub mod proxy;
+mod responses;
+pub mod search;
 pub mod stored;
 pub mod upstream;
 pub mod view;

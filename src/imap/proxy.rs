@@ -10,15 +10,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use imap_codec::CommandCodec;
 use imap_codec::encode::Encoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::imap_types::IntoStatic as _;
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::{Literal, LiteralMode, Vec1};
+use imap_codec::imap_types::core::{Literal, LiteralMode};
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
-use imap_codec::imap_types::fetch::MessageDataItem;
-use imap_codec::imap_types::response::{Code, Data, Response, Status, StatusKind};
-use imap_codec::{CommandCodec, GreetingCodec, ResponseCodec};
 use sequoia_openpgp::policy::StandardPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpListener;
@@ -26,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::fetch::{self, Plan, Rewrite};
 use super::framing::non_sync;
+use super::login;
+use super::search::{self, SearchJob};
 use super::stored::{self, OpenedCache};
 use super::upstream::connect_upstream;
-use super::{capabilities, login};
 use crate::openpgp::identities::{Identities, IdentityKey, Uses};
 
 /// What every session shares.
@@ -97,33 +96,44 @@ pub async fn run(
     }
 }
 
-struct Session {
-    shared: Arc<ImapShared>,
+/// A client command sotto is answering, during which later client commands
+/// wait (so that every FETCH response belongs to it).
+pub(super) enum InFlight {
+    /// A FETCH of content items.
+    Fetch(Plan),
+    /// A SEARCH on content: sotto's own FETCH of the mailbox first.
+    Search(SearchJob),
+}
+
+pub(super) struct Session {
+    pub(super) shared: Arc<ImapShared>,
     /// The authenticated user's identity, once known (a local login).
-    key: Option<Arc<IdentityKey>>,
-    user: Option<String>,
-    greeted: bool,
+    pub(super) key: Option<Arc<IdentityKey>>,
+    pub(super) user: Option<String>,
+    pub(super) greeted: bool,
     /// Tag and mechanism of an AUTHENTICATE in progress: client lines are
     /// SASL data.
-    authenticating: Option<(String, String)>,
+    pub(super) authenticating: Option<(String, String)>,
     /// Tag of a LOGIN or AUTHENTICATE and the user it names: the user
     /// becomes the session's only once the server says OK (no identity is
     /// made for a login the server refused).
-    login: Option<(String, String)>,
+    pub(super) login: Option<(String, String)>,
     /// Tag of an IDLE in progress: the next client line is DONE.
-    idling: Option<String>,
-    policy: StandardPolicy<'static>,
+    pub(super) idling: Option<String>,
+    pub(super) policy: StandardPolicy<'static>,
     /// The client is on TLS.
-    secure: bool,
+    pub(super) secure: bool,
     /// STARTTLS was accepted: upgrade before reading on.
-    upgrade: bool,
+    pub(super) upgrade: bool,
     /// The FETCH whose content items sotto is answering; while it runs,
     /// later client commands wait in `held`, so that every untagged FETCH
     /// response belongs to it.
-    in_flight: Option<Plan>,
-    held: VecDeque<(Vec<u8>, Option<Plan>)>,
+    pub(super) in_flight: Option<InFlight>,
+    pub(super) held: VecDeque<(Vec<u8>, Option<InFlight>)>,
+    /// SEARCHes prepared so far (numbers sotto's own tags).
+    pub(super) searches: u64,
     /// Why the session must end (after what is queued for the client).
-    fatal: Option<String>,
+    pub(super) fatal: Option<String>,
 }
 
 impl Session {
@@ -175,6 +185,7 @@ impl Session {
             secure,
             upgrade: false,
             in_flight: None,
+            searches: 0,
             held: VecDeque::new(),
             fatal: None,
         };
@@ -239,7 +250,7 @@ impl Session {
     }
 
     /// Whether sotto offers STARTTLS to this client now.
-    fn offer_starttls(&self) -> bool {
+    pub(super) fn offer_starttls(&self) -> bool {
         self.shared.tls.is_some() && !self.secure
     }
 
@@ -365,7 +376,7 @@ impl Session {
         cmd: Command<'static>,
         raw: &[u8],
         infos: &[FragmentInfo],
-    ) -> Result<(Vec<u8>, Option<Plan>), Vec<u8>> {
+    ) -> Result<(Vec<u8>, Option<InFlight>), Vec<u8>> {
         let tag = cmd.tag.as_ref().to_owned();
         match &cmd.body {
             CommandBody::Login { username, .. } => {
@@ -397,9 +408,15 @@ impl Session {
             // Only a local user's mail can be encrypted to them.
             CommandBody::Fetch { .. } if self.key.is_some() => match fetch::rewrite(&cmd) {
                 Rewrite::Pass => {}
-                Rewrite::Plan(plan, bytes) => return Ok((bytes, Some(plan))),
+                Rewrite::Plan(plan, bytes) => return Ok((bytes, Some(InFlight::Fetch(plan)))),
                 Rewrite::Refuse(bad) => return Err(bad),
             },
+            CommandBody::Search { .. } if self.key.is_some() => {
+                self.searches += 1;
+                if let Some((job, fetch)) = search::plan(&cmd, self.searches) {
+                    return Ok((fetch, Some(InFlight::Search(job))));
+                }
+            }
             _ => {}
         }
         Ok((non_sync(raw, infos), None))
@@ -454,7 +471,7 @@ impl Session {
     /// The session's user, once the server accepted the login: a local
     /// address (`imap.login_domain` completes a login without one) gets
     /// its identity.
-    async fn set_user(&mut self, login: &str) {
+    pub(super) async fn set_user(&mut self, login: &str) {
         let mut login = login.trim().to_ascii_lowercase();
         if !login.contains('@') && !self.shared.login_domain.is_empty() {
             login = format!("{login}@{}", self.shared.login_domain);
@@ -475,127 +492,5 @@ impl Session {
         }
         tracing::info!(event = "imap_login", domain = %domain, local = self.key.is_some());
         self.user = Some(login);
-    }
-
-    /// Handles every complete server message: bytes for the client.
-    async fn server_messages(&mut self, f: &mut Fragmentizer) -> Vec<u8> {
-        let mut out = Vec::new();
-        while let Some(info) = f.progress() {
-            let max = self.shared.max_message as usize;
-            let announced = match info {
-                FragmentInfo::Line {
-                    announcement: Some(LiteralAnnouncement { length, .. }),
-                    ..
-                } => length as usize,
-                _ => 0,
-            };
-            if f.message_bytes().len() + announced > max || f.is_max_message_size_exceeded() {
-                // The stream cannot be trusted past this point: the session
-                // ends, the client is told why.
-                out.extend_from_slice(
-                    format!("* BYE sotto: the server sent a response over {max} bytes\r\n")
-                        .as_bytes(),
-                );
-                metrics::counter!("sotto_imap_refused_total", "reason" => "server_too_big")
-                    .increment(1);
-                self.fatal = Some(format!("server response over {max} bytes"));
-                return out;
-            }
-            if !f.is_message_complete() {
-                continue;
-            }
-            let raw = f.message_bytes().to_vec();
-            if !self.greeted {
-                self.greeted = true;
-                out.extend(self.greeting(f, &raw));
-                continue;
-            }
-            let resp = f
-                .decode_message(&ResponseCodec::default())
-                .map(|r| r.into_static());
-            match resp {
-                Ok(resp) => out.extend(self.response(resp, &raw).await),
-                Err(_) => out.extend_from_slice(&raw),
-            }
-        }
-        out
-    }
-
-    fn greeting(&self, f: &Fragmentizer, raw: &[u8]) -> Vec<u8> {
-        let Ok(mut g) = f.decode_message(&GreetingCodec::default()) else {
-            return raw.to_vec();
-        };
-        match g.code.take() {
-            Some(Code::Capability(caps)) => {
-                g.code = Vec1::try_from(capabilities::filtered(caps, self.offer_starttls()))
-                    .ok()
-                    .map(Code::Capability);
-                GreetingCodec::default().encode(&g).dump()
-            }
-            other => {
-                g.code = other;
-                raw.to_vec()
-            }
-        }
-    }
-
-    async fn response(&mut self, resp: Response<'static>, raw: &[u8]) -> Vec<u8> {
-        let encode = |r: &Response<'_>| ResponseCodec::default().encode(r).dump();
-        match resp {
-            Response::Data(Data::Capability(caps)) => {
-                match Vec1::try_from(capabilities::filtered(caps, self.offer_starttls())) {
-                    Ok(kept) => encode(&Response::Data(Data::Capability(kept))),
-                    Err(_) => raw.to_vec(),
-                }
-            }
-            Response::Status(Status::Tagged(mut t)) => {
-                if self.in_flight.as_ref().map(|p| p.tag.as_str()) == Some(t.tag.as_ref()) {
-                    self.in_flight = None;
-                }
-                if self.authenticating.as_ref().map(|a| a.0.as_str()) == Some(t.tag.as_ref()) {
-                    self.authenticating = None;
-                }
-                if let Some((tag, user)) = self.login.take() {
-                    if tag != t.tag.as_ref() {
-                        self.login = Some((tag, user));
-                    } else if t.body.kind == StatusKind::Ok {
-                        self.set_user(&user).await;
-                    }
-                }
-                match t.body.code.take() {
-                    Some(Code::Capability(caps)) => {
-                        t.body.code =
-                            Vec1::try_from(capabilities::filtered(caps, self.offer_starttls()))
-                                .ok()
-                                .map(Code::Capability);
-                        encode(&Response::Status(Status::Tagged(t)))
-                    }
-                    _ => raw.to_vec(),
-                }
-            }
-            Response::Data(Data::Fetch { seq, items }) => match self.answer_fetch(&items) {
-                Some(items) => encode(&Response::Data(Data::Fetch { seq, items })),
-                None => raw.to_vec(),
-            },
-            _ => raw.to_vec(),
-        }
-    }
-
-    /// A FETCH response to the plan in flight, answered from the message
-    /// the user sees: opened if it is encrypted to them, else as stored.
-    /// `None` (forwarded as it came) for any other FETCH response, such as
-    /// a flag change the server reports meanwhile.
-    fn answer_fetch(
-        &self,
-        items: &Vec1<MessageDataItem<'static>>,
-    ) -> Option<Vec1<MessageDataItem<'static>>> {
-        let plan = self.in_flight.as_ref()?;
-        let key = self.key.as_ref()?;
-        let stored = fetch::whole_message(items.as_ref())?;
-        let max = self.shared.max_message as usize;
-        match self.shared.opened.view(key, stored, max, &self.policy) {
-            Some(plain) => plan.answer(items.as_ref(), &plain),
-            None => plan.answer(items.as_ref(), stored),
-        }
     }
 }

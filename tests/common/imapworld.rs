@@ -6,10 +6,14 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::dovecot::Dovecot;
+use super::pgp::{Gpg, pgp_mime, seal};
 use super::{Sink, config, gateway};
+
+pub const BOB: &str = "bob@outside.example";
+pub const CAROL: &str = "carol@outside.example";
 
 pub const ALICE: &str = "alice@example.org";
 pub const PASSWORD: &str = "alice-imap-secret";
@@ -192,4 +196,82 @@ impl RawImap {
             }
         }
     }
+}
+
+/// alice's identity, from the store of the running gateway (made at her
+/// first login through sotto), as a certificate GnuPG can import.
+pub async fn alice_public(state: &std::path::Path) -> Vec<u8> {
+    use sotto::openpgp::identities::{Identities, Uses, read_passphrase};
+    let url = sotto::store::sqlite_url(&state.join("sotto.db"));
+    let store = sotto::store::Store::open(&sotto::store::Options::new(url))
+        .await
+        .unwrap();
+    let ids = Identities::new(
+        store.clone(),
+        read_passphrase(&state.join("store.secret")).unwrap(),
+    );
+    let alice = ids.get_or_create_for(ALICE, Uses::Mail).await.unwrap();
+    store.close().await;
+    sequoia_openpgp::serialize::SerializeInto::to_vec(alice.cert().as_ref()).unwrap()
+}
+
+/// Four messages as they arrive, straight into alice's INBOX: plain, to
+/// alice (protected Subject), to carol, signed only. UIDs 1 to 4.
+pub async fn mixed_mailbox(dovecot: &Dovecot, state: &std::path::Path) {
+    let bob = Gpg::new();
+    bob.generate(BOB, true, "1y", None);
+    bob.generate(CAROL, true, "1y", None);
+    bob.import(&alice_public(state).await);
+    let head = |to: &str| {
+        format!(
+            "From: Bob <{BOB}>\r\nTo: <{to}>\r\nDate: Wed, 02 Dec 2026 11:00:00 +0000\r\n\
+             Message-ID: <{}@outside.example>\r\n",
+            to.len()
+        )
+    };
+    let plain = format!(
+        "{}Subject: plain one 3131\r\nContent-Type: text/plain\r\n\r\nplain words 3131\r\n",
+        head(ALICE)
+    );
+    let to_alice = pgp_mime(
+        &head(ALICE),
+        &seal(
+            &bob,
+            BOB,
+            ALICE,
+            b"Content-Type: text/plain; protected-headers=\"v1\"\r\nSubject: secret subject 3232\r\n\r\nsecret words 3232\r\n",
+        ),
+    );
+    let to_carol = pgp_mime(
+        &head(CAROL),
+        &seal(
+            &bob,
+            BOB,
+            CAROL,
+            b"Content-Type: text/plain\r\n\r\nfor carol 3333\r\n",
+        ),
+    );
+    let signed_part = b"Content-Type: text/plain\r\n\r\nsigned words 3434\r\n";
+    let sig = bob.piped(
+        &["--armor", "--detach-sign", "--local-user", BOB],
+        signed_part,
+    );
+    assert!(sig.status.success());
+    let signed = format!(
+        "{}Subject: signed 3434\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; \
+         micalg=pgp-sha512; protocol=\"application/pgp-signature\"; boundary=\"s-1\"\r\n\r\n\
+         --s-1\r\n{}\r\n--s-1\r\nContent-Type: application/pgp-signature\r\n\r\n{}\r\n--s-1--\r\n",
+        head(ALICE),
+        String::from_utf8_lossy(signed_part).trim_end(),
+        String::from_utf8_lossy(&sig.stdout)
+            .replace('\n', "\r\n")
+            .trim_end()
+    );
+    let b64 = |m: &[u8]| base64::engine::general_purpose::STANDARD.encode(m);
+    let steps: Vec<Value> = [plain.as_bytes(), &to_alice, &to_carol, signed.as_bytes()]
+        .iter()
+        .map(|m| json!({ "op": "append", "message": b64(m) }))
+        .collect();
+    let r = imap(&dovecot.imap_addr(), &Value::Array(steps));
+    assert!(r[2..].iter().all(|s| s["status"] == "OK"), "{r:?}");
 }

@@ -1,0 +1,174 @@
+//! The server's side of a session: each complete response, forwarded as
+//! it came unless it carries capabilities, answers a FETCH or SEARCH sotto
+//! is preparing, or is over the limit.
+
+use std::sync::Arc;
+
+use imap_codec::encode::Encoder;
+use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
+use imap_codec::imap_types::IntoStatic as _;
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::response::{Code, Data, Response, Status, StatusKind};
+use imap_codec::{GreetingCodec, ResponseCodec};
+
+use super::capabilities;
+use super::fetch;
+use super::proxy::{InFlight, Session};
+
+impl Session {
+    /// Handles every complete server message: bytes for the client.
+    pub(super) async fn server_messages(&mut self, f: &mut Fragmentizer) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(info) = f.progress() {
+            let max = self.shared.max_message as usize;
+            let announced = match info {
+                FragmentInfo::Line {
+                    announcement: Some(LiteralAnnouncement { length, .. }),
+                    ..
+                } => length as usize,
+                _ => 0,
+            };
+            if f.message_bytes().len() + announced > max || f.is_max_message_size_exceeded() {
+                // The stream cannot be trusted past this point: the session
+                // ends, the client is told why.
+                out.extend_from_slice(
+                    format!("* BYE sotto: the server sent a response over {max} bytes\r\n")
+                        .as_bytes(),
+                );
+                metrics::counter!("sotto_imap_refused_total", "reason" => "server_too_big")
+                    .increment(1);
+                self.fatal = Some(format!("server response over {max} bytes"));
+                return out;
+            }
+            if !f.is_message_complete() {
+                continue;
+            }
+            let raw = f.message_bytes().to_vec();
+            if !self.greeted {
+                self.greeted = true;
+                out.extend(self.greeting(f, &raw));
+                continue;
+            }
+            let resp = f
+                .decode_message(&ResponseCodec::default())
+                .map(|r| r.into_static());
+            match resp {
+                Ok(resp) => out.extend(self.response(resp, &raw).await),
+                Err(_) => out.extend_from_slice(&raw),
+            }
+        }
+        out
+    }
+
+    fn greeting(&self, f: &Fragmentizer, raw: &[u8]) -> Vec<u8> {
+        let Ok(mut g) = f.decode_message(&GreetingCodec::default()) else {
+            return raw.to_vec();
+        };
+        match g.code.take() {
+            Some(Code::Capability(caps)) => {
+                g.code = Vec1::try_from(capabilities::filtered(caps, self.offer_starttls()))
+                    .ok()
+                    .map(Code::Capability);
+                GreetingCodec::default().encode(&g).dump()
+            }
+            other => {
+                g.code = other;
+                raw.to_vec()
+            }
+        }
+    }
+
+    async fn response(&mut self, resp: Response<'static>, raw: &[u8]) -> Vec<u8> {
+        let encode = |r: &Response<'_>| ResponseCodec::default().encode(r).dump();
+        match resp {
+            Response::Data(Data::Capability(caps)) => {
+                match Vec1::try_from(capabilities::filtered(caps, self.offer_starttls())) {
+                    Ok(kept) => encode(&Response::Data(Data::Capability(kept))),
+                    Err(_) => raw.to_vec(),
+                }
+            }
+            Response::Status(Status::Tagged(mut t)) => {
+                match &self.in_flight {
+                    Some(InFlight::Fetch(p)) if p.tag == t.tag.as_ref() => self.in_flight = None,
+                    Some(InFlight::Search(j)) if j.internal_tag == t.tag.as_ref() => {
+                        // sotto's own FETCH done: the client's SEARCH goes
+                        // next; this answer is not the client's.
+                        if let Some(InFlight::Search(job)) = self.in_flight.take() {
+                            let bytes = job.finish(t.body.kind == StatusKind::Ok);
+                            self.held.push_front((bytes, None));
+                        }
+                        return Vec::new();
+                    }
+                    _ => {}
+                }
+                if self.authenticating.as_ref().map(|a| a.0.as_str()) == Some(t.tag.as_ref()) {
+                    self.authenticating = None;
+                }
+                if let Some((tag, user)) = self.login.take() {
+                    if tag != t.tag.as_ref() {
+                        self.login = Some((tag, user));
+                    } else if t.body.kind == StatusKind::Ok {
+                        self.set_user(&user).await;
+                    }
+                }
+                match t.body.code.take() {
+                    Some(Code::Capability(caps)) => {
+                        t.body.code =
+                            Vec1::try_from(capabilities::filtered(caps, self.offer_starttls()))
+                                .ok()
+                                .map(Code::Capability);
+                        encode(&Response::Status(Status::Tagged(t)))
+                    }
+                    _ => raw.to_vec(),
+                }
+            }
+            Response::Data(Data::Fetch { seq, items }) => {
+                if matches!(self.in_flight, Some(InFlight::Search(_))) {
+                    return match self.shown(&items) {
+                        Some(message) => {
+                            if let Some(InFlight::Search(job)) = &mut self.in_flight {
+                                job.add(items.as_ref(), &message);
+                            }
+                            Vec::new()
+                        }
+                        None => raw.to_vec(),
+                    };
+                }
+                match self.answer_fetch(&items) {
+                    Some(items) => encode(&Response::Data(Data::Fetch { seq, items })),
+                    None => raw.to_vec(),
+                }
+            }
+            _ => raw.to_vec(),
+        }
+    }
+
+    /// A FETCH response to the plan in flight, answered from the message
+    /// the user sees: opened if it is encrypted to them, else as stored.
+    /// `None` (forwarded as it came) for any other FETCH response, such as
+    /// a flag change the server reports meanwhile.
+    fn answer_fetch(
+        &self,
+        items: &Vec1<MessageDataItem<'static>>,
+    ) -> Option<Vec1<MessageDataItem<'static>>> {
+        let Some(InFlight::Fetch(plan)) = self.in_flight.as_ref() else {
+            return None;
+        };
+        plan.answer(items.as_ref(), &self.shown(items)?)
+    }
+
+    /// The message a FETCH response carries whole, as the user sees it:
+    /// opened if it is encrypted to them, else as stored.
+    fn shown(&self, items: &Vec1<MessageDataItem<'static>>) -> Option<Arc<Vec<u8>>> {
+        let key = self.key.as_ref()?;
+        let stored = fetch::whole_message(items.as_ref())?;
+        let max = self.shared.max_message as usize;
+        Some(
+            self.shared
+                .opened
+                .view(key, stored, max, &self.policy)
+                .unwrap_or_else(|| Arc::new(stored.to_vec())),
+        )
+    }
+}
