@@ -221,15 +221,7 @@ fn data(bytes: &[u8]) -> NString<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imap_codec::decode::Decoder;
-
-    fn command(line: &[u8]) -> Command<'static> {
-        CommandCodec::default()
-            .decode(line)
-            .unwrap()
-            .1
-            .into_static()
-    }
+    use crate::imap::test_command as command;
 
     #[test]
     fn content_items_become_one_whole_body() {

@@ -28,3 +28,15 @@ pub mod search;
 pub mod stored;
 pub mod upstream;
 pub mod view;
+
+/// A client command line, parsed (for the unit tests).
+#[cfg(test)]
+pub(crate) fn test_command(line: &[u8]) -> imap_codec::imap_types::command::Command<'static> {
+    use imap_codec::decode::Decoder as _;
+    use imap_codec::imap_types::IntoStatic as _;
+    imap_codec::CommandCodec::default()
+        .decode(line)
+        .unwrap()
+        .1
+        .into_static()
+}

@@ -250,16 +250,7 @@ impl Text {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imap_codec::decode::Decoder;
-    use imap_codec::imap_types::IntoStatic as _;
-
-    fn command(line: &[u8]) -> Command<'static> {
-        CommandCodec::default()
-            .decode(line)
-            .unwrap()
-            .1
-            .into_static()
-    }
+    use crate::imap::test_command as command;
 
     #[test]
     fn content_keys_become_uid_sets_and_the_rest_stays() {
