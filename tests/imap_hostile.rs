@@ -12,7 +12,7 @@ mod common;
 use std::io::{BufRead as _, BufReader, Write as _};
 
 use base64::Engine as _;
-use common::imapworld::{ALICE, RawImap, body_of, imap, proxy_config, proxy_world_with};
+use common::imapworld::{ALICE, PASSWORD, RawImap, body_of, imap, proxy_config, proxy_world_with};
 use serde_json::json;
 
 /// sotto's limit here: `limits.max_message_size` 64 KiB, so commands and
@@ -141,5 +141,117 @@ async fn a_server_that_announces_too_much_ends_only_its_own_session() {
 
     other.send(b"n1 NOOP\r\n").await;
     assert!(text(&other.until_tagged("n1").await).contains("n1 OK"));
+    running.shutdown();
+}
+
+/// The identities in the gateway's store, as debug text.
+async fn identities(state: &std::path::Path) -> String {
+    let store = sotto::store::Store::open(&sotto::store::Options::new(sotto::store::sqlite_url(
+        &state.join("sotto.db"),
+    )))
+    .await
+    .unwrap();
+    let ids = format!("{:?}", store.list_identities().await.unwrap());
+    store.close().await;
+    ids
+}
+
+/// A user of the server cannot take another's identity: mallory logs in
+/// with her own password and, in the same write, sends a second SASL line
+/// naming alice, or a second LOGIN with the same tag. sotto takes the user
+/// from the first response only, refuses a second login, and reads a line
+/// as SASL data only when the server asked for one; a command pipelined
+/// behind the login waits for its answer and is never passed unread.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_cannot_be_credited_to_another_user() {
+    use base64::Engine as _;
+    const MALLORY: &str = "mallory@example.org";
+    let (dovecot, _sink, state, running) = common::imapworld::proxy_world().await;
+    dovecot.add_user(MALLORY, "mallory-pw");
+    let proxy = running.imap.expect("imap listener").to_string();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+
+    let mut c = RawImap::connect(&proxy).await;
+    c.send(
+        format!(
+            "a AUTHENTICATE PLAIN {}\r\n{}\r\nb APPEND INBOX {{10+}}\r\nhello 7474\r\n",
+            b64(&format!("\0{MALLORY}\0mallory-pw")),
+            b64(&format!("\0{ALICE}\0x"))
+        )
+        .as_bytes(),
+    )
+    .await;
+    // The second SASL line came unasked: a command sotto cannot read. The
+    // APPEND was read before the login's answer: refused, not stored in
+    // clear (a client that pipelines behind its login retries).
+    let mut answers = text(&c.until_tagged("a").await);
+    if !answers.contains("\r\nb ") && !answers.starts_with("b ") {
+        answers += &text(&c.until_tagged("b").await);
+    }
+    assert!(
+        answers.contains("* BAD sotto cannot read this command"),
+        "{answers}"
+    );
+    assert!(answers.contains("a OK"), "{answers}");
+    assert!(answers.contains("b NO [CANNOT]"), "{answers}");
+    drop(c);
+
+    let mut c = RawImap::connect(&proxy).await;
+    c.send(format!("a LOGIN {MALLORY} mallory-pw\r\na LOGIN {ALICE} x\r\n").as_bytes())
+        .await;
+    let both = text(&c.until_tagged("a").await) + &text(&c.until_tagged("a").await);
+    assert!(
+        both.contains("a BAD already logged in, or a login is under way"),
+        "{both}"
+    );
+    assert!(both.contains("a OK"), "{both}");
+    drop(c);
+
+    let ids = identities(state.path()).await;
+    assert!(ids.contains(MALLORY), "{ids}");
+    assert!(!ids.contains(ALICE), "alice never logged in: {ids}");
+    for m in dovecot.messages(MALLORY) {
+        assert!(!text(&m).contains("7474"), "stored in clear: {}", text(&m));
+    }
+    running.shutdown();
+}
+
+/// With TLS for clients, LOGIN before STARTTLS is refused (passwords never
+/// cross in the clear; LOGINDISABLED is offered), and a command pipelined
+/// after STARTTLS in the clear is dropped, never passed on.
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_before_tls_is_passed_on() {
+    let (dovecot, _sink, _state, running) = common::imapworld::proxy_world_with(|cfg, dir| {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        cfg.imap.tls_cert = Some(cert);
+        cfg.imap.tls_key = Some(key);
+    })
+    .await;
+    let proxy = running.imap.expect("imap listener").to_string();
+    let mut c = RawImap::connect(&proxy).await;
+    c.send(b"c CAPABILITY\r\n").await;
+    let caps = text(&c.until_tagged("c").await);
+    assert!(
+        caps.contains("STARTTLS") && caps.contains("LOGINDISABLED"),
+        "{caps}"
+    );
+    c.send(format!("l LOGIN {ALICE} {PASSWORD}\r\n").as_bytes())
+        .await;
+    let l = text(&c.until_tagged("l").await);
+    assert!(l.starts_with("l NO [PRIVACYREQUIRED]"), "{l}");
+    c.send(format!("s STARTTLS\r\nx LOGIN {ALICE} {PASSWORD}\r\n").as_bytes())
+        .await;
+    let s = text(&c.until_tagged("s").await);
+    assert!(s.starts_with("s OK"), "{s}");
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = dovecot.log();
+    assert!(
+        !log.contains("Login: user=<alice@example.org>"),
+        "a login reached the server: {log}"
+    );
     running.shutdown();
 }

@@ -56,7 +56,10 @@ pub fn filtered<'a>(
         .filter(|c| keep(c) && *c != Capability::StartTls)
         .collect();
     if starttls {
+        // Before TLS, sotto takes no LOGIN or AUTHENTICATE (RFC 9051 7.2.2).
+        out.retain(|c| *c != Capability::LoginDisabled);
         out.push(Capability::StartTls);
+        out.push(Capability::LoginDisabled);
     }
     out
 }

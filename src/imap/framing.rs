@@ -1,8 +1,31 @@
 //! IMAP framing that sotto changes on the way: client literals it took
 //! itself go on as LITERAL+.
 
+use imap_codec::CommandCodec;
+use imap_codec::encode::{Encoder, Fragment};
 use imap_codec::fragmentizer::{FragmentInfo, LiteralAnnouncement};
+use imap_codec::imap_types::command::Command;
 use imap_codec::imap_types::core::LiteralMode;
+
+/// `cmd` encoded with every literal non-synchronizing (`{n+}`): sotto
+/// sends a command it rewrote at once, and the server must not answer a
+/// continuation the client never asked for.
+pub fn encode_non_sync(cmd: &Command<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for fragment in CommandCodec::default().encode(cmd) {
+        match fragment {
+            Fragment::Line { data } => out.extend_from_slice(&data),
+            Fragment::Literal { data, mode } => {
+                if mode == LiteralMode::Sync && out.ends_with(b"}\r\n") {
+                    out.truncate(out.len() - 3);
+                    out.extend_from_slice(b"+}\r\n");
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+    }
+    out
+}
 
 /// `raw` with every synchronizing literal announcement (`{n}`) made
 /// non-synchronizing (`{n+}`): sotto already answered the client's
@@ -41,6 +64,13 @@ pub fn non_sync(raw: &[u8], infos: &[FragmentInfo]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use imap_codec::fragmentizer::Fragmentizer;
+
+    #[test]
+    fn rewritten_commands_carry_non_synchronizing_literals() {
+        let cmd = crate::imap::test_command(b"A1 SEARCH CHARSET UTF-8 BODY {4}\r\nb\xc3\xa4r\r\n");
+        let out = super::encode_non_sync(&cmd);
+        assert_eq!(out, b"A1 SEARCH CHARSET UTF-8 BODY {4+}\r\nb\xc3\xa4r\r\n");
+    }
 
     #[test]
     fn sync_literals_become_literal_plus() {

@@ -103,6 +103,9 @@ pub(super) enum InFlight {
     Fetch(Plan),
     /// A SEARCH on content: sotto's own FETCH of the mailbox first.
     Search(SearchJob),
+    /// A LOGIN or AUTHENTICATE: nothing else goes until the server
+    /// answered it, so the user is known before the next command is read.
+    Login(String),
 }
 
 pub(super) struct Session {
@@ -132,6 +135,14 @@ pub(super) struct Session {
     pub(super) held: VecDeque<(Vec<u8>, Option<InFlight>)>,
     /// SEARCHes prepared so far (numbers sotto's own tags).
     pub(super) searches: u64,
+    /// The server asked for the next SASL response: the next client line
+    /// is that, and only that one.
+    pub(super) sasl_expected: bool,
+    /// SASL responses sent in this AUTHENTICATE (the first names the user).
+    pub(super) sasl_responses: u32,
+    /// Client bytes that go to the server ahead of the queue (SASL
+    /// responses: part of the command in flight).
+    pub(super) urgent: Vec<u8>,
     /// Why the session must end (after what is queued for the client).
     pub(super) fatal: Option<String>,
 }
@@ -188,6 +199,9 @@ impl Session {
             searches: 0,
             held: VecDeque::new(),
             fatal: None,
+            sasl_expected: false,
+            sasl_responses: 0,
+            urgent: Vec::new(),
         };
         let (mut cbuf, mut sbuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
         let mut lines: Vec<FragmentInfo> = Vec::new();
@@ -315,12 +329,21 @@ impl Session {
                 continue;
             }
             let raw = f.message_bytes().to_vec();
-            if self.idling.take().is_some() || self.authenticating.is_some() {
+            // A SASL response, only when the server asked for one.
+            if self.authenticating.is_some() && std::mem::take(&mut self.sasl_expected) {
                 if let Some((tag, mechanism)) = &self.authenticating
+                    && self.sasl_responses == 0
                     && let Some(user) = login::sasl_line_user(mechanism, &raw)
                 {
                     self.login = Some((tag.clone(), user));
                 }
+                self.sasl_responses += 1;
+                self.urgent.extend_from_slice(&raw);
+                continue;
+            }
+            // IDLE's end: exactly DONE; anything else is a command.
+            if self.idling.is_some() && raw.trim_ascii().eq_ignore_ascii_case(b"DONE") {
+                self.idling = None;
                 self.held.push_back((raw, None));
                 continue;
             }
@@ -330,7 +353,14 @@ impl Session {
             match decoded {
                 Ok(cmd) => match self.command(cmd, &raw, &infos).await {
                     Ok(out) => self.held.push_back(out),
-                    Err(bad) => to_client.extend_from_slice(&bad),
+                    Err(bad) => {
+                        to_client.extend_from_slice(&bad);
+                        if self.upgrade {
+                            // Nothing the client sent after STARTTLS, in
+                            // the clear, is read (RFC 9051 6.2.1).
+                            break;
+                        }
+                    }
                 },
                 Err(_) => {
                     metrics::counter!("sotto_imap_refused_total", "reason" => "unreadable")
@@ -357,7 +387,7 @@ impl Session {
     /// them, up to and including the next FETCH that sotto answers (the
     /// rest wait until its tagged response).
     fn release(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.urgent);
         while self.in_flight.is_none() {
             let Some((bytes, plan)) = self.held.pop_front() else {
                 break;
@@ -378,23 +408,52 @@ impl Session {
         infos: &[FragmentInfo],
     ) -> Result<(Vec<u8>, Option<InFlight>), Vec<u8>> {
         let tag = cmd.tag.as_ref().to_owned();
+        if tag.to_ascii_lowercase().starts_with("sotto-") {
+            return Err(format!("{tag} BAD tags starting sotto- are sotto's own\r\n").into_bytes());
+        }
+        if matches!(
+            cmd.body,
+            CommandBody::Login { .. } | CommandBody::Authenticate { .. }
+        ) {
+            if self.user.is_some() || self.login.is_some() || self.authenticating.is_some() {
+                return Err(
+                    format!("{tag} BAD already logged in, or a login is under way\r\n")
+                        .into_bytes(),
+                );
+            }
+            if self.offer_starttls() {
+                return Err(format!(
+                    "{tag} NO [PRIVACYREQUIRED] use STARTTLS first: sotto does not pass passwords in the clear\r\n"
+                )
+                .into_bytes());
+            }
+        }
         match &cmd.body {
             CommandBody::Login { username, .. } => {
                 let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                 self.login = Some((tag.clone(), user));
+                return Ok((non_sync(raw, infos), Some(InFlight::Login(tag))));
             }
             CommandBody::Authenticate {
                 mechanism,
                 initial_response,
             } => {
                 let mechanism = mechanism.to_string();
-                if let Some(user) = initial_response
-                    .as_ref()
-                    .and_then(|ir| login::sasl_user(&mechanism, ir.declassify()))
-                {
-                    self.login = Some((tag.clone(), user));
+                self.sasl_expected = false;
+                self.sasl_responses = 0;
+                if let Some(ir) = initial_response {
+                    self.sasl_responses = 1;
+                    if let Some(user) = login::sasl_user(&mechanism, ir.declassify()) {
+                        self.login = Some((tag.clone(), user));
+                    }
                 }
                 self.authenticating = Some((tag.clone(), mechanism));
+                return Ok((non_sync(raw, infos), Some(InFlight::Login(tag))));
+            }
+            CommandBody::Compress { .. } => {
+                return Err(
+                    format!("{tag} BAD COMPRESS is not offered through sotto\r\n").into_bytes(),
+                );
             }
             CommandBody::Idle => self.idling = Some(tag.clone()),
             CommandBody::StartTLS if self.offer_starttls() => {

@@ -55,7 +55,25 @@ impl Session {
                 .map(|r| r.into_static());
             match resp {
                 Ok(resp) => out.extend(self.response(resp, &raw).await),
-                Err(_) => out.extend_from_slice(&raw),
+                Err(_) => {
+                    // Unreadable, forwarded as it came; but a tagged answer
+                    // still ends what it answers (nothing waits forever).
+                    let swallowed = match f.decode_tag() {
+                        Some(tag) => {
+                            let tag = tag.as_ref().to_owned();
+                            if self.login.as_ref().is_some_and(|l| l.0 == tag) {
+                                // Not known to be OK: no user.
+                                self.login = None;
+                                self.authenticating = None;
+                            }
+                            self.tag_done(&tag, false)
+                        }
+                        None => false,
+                    };
+                    if !swallowed {
+                        out.extend_from_slice(&raw);
+                    }
+                }
             }
         }
         out
@@ -89,21 +107,15 @@ impl Session {
                 }
             }
             Response::Status(Status::Tagged(mut t)) => {
-                match &self.in_flight {
-                    Some(InFlight::Fetch(p)) if p.tag == t.tag.as_ref() => self.in_flight = None,
-                    Some(InFlight::Search(j)) if j.internal_tag == t.tag.as_ref() => {
-                        // sotto's own FETCH done: the client's SEARCH goes
-                        // next; this answer is not the client's.
-                        if let Some(InFlight::Search(job)) = self.in_flight.take() {
-                            let bytes = job.finish(t.body.kind == StatusKind::Ok);
-                            self.held.push_front((bytes, None));
-                        }
-                        return Vec::new();
-                    }
-                    _ => {}
+                if self.tag_done(t.tag.as_ref(), t.body.kind == StatusKind::Ok) {
+                    return Vec::new();
+                }
+                if self.idling.as_deref() == Some(t.tag.as_ref()) {
+                    self.idling = None;
                 }
                 if self.authenticating.as_ref().map(|a| a.0.as_str()) == Some(t.tag.as_ref()) {
                     self.authenticating = None;
+                    self.sasl_expected = false;
                 }
                 if let Some((tag, user)) = self.login.take() {
                     if tag != t.tag.as_ref() {
@@ -123,7 +135,20 @@ impl Session {
                     _ => raw.to_vec(),
                 }
             }
+            Response::CommandContinuationRequest(_) => {
+                if self.authenticating.is_some() {
+                    self.sasl_expected = true;
+                }
+                raw.to_vec()
+            }
             Response::Data(Data::Fetch { seq, items }) => {
+                if let Some(InFlight::Search(job)) = &mut self.in_flight
+                    && job.full()
+                {
+                    // Past the bound: not opened; the server answers alone.
+                    job.add(items.as_ref(), b"");
+                    return Vec::new();
+                }
                 if matches!(self.in_flight, Some(InFlight::Search(_))) {
                     return match self.shown(&items) {
                         Some(message) => {
@@ -170,5 +195,24 @@ impl Session {
                 .view(key, stored, max, &self.policy)
                 .unwrap_or_else(|| Arc::new(stored.to_vec())),
         )
+    }
+
+    /// The tagged answer to `tag` came (`ok`: OK): whatever sotto had in
+    /// flight for it ends. `true` when the answer is sotto's own and must
+    /// not reach the client.
+    fn tag_done(&mut self, tag: &str, ok: bool) -> bool {
+        match &self.in_flight {
+            Some(InFlight::Fetch(p)) if p.tag == tag => self.in_flight = None,
+            Some(InFlight::Login(t)) if t == tag => self.in_flight = None,
+            Some(InFlight::Search(j)) if j.internal_tag == tag => {
+                // sotto's own FETCH done: the client's SEARCH goes next.
+                if let Some(InFlight::Search(job)) = self.in_flight.take() {
+                    self.held.push_front((job.finish(ok), None));
+                }
+                return true;
+            }
+            _ => {}
+        }
+        false
     }
 }

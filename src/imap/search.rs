@@ -15,13 +15,13 @@
 
 use std::num::NonZeroU32;
 
-use imap_codec::CommandCodec;
-use imap_codec::encode::Encoder;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::fetch::MessageDataItem;
 use imap_codec::imap_types::search::SearchKey;
-use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use mail_parser::{MessageParser, PartType};
+
+use super::framing::encode_non_sync;
 
 /// Mailboxes with more messages are searched by the server alone.
 pub const MAX_MESSAGES: usize = 10_000;
@@ -140,17 +140,14 @@ impl SearchJob {
     /// they matched; as the client wrote it if sotto's FETCH failed or the
     /// mailbox was too large (the server's answer alone).
     pub fn finish(self, fetched: bool) -> Vec<u8> {
-        let codec = CommandCodec::default();
         if !fetched || self.seen > MAX_MESSAGES {
-            return codec.encode(&self.client).dump();
+            return encode_non_sync(&self.client);
         }
         let mut client = self.client;
-        let mut with = self.hits.into_iter().map(|uids| {
-            match SequenceSet::try_from(uids) {
-                Ok(set) => SearchKey::Uid(set),
-                // Nothing matched.
-                Err(_) => SearchKey::Not(Box::new(SearchKey::All)),
-            }
+        let mut with = self.hits.into_iter().map(|uids| match ranges(uids) {
+            Some(set) => SearchKey::Uid(set),
+            // Nothing matched.
+            None => SearchKey::Not(Box::new(SearchKey::All)),
         });
         if let CommandBody::Search { criteria, .. } = &mut client.body {
             let mut keys: Vec<SearchKey<'static>> = criteria.as_ref().to_vec();
@@ -159,7 +156,43 @@ impl SearchJob {
                 *criteria = v;
             }
         }
-        codec.encode(&client).dump()
+        encode_non_sync(&client)
+    }
+
+    /// Whether the mailbox is past the bound: its messages need not be
+    /// opened any more.
+    pub fn full(&self) -> bool {
+        self.seen >= MAX_MESSAGES
+    }
+}
+
+/// UIDs as a set of ranges (`3:7,9`), or `None` for none.
+fn ranges(mut uids: Vec<NonZeroU32>) -> Option<SequenceSet> {
+    uids.sort();
+    uids.dedup();
+    let mut out: Vec<Sequence> = Vec::new();
+    let mut run: Option<(NonZeroU32, NonZeroU32)> = None;
+    for u in uids {
+        run = match run {
+            Some((a, b)) if b.get().checked_add(1) == Some(u.get()) => Some((a, u)),
+            Some((a, b)) => {
+                out.push(range(a, b));
+                Some((u, u))
+            }
+            None => Some((u, u)),
+        };
+    }
+    if let Some((a, b)) = run {
+        out.push(range(a, b));
+    }
+    SequenceSet::try_from(out).ok()
+}
+
+fn range(a: NonZeroU32, b: NonZeroU32) -> Sequence {
+    if a == b {
+        Sequence::Single(SeqOrUid::Value(a))
+    } else {
+        Sequence::Range(SeqOrUid::Value(a), SeqOrUid::Value(b))
     }
 }
 
@@ -284,5 +317,16 @@ mod tests {
             "A2 SEARCH TEXT zebra\r\n"
         );
         assert!(plan(&command(b"A3 SEARCH UNSEEN FROM bob\r\n"), 3).is_none());
+        let n = |v: &[u32]| v.iter().map(|u| NonZeroU32::new(*u).unwrap()).collect();
+        let set = ranges(n(&[9, 3, 4, 5, 7, 4])).unwrap();
+        let cmd = Command {
+            tag: imap_codec::imap_types::core::Tag::try_from("x").unwrap(),
+            body: CommandBody::Search {
+                charset: None,
+                criteria: SearchKey::Uid(set).into(),
+                uid: true,
+            },
+        };
+        assert_eq!(encode_non_sync(&cmd), b"x UID SEARCH UID 3:5,7,9\r\n");
     }
 }

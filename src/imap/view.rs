@@ -84,12 +84,11 @@ impl<'a> Entity<'a> {
                 parts
                     .into_iter()
                     .map(|(s, e)| {
-                        let child = Entity::parse(&body[s..e], child_default, depth + 1);
+                        let mut child = Entity::parse(&body[s..e], child_default, depth + 1);
                         if child.closed && body[e..].starts_with(b"\r\n") {
-                            Entity::parse(&body[s..e + 2], child_default, depth + 1)
-                        } else {
-                            child
+                            child.take_line_end(body);
                         }
+                        child
                     })
                     .collect(),
             )
@@ -108,6 +107,19 @@ impl<'a> Entity<'a> {
             ctype,
             kind,
             closed,
+        }
+    }
+
+    /// Extends this entity's body (and that of the message it
+    /// encapsulates) over the two bytes after it in `parent`, which holds
+    /// it: the CRLF after a nested close delimiter. Done in place, never by
+    /// parsing again (which would cost twice per nesting level).
+    fn take_line_end(&mut self, parent: &'a [u8]) {
+        let start = self.body.as_ptr() as usize - parent.as_ptr() as usize;
+        let end = (start + self.body.len() + 2).min(parent.len());
+        self.body = &parent[start..end];
+        if let Kind::Message(inner) = &mut self.kind {
+            inner.take_line_end(parent);
         }
     }
 
@@ -513,6 +525,36 @@ mod tests {
         assert_eq!(m.part(&n(&[2, 1])).unwrap().body, b"inner body");
         assert!(m.part(&n(&[3])).is_none());
         assert!(m.part(&n(&[1, 1])).is_none());
+    }
+
+    /// Nested multiparts whose close delimiters follow each other: parsed
+    /// once each (it was twice per level, 2^depth in all).
+    #[test]
+    fn nested_close_delimiters_parse_in_linear_time() {
+        let depth = 30;
+        let mut m = String::new();
+        for i in 0..depth {
+            m.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        m.push_str("Content-Type: text/plain\r\n\r\nleaf");
+        for i in (0..depth).rev() {
+            m.push_str(&format!("\r\n--b{i}--"));
+        }
+        m.push_str("\r\n");
+        let e = Entity::message(m.as_bytes());
+        let _ = e.structure(true);
+        let leaf = e.part(&n(&vec![1u32; depth])).unwrap();
+        assert_eq!(leaf.body, b"leaf");
+        // Each level's part ends with the close delimiter below it and the
+        // line end after it.
+        let outer = e.part(&n(&[1])).unwrap();
+        assert!(
+            outer.body.ends_with(b"--b1--\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(outer.body)
+        );
     }
 
     #[test]

@@ -43,6 +43,16 @@ pub enum Sealed {
 
 /// The OpenPGP message `message` carries, if it is PGP/MIME or a
 /// `text/plain` body holding one armoured PGP message.
+/// Whether `message` really holds ciphertext (PGP/MIME or inline PGP
+/// whose armour is an encrypted OpenPGP message), not only looks so.
+pub fn is_ciphertext(message: &[u8]) -> bool {
+    match sealed(message) {
+        Some(Sealed::PgpMime(a)) => crate::openpgp::open::is_encrypted(&a),
+        Some(Sealed::Inline { armored, .. }) => crate::openpgp::open::is_encrypted(&armored),
+        None => false,
+    }
+}
+
 pub fn sealed(message: &[u8]) -> Option<Sealed> {
     let parsed = MessageParser::default().parse(message)?;
     let root = parsed.root_part();

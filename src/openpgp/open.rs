@@ -289,6 +289,29 @@ fn open_with(message: &[u8], how: &Opening<'_>, state: &mut State) -> Result<Vec
 /// Whether the binary message `message` names one of `tsk`'s keys (or hides
 /// its recipients) in a PKESK: read from its first packets, without any
 /// public-key work.
+/// Whether `message` (armoured or binary) is an encrypted OpenPGP message:
+/// it starts with key packets (PKESK or SKESK) followed by encrypted data.
+pub fn is_encrypted(message: &[u8]) -> bool {
+    use openpgp::Packet;
+    use openpgp::parse::{PacketParser, PacketParserResult};
+    let Ok(mut ppr) = PacketParser::from_bytes(message) else {
+        return false;
+    };
+    let mut keys = false;
+    while let PacketParserResult::Some(pp) = ppr {
+        match &pp.packet {
+            Packet::PKESK(_) | Packet::SKESK(_) => keys = true,
+            Packet::SEIP(_) => return keys,
+            _ => return false,
+        }
+        ppr = match pp.next() {
+            Ok((_, next)) => next,
+            Err(_) => return false,
+        };
+    }
+    false
+}
+
 pub fn addressed_to(message: &[u8], tsk: &Cert) -> bool {
     use openpgp::Packet;
     use openpgp::parse::{PacketParser, PacketParserResult};

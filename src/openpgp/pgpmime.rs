@@ -125,17 +125,18 @@ pub fn encrypt_whole(
 }
 
 /// What a mailbox keeps of `message` for its owner: the message itself if
-/// it already is encrypted (to them or anyone), else [`encrypt_whole`].
+/// it really is ciphertext (to them or anyone: a PGP/MIME or inline PGP
+/// message whose armour parses as an encrypted OpenPGP message; a label
+/// alone is not enough), else [`encrypt_whole`].
 pub fn mailbox_copy(
     message: Vec<u8>,
     owner: &Cert,
     policy: &dyn Policy,
 ) -> Result<Vec<u8>, CryptError> {
-    let parsed = crate::mail::Parsed::new(message);
-    if parsed.already_encrypted() {
-        return Ok(parsed.into_bytes());
+    if crate::inbound::message::is_ciphertext(&message) {
+        return Ok(message);
     }
-    encrypt_whole(parsed.bytes(), owner, policy)
+    encrypt_whole(&message, owner, policy)
 }
 
 /// The field [`encrypt_whole`] adds outside.
@@ -241,6 +242,27 @@ fn boundary() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only real ciphertext is kept as it came; a message that is merely
+    /// labelled encrypted is encrypted.
+    #[test]
+    fn a_mailbox_copy_trusts_ciphertext_not_labels() {
+        use sequoia_openpgp::cert::CertBuilder;
+        let policy = sequoia_openpgp::policy::StandardPolicy::new();
+        let (owner, _) = CertBuilder::general_purpose(Some("<alice@example.org>"))
+            .generate()
+            .unwrap();
+        let plain = b"Subject: s\r\n\r\nwords\r\n".to_vec();
+        let sealed = mailbox_copy(plain.clone(), &owner, &policy).unwrap();
+        assert!(!String::from_utf8_lossy(&sealed).contains("words"));
+        assert_eq!(
+            mailbox_copy(sealed.clone(), &owner, &policy).unwrap(),
+            sealed
+        );
+        let fake = b"Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nsecret words in clear\r\n-----END PGP MESSAGE-----\r\n--b--\r\n".to_vec();
+        let stored = mailbox_copy(fake, &owner, &policy).unwrap();
+        assert!(!String::from_utf8_lossy(&stored).contains("secret words"));
+    }
 
     #[test]
     fn inner_entity_keeps_body_and_protects_headers() {
