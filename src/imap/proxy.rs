@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imap_codec::CommandCodec;
-use imap_codec::encode::Encoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::imap_types::IntoStatic as _;
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -524,7 +523,7 @@ impl Session {
                 message: LiteralOrLiteral8::Literal(literal),
             },
         };
-        Ok(CommandCodec::default().encode(&out).dump())
+        Ok(super::framing::encode_non_sync(&out))
     }
 
     /// The session's user, once the server accepted the login: a local
