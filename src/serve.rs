@@ -394,10 +394,8 @@ async fn imap(
         }
         _ => None,
     };
-    if cfg.imap.upstream_tls && cfg.imap.upstream_starttls {
-        return Err(ServeError::Imap(
-            "imap.upstream_tls and imap.upstream_starttls are both set: choose implicit TLS (port 993) or STARTTLS (port 143)".into(),
-        ));
+    if let Some((key, why)) = cfg.imap.upstream_problem() {
+        return Err(ServeError::Imap(format!("{key} {why}")));
     }
     let upstream_tls = if cfg.imap.upstream_tls || cfg.imap.upstream_starttls {
         let ca = match &cfg.imap.upstream_tls_ca {
@@ -414,18 +412,6 @@ async fn imap(
                 .map_err(|e| ServeError::Imap(format!("imap.upstream_tls: {e}")))?,
         )
     } else {
-        let host = cfg.imap.upstream.rsplit_once(':').map_or("", |(h, _)| h);
-        let loopback = host == "localhost"
-            || host
-                .trim_matches(['[', ']'])
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            return Err(ServeError::Imap(format!(
-                "imap.upstream `{}` is not on this machine: set imap.upstream_tls = true (IMAPS) or imap.upstream_starttls = true (plain IMAP only on loopback)",
-                cfg.imap.upstream
-            )));
-        }
         None
     };
     let shared = Arc::new(crate::imap::proxy::ImapShared {

@@ -116,6 +116,36 @@ pub struct ImapConfig {
     pub login_domain: String,
 }
 
+impl ImapConfig {
+    /// What is wrong with how sotto reaches the server, as (key, message):
+    /// both TLS modes at once, or plain IMAP to a host that is not this
+    /// machine. Checked by `sotto check` and again by `serve`.
+    pub fn upstream_problem(&self) -> Option<(&'static str, String)> {
+        if self.upstream_tls && self.upstream_starttls {
+            return Some((
+                "imap.upstream_starttls",
+                "and imap.upstream_tls are both set: choose implicit TLS (port 993) or STARTTLS (port 143)".into(),
+            ));
+        }
+        let loopback = super::split_host_port(&self.upstream).is_some_and(|(host, _)| {
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if !self.upstream_tls && !self.upstream_starttls && !loopback {
+            return Some((
+                "imap.upstream",
+                format!(
+                    "`{}` is not on this machine: set imap.upstream_tls = true (IMAPS) or imap.upstream_starttls = true (plain IMAP only on loopback)",
+                    self.upstream
+                ),
+            ));
+        }
+        None
+    }
+}
+
 impl Default for ImapConfig {
     fn default() -> Self {
         ImapConfig {

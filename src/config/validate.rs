@@ -71,24 +71,13 @@ impl Config {
                 ),
             ));
         }
-        match (&self.smtp.tls_cert, &self.smtp.tls_key) {
-            (Some(_), None) => out.push(("smtp.tls_cert".into(), "tls_key is missing".into())),
-            (None, Some(_)) => out.push(("smtp.tls_key".into(), "tls_cert is missing".into())),
-            (Some(c), Some(k)) => {
-                for (key, p) in [("smtp.tls_cert", c), ("smtp.tls_key", k)] {
-                    if !p.is_file() {
-                        out.push((key.into(), format!("cannot read `{}`", p.display())));
-                    }
-                }
-            }
-            (None, None) => {
-                if self.smtp.require_tls {
-                    out.push((
-                        "smtp.require_tls".into(),
-                        "needs tls_cert and tls_key".into(),
-                    ));
-                }
-            }
+        if no_tls_files(&mut out, "smtp", &self.smtp.tls_cert, &self.smtp.tls_key)
+            && self.smtp.require_tls
+        {
+            out.push((
+                "smtp.require_tls".into(),
+                "needs tls_cert and tls_key".into(),
+            ));
         }
         if let Some(ca) = &self.upstream.tls_ca
             && !ca.is_file()
@@ -227,55 +216,57 @@ impl Config {
                 "needs identities.domains: the proxy stores mail encrypted to the local users' identities".into(),
             );
         }
-        match split_host_port(&imap.upstream) {
-            None => problem(
+        if split_host_port(&imap.upstream).is_none() {
+            problem(
                 "imap.upstream",
                 format!(
                     "`{}` is not host:port (e.g. imap.example.net:993)",
                     imap.upstream
                 ),
-            ),
-            Some((host, _)) => {
-                let loopback = host == "localhost"
-                    || host
-                        .trim_matches(['[', ']'])
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback());
-                if imap.upstream_tls && imap.upstream_starttls {
-                    problem(
-                        "imap.upstream_starttls",
-                        "and imap.upstream_tls are both set: choose implicit TLS (port 993) or STARTTLS (port 143)".into(),
-                    );
-                } else if !imap.upstream_tls && !imap.upstream_starttls && !loopback {
-                    problem(
-                        "imap.upstream",
-                        format!(
-                            "`{}` is not on this machine: set imap.upstream_tls = true (IMAPS) or imap.upstream_starttls = true (plain IMAP only on loopback)",
-                            imap.upstream
-                        ),
-                    );
+            );
+        } else if let Some((key, why)) = imap.upstream_problem() {
+            problem(key, why);
+        }
+        if let Some(p) = &imap.upstream_tls_ca
+            && !p.is_file()
+        {
+            problem(
+                "imap.upstream_tls_ca",
+                format!("cannot read `{}`", p.display()),
+            );
+        }
+        if no_tls_files(out, "imap", &imap.tls_cert, &imap.tls_key) && !imap.listen_tls.is_empty() {
+            out.push((
+                "imap.listen_tls".into(),
+                "needs tls_cert and tls_key (TLS to the clients ends at sotto)".into(),
+            ));
+        }
+    }
+}
+
+/// A listener's certificate and key (`<section>.tls_cert`, `.tls_key`),
+/// which go together: one without the other is a problem, and once both
+/// are given, a file that cannot be read. `true` when neither is given.
+fn no_tls_files(
+    out: &mut Vec<(String, String)>,
+    section: &str,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+) -> bool {
+    match (cert, key) {
+        (Some(_), None) => out.push((format!("{section}.tls_cert"), "tls_key is missing".into())),
+        (None, Some(_)) => out.push((format!("{section}.tls_key"), "tls_cert is missing".into())),
+        (None, None) => return true,
+        (Some(c), Some(k)) => {
+            for (name, p) in [("tls_cert", c), ("tls_key", k)] {
+                if !p.is_file() {
+                    out.push((
+                        format!("{section}.{name}"),
+                        format!("cannot read `{}`", p.display()),
+                    ));
                 }
             }
         }
-        match (&imap.tls_cert, &imap.tls_key) {
-            (Some(_), None) => problem("imap.tls_cert", "tls_key is missing".into()),
-            (None, Some(_)) => problem("imap.tls_key", "tls_cert is missing".into()),
-            (None, None) if !imap.listen_tls.is_empty() => problem(
-                "imap.listen_tls",
-                "needs tls_cert and tls_key (TLS to the clients ends at sotto)".into(),
-            ),
-            _ => {}
-        }
-        for (key, p) in [
-            ("imap.tls_cert", &imap.tls_cert),
-            ("imap.tls_key", &imap.tls_key),
-            ("imap.upstream_tls_ca", &imap.upstream_tls_ca),
-        ] {
-            if let Some(p) = p
-                && !p.is_file()
-            {
-                problem(key, format!("cannot read `{}`", p.display()));
-            }
-        }
     }
+    false
 }
