@@ -284,7 +284,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             inbound_keys,
             &cfg.identities.domains,
             cfg.limits.max_message_size,
-            Some(inbound_policies),
+            inbound_policies,
         ));
         inbound_addr = socket.local_addr().ok();
         let l = Listener {

@@ -213,10 +213,9 @@ impl Text {
             .fields
             .iter()
             .map(|f| {
-                let value = &f.raw[f.raw.iter().position(|b| *b == b':').map_or(0, |c| c + 1)..];
                 (
                     f.name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(value)
+                    String::from_utf8_lossy(f.value())
                         .replace("\r\n", "")
                         .to_lowercase(),
                 )

@@ -27,6 +27,8 @@ pub struct Entity<'a> {
     pub body: &'a [u8],
     /// `type`, `subtype` as the header writes them.
     ctype: (String, String),
+    /// The header, parsed once (structure and envelope read it again).
+    headers: Option<mail_parser::Message<'a>>,
     kind: Kind<'a>,
     /// The body ends with a close delimiter (its own, or that of the
     /// message it encapsulates) and nothing after it. The line end after
@@ -105,6 +107,7 @@ impl<'a> Entity<'a> {
             header,
             body,
             ctype,
+            headers: parsed,
             kind,
             closed,
         }
@@ -197,8 +200,7 @@ impl<'a> Entity<'a> {
 
     /// BODYSTRUCTURE (`extended`) or BODY.
     pub fn structure(&self, extended: bool) -> BodyStructure<'static> {
-        let fields = MessageParser::default().parse_headers(self.header);
-        let headers = fields.as_ref();
+        let headers = self.headers.as_ref();
         let params = |ct: Option<&mail_parser::ContentType<'_>>| -> Vec<(IString<'static>, IString<'static>)> {
             ct.and_then(|c| c.attributes())
                 .unwrap_or_default()
@@ -300,8 +302,8 @@ impl<'a> Entity<'a> {
         let split = crate::mail::split(self.header);
         let raw = |name: &str| -> NString<'static> {
             let value = split.fields.iter().find(|f| f.is(name)).map(|f| {
-                let v = &f.raw[f.raw.iter().position(|b| *b == b':').map_or(0, |c| c + 1)..];
-                let unfolded: Vec<u8> = v
+                let unfolded: Vec<u8> = f
+                    .value()
                     .iter()
                     .copied()
                     .filter(|b| *b != b'\r' && *b != b'\n')
@@ -312,7 +314,7 @@ impl<'a> Entity<'a> {
                 .and_then(|v| NString::try_from(v).ok())
                 .unwrap_or(NString(None))
         };
-        let parsed = MessageParser::default().parse_headers(self.header);
+        let parsed = &self.headers;
         let addresses = |name: &str| -> Vec<Address<'static>> {
             let Some(m) = parsed.as_ref() else {
                 return Vec::new();

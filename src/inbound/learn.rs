@@ -28,11 +28,10 @@ pub struct Facts {
     pub recipients: Vec<String>,
 }
 
-/// The unfolded value of a raw header field.
-fn value(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let v = text.split_once(':').map_or("", |(_, v)| v);
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The unfolded value of a header field, whitespace runs made one space.
+fn value(f: &crate::mail::Field<'_>) -> String {
+    let text = String::from_utf8_lossy(f.value());
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Reads `message`'s header.
@@ -77,7 +76,7 @@ pub fn read(message: &[u8]) -> Facts {
             .fields
             .iter()
             .filter(|f| f.is("autocrypt"))
-            .filter_map(|f| autocrypt::parse(&value(f.raw), false))
+            .filter_map(|f| autocrypt::parse(&value(f), false))
             .filter(|h| h.addr == *from)
             .collect();
         if mine.len() == 1 {
@@ -125,7 +124,7 @@ pub async fn gossip<T: Target>(inbound: &Inbound<T>, facts: &Facts, plaintext: &
     let s = split(&inner);
     let store = inbound.identities.store();
     for f in s.fields.iter().filter(|f| f.is("autocrypt-gossip")) {
-        let Some(h) = autocrypt::parse(&value(f.raw), true) else {
+        let Some(h) = autocrypt::parse(&value(f), true) else {
             continue;
         };
         if !facts.recipients.contains(&h.addr) || h.cert().is_none() {

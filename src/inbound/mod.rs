@@ -40,7 +40,7 @@ pub struct Inbound<T: Target> {
     /// preview).
     create: bool,
     /// The policy files: `store = "encrypted"` per recipient.
-    policies: Option<Arc<Policies>>,
+    policies: Arc<Policies>,
 }
 
 impl<T: Target> Inbound<T> {
@@ -53,7 +53,7 @@ impl<T: Target> Inbound<T> {
         keys: KeyStore,
         domains: &[String],
         max_bytes: usize,
-        policies: Option<Arc<Policies>>,
+        policies: Arc<Policies>,
     ) -> Arc<Self> {
         Arc::new(Inbound {
             inner,
@@ -75,7 +75,7 @@ impl<T: Target> Inbound<T> {
         keys: KeyStore,
         domains: &[String],
         max_bytes: usize,
-        policies: Option<Arc<Policies>>,
+        policies: Arc<Policies>,
     ) -> Arc<Self> {
         let mut me = Self::new(inner, identities, keys, domains, max_bytes, policies);
         if let Some(m) = Arc::get_mut(&mut me) {
@@ -103,12 +103,10 @@ impl<T: Target> Inbound<T> {
 
     /// Whether the policy wants `rcpt`'s mailbox to hold only ciphertext.
     fn store_encrypted(&self, from: &str, rcpt: &str) -> bool {
-        let Some(p) = &self.policies else {
-            return false;
-        };
         // A local recipient has an identity: a rule on `to_has_key` sees
         // that.
-        p.current()
+        self.policies
+            .current()
             .decide(Channel::Smtp, from, rcpt, Some(true))
             .is_ok_and(|d| d.treatment.store == StoreMode::Encrypted)
     }

@@ -50,7 +50,7 @@ pub async fn transform(
         keys,
         &cfg.identities.domains,
         cfg.limits.max_message_size,
-        Some(policies),
+        policies,
     ));
     let mail = MailFrom {
         address: from.to_owned(),

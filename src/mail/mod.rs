@@ -25,6 +25,12 @@ impl Field<'_> {
         self.name.eq_ignore_ascii_case(name)
     }
 
+    /// The value as written: everything after the colon, folds included.
+    pub fn value(&self) -> &[u8] {
+        let colon = self.raw.iter().position(|b| *b == b':');
+        &self.raw[colon.map_or(self.raw.len(), |c| c + 1)..]
+    }
+
     /// `Content-*` fields describe the content entity, not the message.
     pub fn is_content(&self) -> bool {
         self.name.len() > 8 && self.name[..8].eq_ignore_ascii_case("content-")
