@@ -142,23 +142,19 @@ impl Session {
                 raw.to_vec()
             }
             Response::Data(Data::Fetch { seq, items }) => {
-                if let Some(InFlight::Search(job)) = &mut self.in_flight
-                    && job.full()
-                {
-                    // Past the bound: not opened; the server answers alone.
-                    job.add(items.as_ref(), b"");
-                    return Vec::new();
-                }
                 if matches!(self.in_flight, Some(InFlight::Search(_))) {
-                    return match self.shown(&items) {
-                        Some(message) => {
-                            if let Some(InFlight::Search(job)) = &mut self.in_flight {
-                                job.add(items.as_ref(), &message);
-                            }
-                            Vec::new()
-                        }
-                        None => raw.to_vec(),
-                    };
+                    // Only sotto's own FETCH carries the whole message; a
+                    // flag change the server reports meanwhile passes.
+                    if fetch::whole_message(items.as_ref()).is_none() {
+                        return raw.to_vec();
+                    }
+                    // Past the bound, messages are counted, not opened.
+                    let full = matches!(&self.in_flight, Some(InFlight::Search(j)) if j.full());
+                    let message = if full { None } else { self.shown(&items) };
+                    if let Some(InFlight::Search(job)) = &mut self.in_flight {
+                        job.add(items.as_ref(), message.as_deref().map_or(&[][..], |m| m));
+                    }
+                    return Vec::new();
                 }
                 match self.answer_fetch(&items) {
                     Some(items) => encode(&Response::Data(Data::Fetch { seq, items })),
